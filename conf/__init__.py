@@ -1,0 +1,1 @@
+# Installed as the package `rnnexp.conf` (see pyproject.toml) so Hydra finds the configs from any directory.

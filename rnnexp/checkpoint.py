@@ -1,0 +1,91 @@
+"""Checkpoints: atomic save, exact resume.
+
+`checkpoint.pt` holds everything to continue a run to the same last digit: model, optimizer,
+scheduler, every RNG state, the loop position (epoch, batch, carried hidden state, partial epoch
+sums, history). Task data needs no RNG state: each epoch's data comes from (seed, epoch).
+`best.pt` holds the model with the lowest validation loss, plus what sampling needs.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from rnnexp.errors import RunDirError
+from rnnexp.files import atomic_write
+from rnnexp.train import LoopState, Totals
+
+CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
+FORMAT = 1  # bump when the payload changes incompatibly
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_torch(path: Path, payload: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Optional[Any], loop: LoopState, shape: dict[str, Any]) -> None:
+    loop_dict = asdict(loop)
+    loop_dict["carried"] = loop.carried  # keep tensors as tensors
+    save_torch(Path(run_dir) / CHECKPOINT, {
+        "format": FORMAT,
+        "shape": shape,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "loop": loop_dict,
+        "rng": rng_states(),
+    })
+
+
+def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
+    """A checkpoint's contents, or a one-line RunDirError (missing, torn, another version)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"{path} does not exist: no {what} in that run directory "
+                          f"(was it started with this rnnexp, and did it finish an epoch?)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torn or foreign file: torch raises many kinds
+        raise RunDirError(f"{path} is not a readable {what} ({type(err).__name__}); it may be truncated "
+                          f"or from another program; start a new run") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else "unknown"
+        raise RunDirError(f"{path} has checkpoint format {found}, this rnnexp reads format {FORMAT}; "
+                          f"use the rnnexp version that wrote it or start a new run")
+    return payload
+
+
+def restore(payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Optional[Any]) -> LoopState:
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None and payload["scheduler"] is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    set_rng_states(payload["rng"])
+    loop = dict(payload["loop"])
+    loop["totals"] = Totals(**loop["totals"])
+    return LoopState(**loop)

@@ -1,0 +1,84 @@
+"""The command line: `rnnexp [group=option ...] [key=value ...]`, `rnnexp -m ...` for sweeps.
+
+    rnnexp task=qrsu model=lstm
+    python -m rnnexp task=qrsu model=gru
+    rnnexp --help
+
+Hydra composes the config from `conf/` (installed as `rnnexp.conf`); `run_experiment` does the
+work. Every user mistake ends as one line on stderr and a non-zero exit (2: bad input, 1: a failed
+sweep job or run, 3: a diverged run, 130/143: interrupted); HYDRA_FULL_ERROR=1 shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from rnnexp.errors import Rejected, RnnexpError
+from rnnexp.experiment import EXIT_CODES, run_experiment
+from rnnexp.train import Interrupted
+
+
+@hydra.main(version_base="1.3", config_path="pkg://rnnexp.conf", config_name="config")
+def hydra_main(cfg: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    jobs = int(hydra_cfg.launcher.get("n_jobs", 1) or 1) if in_sweep else 1
+    if jobs < 0:  # joblib's -1: all cores
+        jobs = os.cpu_count() or 1
+    return run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), parallel_jobs=jobs, in_sweep=in_sweep)
+
+
+def one_line_hydra_error(err: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages, folded into one line that keeps the options."""
+    text = str(err)
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause) not in text:
+        text = f"{text}: {getattr(cause, 'msg', cause)}"
+    options = re.search(r"Available options in '([^']+)':\s*\n((?:\s+\S+\n?)+)", text)
+    head = text.split("\n\n")[0].split("\nConfig search path")[0]
+    head = re.sub(r"^In '[^']+': ", "", " ".join(head.split())).split(" full_key:")[0]
+    if options:
+        names = ", ".join(options.group(2).split())
+        return f"{head}; choose {options.group(1)}= one of {names}"
+    return head
+
+
+def main() -> None:
+    show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Let errors reach this function instead of Hydra's multi-line report; printed below.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        try:
+            hydra_main()
+        except Rejected as rejected:
+            raise rejected.error from None
+    except Interrupted as stop:
+        code = EXIT_CODES.get(stop.signum, 130)
+        print(f"rnnexp: interrupted; checkpoint saved. Resume with: rnnexp ... train.resume=<run dir> "
+              f"(the run directory is printed at the start)", file=sys.stderr)
+        sys.exit(code)
+    except (RnnexpError, HydraException, OmegaConfBaseException) as err:
+        if show_traceback:
+            raise
+        message = str(err) if isinstance(err, RnnexpError) else one_line_hydra_error(err)
+        _summarise_failed_sweep()
+        print(f"rnnexp: error: {message}", file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 2))
+
+
+def _summarise_failed_sweep() -> None:
+    """Hydra skips on_multirun_end when a job failed: write the sweep summary here instead."""
+    from rnnexp import sweep
+
+    if sweep.current_sweep_dir is not None:
+        sweep.summarise_after_sweep(sweep.current_sweep_dir)

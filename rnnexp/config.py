@@ -1,0 +1,156 @@
+"""Typed, validated run configuration.
+
+Hydra composes the YAML files in `conf/` (the only place defaults live); `load_run_config`
+turns the composed DictConfig into the dataclasses below. OmegaConf checks the types against
+these schemas, and each schema's `validate` checks ranges and combinations, so every mistake
+becomes a one-line `ConfigError` before any work (or any output directory) is started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Optional, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rnnexp.errors import ConfigError, require, require_choice
+
+CELLS = ("rnn", "lstm", "gru")
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+
+
+@dataclass
+class ModelConfig:
+    cell: str
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    nonlinearity: str
+    embedding_size: Optional[int]
+    param_budget: Optional[int]
+    forget_bias: Optional[float]
+
+    def validate(self) -> None:
+        require_choice("model.cell", self.cell, CELLS)
+        require(self.hidden_size >= 1, "model.hidden_size", self.hidden_size, "use an integer >= 1")
+        require(self.num_layers >= 1, "model.num_layers", self.num_layers, "use an integer >= 1")
+        require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use 0 <= dropout < 1")
+        require_choice("model.nonlinearity", self.nonlinearity, ("relu", "tanh"))
+        if self.embedding_size is not None:
+            require(self.embedding_size >= 1, "model.embedding_size", self.embedding_size, "use >= 1 or null")
+        if self.param_budget is not None:
+            require(self.param_budget >= 10, "model.param_budget", self.param_budget, "use an integer >= 10 or null")
+        if self.forget_bias is not None:
+            require(self.cell == "lstm", "model.forget_bias", self.forget_bias, "only an LSTM has a forget gate; use model=lstm or null")
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    grad_clip: Optional[float]
+    batch_size: int
+    epochs: int
+    batches_per_epoch: Optional[int]
+    target_accuracy: Optional[float]
+    lr_schedule: str
+    lr_patience: int
+    lr_factor: float
+    seed: int
+    device: str
+    threads: str
+    progress: str
+    checkpoint_every: int
+    resume: Optional[str]
+
+    def validate(self) -> None:
+        require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        require(self.lr > 0, "train.lr", self.lr, "use a learning rate > 0, e.g. 1e-3")
+        require(self.momentum >= 0, "train.momentum", self.momentum, "use >= 0")
+        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "use >= 0")
+        if self.grad_clip is not None:
+            require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "use a norm > 0 or null")
+        require(self.batch_size >= 1, "train.batch_size", self.batch_size, "use an integer >= 1")
+        require(self.epochs >= 1, "train.epochs", self.epochs, "use an integer >= 1")
+        if self.batches_per_epoch is not None:
+            require(self.batches_per_epoch >= 1, "train.batches_per_epoch", self.batches_per_epoch, "use >= 1 or null")
+        if self.target_accuracy is not None:
+            require(0 < self.target_accuracy <= 1, "train.target_accuracy", self.target_accuracy, "use 0 < target <= 1 or null")
+        require_choice("train.lr_schedule", self.lr_schedule, ("none", "plateau"))
+        require(self.lr_patience >= 0, "train.lr_patience", self.lr_patience, "use >= 0")
+        require(0 < self.lr_factor < 1, "train.lr_factor", self.lr_factor, "use 0 < factor < 1")
+        require(self.seed >= 0, "train.seed", self.seed, "use an integer >= 0")
+        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                "train.device", self.device, "use auto, cpu, cuda or cuda:N")
+        require(self.threads == "auto" or (self.threads.isdigit() and int(self.threads) >= 1),
+                "train.threads", self.threads, "use auto or an integer >= 1")
+        if self.device.startswith("cuda"):
+            import torch
+
+            require(torch.cuda.is_available(), "train.device", self.device,
+                    "CUDA is not available here; use train.device=cpu or auto")
+        require_choice("train.progress", self.progress, ("auto", "bar", "lines"))
+        require(self.checkpoint_every >= 0, "train.checkpoint_every", self.checkpoint_every, "use >= 0 (0 = only at the end)")
+
+
+@dataclass
+class RunConfig:
+    task: Any  # the task's own Config dataclass (see rnnexp.tasks)
+    model: ModelConfig
+    train: TrainConfig
+
+
+T = TypeVar("T")
+
+
+def typed(schema: type[T], node: Any, prefix: str) -> T:
+    """Check `node` against the dataclass `schema` and return an instance; errors name `prefix.key`."""
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{prefix} is missing or not a mapping; check the `{prefix}` section of the config")
+    known = {f.name for f in fields(schema)}
+    for key in node.keys():
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key} is not a known key; valid keys: {', '.join(sorted(known))}")
+    try:
+        node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))  # resolve in the full config
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = f"{prefix}.{err.full_key}" if getattr(err, "full_key", None) else prefix
+        raise ConfigError(f"{key}: {one_line(str(err)).split(' full_key:')[0]}") from err
+    return obj  # type: ignore[return-value]
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def load_run_config(cfg: DictConfig) -> RunConfig:
+    """Compose-time config (DictConfig) -> validated RunConfig, or a one-line ConfigError."""
+    from rnnexp.tasks import task_class  # tasks know their own schema
+
+    for section in ("task", "model", "train"):
+        if section not in cfg:
+            raise ConfigError(f"the config has no `{section}` section; choose one with {section}=...")
+    task_cls = task_class(cfg.task.get("name"))
+    run = RunConfig(
+        task=typed(task_cls.Config, cfg.task, "task"),
+        model=typed(ModelConfig, cfg.model, "model"),
+        train=typed(TrainConfig, _stringify(cfg.train, "threads"), "train"),
+    )
+    run.task.validate()
+    run.model.validate()
+    run.train.validate()
+    task_cls.validate_with(run.task, run.model, run.train)
+    return run
+
+
+def _stringify(node: DictConfig, key: str) -> DictConfig:
+    """`train.threads=2` arrives as an int; the schema takes a string ("auto" or a count)."""
+    node = node.copy()
+    if key in node and node[key] is not None:
+        node[key] = str(node[key])
+    return node

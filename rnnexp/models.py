@@ -1,0 +1,136 @@
+"""Recurrent models: an encoder, a fused torch recurrent layer, a linear head.
+
+    inputs (B, T, features) or token ids (B, T)
+      -> encoder: identity for one-hot/bit features, nn.Embedding for token ids
+      -> rnn: nn.RNN (ReLU or tanh), nn.LSTM or nn.GRU, chosen by name in `CELLS`
+      -> head: nn.Linear(hidden, classes), applied at every step
+    returns (logits (B, T, classes), final hidden state)
+
+The hidden state is whatever torch's layer uses (a tensor, or an (h, c) tuple for the LSTM);
+`carry_hidden_state` detaches either form so a streaming task can carry it to the next chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from rnnexp.errors import ConfigError
+
+State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+
+# name -> (torch layer, gate blocks per weight matrix). An RNN has one block; a GRU three (reset,
+# update, candidate); an LSTM four (input, forget, cell, output): hence the 4x weights.
+CELLS: dict[str, tuple[type[nn.RNNBase], int]] = {
+    "rnn": (nn.RNN, 1),
+    "gru": (nn.GRU, 3),
+    "lstm": (nn.LSTM, 4),
+}
+
+
+def make_recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                         dropout: float = 0.0, nonlinearity: str = "relu") -> nn.RNNBase:
+    """The fused torch layer for `cell`; an unknown name is rejected with the valid ones."""
+    if cell not in CELLS:
+        raise ConfigError(f"model.cell={cell!r} is unknown; choose one of {', '.join(CELLS)}")
+    layer_cls, _ = CELLS[cell]
+    kwargs: dict[str, Any] = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                                  dropout=dropout if num_layers > 1 else 0.0, batch_first=True)
+    if cell == "rnn":
+        kwargs["nonlinearity"] = nonlinearity
+    return layer_cls(**kwargs)
+
+
+class RecurrentModel(nn.Module):
+    def __init__(self, cell: str, input_size: int, num_classes: int, hidden_size: int,
+                 num_layers: int = 1, dropout: float = 0.0, nonlinearity: str = "relu",
+                 vocab_size: int = 0, embedding_size: Optional[int] = None):
+        super().__init__()
+        self.cell = cell
+        if vocab_size > 0:
+            embedding_size = embedding_size or hidden_size
+            self.encoder: nn.Module = nn.Embedding(vocab_size, embedding_size)
+            input_size = embedding_size
+        else:
+            self.encoder = nn.Identity()
+        self.rnn = make_recurrent_layer(cell, input_size, hidden_size, num_layers, dropout, nonlinearity)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, inputs: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
+        hidden, state = self.rnn(self.encoder(inputs), state)
+        return self.head(self.drop(hidden)), state
+
+
+def carry_hidden_state(state: Optional[State]) -> Optional[State]:
+    """The state to start the next chunk from: same values, no gradient history.
+
+    Truncated BPTT: without the detach, backward() would run through every earlier chunk (and
+    fail, since their graphs are freed). The state still carries the memory forward; only the
+    gradient stops at the chunk boundary. Not in place, so it works for the LSTM's (h, c) tuple.
+    """
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)  # type: ignore[return-value]
+    return state.detach()
+
+
+def set_forget_bias(lstm: nn.LSTM, value: float) -> None:
+    """Initialise the LSTM's forget-gate bias (gate order i, f, g, o): a bias of 1-2 keeps the
+    'mouth' open at the start, which helps with long time lags (Gers et al. 2000)."""
+    h = lstm.hidden_size
+    with torch.no_grad():
+        for name, bias in lstm.named_parameters():
+            if name.startswith("bias_ih"):
+                bias[h:2 * h].fill_(value)
+            elif name.startswith("bias_hh"):
+                bias[h:2 * h].zero_()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def parameter_count(cell: str, input_size: int, num_classes: int, hidden_size: int,
+                    num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None) -> int:
+    """Closed-form `count_parameters` of `RecurrentModel` (used to size a model to a budget)."""
+    gates = CELLS[cell][1]
+    if vocab_size > 0:
+        embedding_size = embedding_size or hidden_size
+        total, layer_in = vocab_size * embedding_size, embedding_size
+    else:
+        total, layer_in = 0, input_size
+    for _ in range(num_layers):
+        total += gates * hidden_size * (layer_in + hidden_size + 2)
+        layer_in = hidden_size
+    return total + hidden_size * num_classes + num_classes
+
+
+def hidden_size_for_budget(budget: int, cell: str, input_size: int, num_classes: int,
+                           num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None) -> int:
+    """The hidden size whose parameter count is closest to `budget` (the count grows with h)."""
+    def count(h: int) -> int:
+        return parameter_count(cell, input_size, num_classes, h, num_layers, vocab_size, embedding_size)
+
+    h = 1
+    while count(h + 1) <= budget:
+        h += 1
+    return h + 1 if abs(count(h + 1) - budget) < abs(count(h) - budget) else h
+
+
+def build_model(model_cfg: Any, task: Any) -> RecurrentModel:
+    """The model for `task` from the validated `model` config (sized by param_budget if set)."""
+    hidden = model_cfg.hidden_size
+    if model_cfg.param_budget is not None:
+        hidden = hidden_size_for_budget(model_cfg.param_budget, model_cfg.cell, task.input_size,
+                                        task.num_classes, model_cfg.num_layers, task.vocab_size,
+                                        model_cfg.embedding_size)
+    model = RecurrentModel(model_cfg.cell, task.input_size, task.num_classes, hidden,
+                           model_cfg.num_layers, model_cfg.dropout, model_cfg.nonlinearity,
+                           task.vocab_size, model_cfg.embedding_size)
+    if model_cfg.forget_bias is not None:
+        set_forget_bias(model.rnn, model_cfg.forget_bias)  # type: ignore[arg-type]
+    return model

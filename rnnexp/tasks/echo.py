@@ -1,0 +1,87 @@
+"""Echo: the target at step t is the input bit at step t - delay (the lecture's memory test).
+
+`batch_size` parallel streams of fair random bits, cut into chunks of `chunk_length` steps and
+trained with truncated BPTT: the state is carried across chunks and detached. The first `delay`
+steps of a series have no source bit and are masked out of the loss and the accuracy, which is
+the fraction of correct bits over all scored steps (right for any batch size and chunk length).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+
+from rnnexp.errors import require
+from rnnexp.streams import chunk_count, chunk_streams
+from rnnexp.tasks.base import Batch, Task, epoch_generator
+
+log = logging.getLogger("rnnexp")
+
+
+@dataclass
+class EchoConfig:
+    name: str
+    delay: int
+    chunk_length: int
+    series_length: int
+    carry_state: bool
+    val_length: int
+    val_seed: int
+    label: str
+
+    def validate(self) -> None:
+        require(self.delay >= 0, "task.delay", self.delay, "use an integer >= 0")
+        require(self.chunk_length >= 1, "task.chunk_length", self.chunk_length, "use an integer >= 1")
+        require(self.series_length >= self.chunk_length, "task.series_length", self.series_length,
+                f"use at least one chunk (>= task.chunk_length={self.chunk_length})")
+        require(self.val_length > self.delay, "task.val_length", self.val_length,
+                f"use more steps than task.delay={self.delay}")
+        require(self.series_length > self.delay, "task.series_length", self.series_length,
+                f"use more steps than task.delay={self.delay}")
+
+
+def echo_series(num_streams: int, length: int, delay: int, generator: torch.Generator):
+    """Bits (B, L, 1) as float inputs, targets (B, L) = inputs delayed, mask (B, L) of scored steps."""
+    bits = torch.randint(0, 2, (num_streams, length), generator=generator)
+    targets = torch.zeros_like(bits)
+    targets[:, delay:] = bits[:, : length - delay]
+    mask = (torch.arange(length) >= delay).expand(num_streams, length)
+    return bits.float().unsqueeze(-1), targets, mask
+
+
+class EchoTask(Task):
+    name = "echo"
+    Config = EchoConfig
+    streaming = True
+
+    def __init__(self, cfg: EchoConfig, batch_size: int, seed: int):
+        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        self.input_size, self.num_classes = 1, 2
+        self.val_data = echo_series(batch_size, cfg.val_length, cfg.delay,
+                                    torch.Generator().manual_seed(cfg.val_seed))
+        if cfg.delay >= cfg.chunk_length:
+            log.warning(f"warning: task.delay={cfg.delay} >= task.chunk_length={cfg.chunk_length}: no gradient "
+                        f"path spans the delay, so this cannot be learned; use task.chunk_length > {cfg.delay}")
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        series = echo_series(self.batch_size, self.cfg.series_length, self.cfg.delay,
+                             epoch_generator(self.seed, epoch))
+        return chunk_streams(*series[:2], self.cfg.chunk_length, series[2], self.cfg.carry_state)
+
+    def train_batch_count(self) -> int:
+        return chunk_count(self.cfg.series_length, self.cfg.chunk_length)
+
+    def val_batches(self) -> Iterator[Batch]:
+        inputs, targets, mask = self.val_data
+        return chunk_streams(inputs, targets, self.cfg.chunk_length, mask, self.cfg.carry_state)
+
+    def describe(self) -> str:
+        carry = "carried across chunks" if self.cfg.carry_state else "reset every chunk (ablation)"
+        return (f"echo: delay {self.cfg.delay}, chunks of {self.cfg.chunk_length} steps, {self.batch_size} "
+                f"streams x {self.cfg.series_length} steps per epoch, state {carry}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}

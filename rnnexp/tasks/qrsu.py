@@ -1,0 +1,129 @@
+"""The temporal-order task QRSU (Hochreiter & Schmidhuber 1997, experiment 6a).
+
+A sequence is B, distractors from {a, b, c, d}, E, with X or Y at positions t1 and t2 (B is at
+position 0). The class is the order of the two: Q=XX, R=XY, S=YX, U=YY. The model reads one-hot
+vectors and is scored at the last step only (many-to-one).
+
+A batch mixes lengths, so sequences are left-padded with all-zero vectors: the last step is
+always E, which is where the answer is read. Generation is vectorised in torch: one set of
+tensor operations per epoch, no Python loop over sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+
+from rnnexp.errors import ConfigError, require, require_choice
+from rnnexp.tasks.base import Batch, Task, epoch_generator, num_batches
+
+SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")
+X, Y, FIRST_DISTRACTOR, BEGIN, END = 0, 1, 2, 6, 7
+CLASSES = ("Q", "R", "S", "U")  # XX, XY, YX, YY: class = 2 * (first is Y) + (second is Y)
+
+# Inclusive ranges: (length, t1, t2).
+DIFFICULTIES: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]] = {
+    "easy": ((7, 8), (1, 2), (4, 5)),
+    "normal": ((30, 40), (2, 5), (20, 27)),
+    "moderate": ((60, 80), (10, 20), (45, 54)),
+    "hard": ((100, 110), (10, 20), (50, 60)),  # the 1997 paper's setting
+    "nightmare": ((300, 500), (10, 80), (250, 290)),
+}
+VAL_BATCH = 250  # validation batch size (fixed, independent of train.batch_size)
+
+
+@dataclass
+class QRSUConfig:
+    name: str
+    difficulty: str
+    length: Optional[list[int]]
+    t1: Optional[list[int]]
+    t2: Optional[list[int]]
+    train_size: int
+    val_size: int
+    val_seed: int
+    label: str
+
+    def ranges(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """The (length, t1, t2) ranges: the difficulty's, with any custom range replacing its own."""
+        base = DIFFICULTIES.get(self.difficulty, DIFFICULTIES["easy"])
+        picked = [tuple(custom) if custom is not None else default
+                  for custom, default in zip((self.length, self.t1, self.t2), base)]
+        return picked[0], picked[1], picked[2]  # type: ignore[return-value]
+
+    def validate(self) -> None:
+        require_choice("task.difficulty", self.difficulty, [*DIFFICULTIES, "custom"])
+        custom = [k for k in ("length", "t1", "t2") if getattr(self, k) is not None]
+        if self.difficulty == "custom" and len(custom) < 3:
+            raise ConfigError("task.difficulty=custom needs task.length, task.t1 and task.t2, each [min,max]")
+        for key in custom:
+            value = getattr(self, key)
+            require(len(value) == 2 and value[0] <= value[1], f"task.{key}", value, "use [min,max] with min <= max")
+        (lmin, _), (t1min, t1max), (t2min, t2max) = self.ranges()
+        require(1 <= t1min, "task.t1", [t1min, t1max], "t1 must start at 1 or later (position 0 is B)")
+        require(t1max < t2min, "task.t2", [t2min, t2max],
+                f"every t2 must come after every t1 (t1 max is {t1max})")
+        require(t2max < lmin - 1, "task.length", self.ranges()[0],
+                f"the shortest sequence must be longer than t2 max + 1 = {t2max + 1} (E is last)")
+        require(self.train_size >= 1, "task.train_size", self.train_size, "use >= 1")
+        require(self.val_size >= 1, "task.val_size", self.val_size, "use >= 1")
+
+
+def generate(n: int, cfg: QRSUConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` sequences: one-hot inputs (n, T, 8) left-padded to the longest, and labels (n,)."""
+    (lmin, lmax), (t1min, t1max), (t2min, t2max) = cfg.ranges()
+
+    def draw(low: int, high: int, size: tuple[int, ...]) -> torch.Tensor:
+        return torch.randint(low, high + 1, size, generator=generator)
+
+    lengths, t1, t2 = draw(lmin, lmax, (n,)), draw(t1min, t1max, (n,)), draw(t2min, t2max, (n,))
+    first, second = draw(0, 1, (n,)), draw(0, 1, (n,))  # 0 = X, 1 = Y
+    steps = int(lengths.max())
+    symbols = draw(FIRST_DISTRACTOR, FIRST_DISTRACTOR + 3, (n, steps))
+    # Position within each sequence; negative = left padding.
+    pos = torch.arange(steps).unsqueeze(0) - (steps - lengths).unsqueeze(1)
+    symbols = torch.where(pos == 0, BEGIN, symbols)
+    symbols = torch.where(pos == lengths.unsqueeze(1) - 1, END, symbols)
+    symbols = torch.where(pos == t1.unsqueeze(1), (X + first).unsqueeze(1), symbols)
+    symbols = torch.where(pos == t2.unsqueeze(1), (X + second).unsqueeze(1), symbols)
+    inputs = F.one_hot(symbols, len(SYMBOLS)).float() * (pos >= 0).unsqueeze(-1)
+    return inputs, 2 * first + second
+
+
+def batches_of(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[Batch]:
+    """Split into batches, trimming each to its own longest sequence (padding is all-zero columns)."""
+    padded = inputs.abs().sum(-1) == 0
+    for start in range(0, len(labels), batch_size):
+        x = inputs[start:start + batch_size]
+        first_used = int((~padded[start:start + batch_size]).any(0).nonzero()[0])
+        yield Batch(x[:, first_used:], labels[start:start + batch_size])
+
+
+class QRSUTask(Task):
+    name = "qrsu"
+    Config = QRSUConfig
+    streaming = False
+
+    def __init__(self, cfg: QRSUConfig, batch_size: int, seed: int):
+        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        self.input_size, self.num_classes = len(SYMBOLS), len(CLASSES)
+        # The validation set is generated once, from its own seed: curves compare across runs.
+        self.val_data = generate(cfg.val_size, cfg, torch.Generator().manual_seed(cfg.val_seed))
+
+    def train_batches(self, epoch: int) -> Iterator[Batch]:
+        inputs, labels = generate(self.cfg.train_size, self.cfg, epoch_generator(self.seed, epoch))
+        return batches_of(inputs, labels, self.batch_size)
+
+    def train_batch_count(self) -> int:
+        return num_batches(self.cfg.train_size, self.batch_size)
+
+    def val_batches(self) -> Iterator[Batch]:
+        return batches_of(*self.val_data, VAL_BATCH)
+
+    def describe(self) -> str:
+        (lmin, lmax), (a, b), (c, d) = self.cfg.ranges()
+        return (f"qrsu {self.cfg.difficulty}: length {lmin}-{lmax}, t1 {a}-{b}, t2 {c}-{d}; "
+                f"{self.cfg.train_size} fresh sequences per epoch, {self.cfg.val_size} held out")
