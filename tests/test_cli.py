@@ -1,0 +1,119 @@
+"""The command line as a user runs it: installed console script, Hydra composition, bad input."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnexp import cli
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def rnnexp(*args, cwd, exe=("rnnexp",), timeout=300):
+    return subprocess.run([*exe, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def run_main(monkeypatch, capsys, cwd, *args) -> tuple[int, str, str]:
+    """`rnnexp ARGS` in-process (the same main() the console script calls)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["rnnexp", *args])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_installed_cli_runs_from_any_directory_and_logs_curves(tmp_path):
+    proc = rnnexp("task=qrsu", "model=lstm", "train.epochs=3", "train.target_accuracy=null", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = list((tmp_path / "outputs" / "runs").glob("*/*_qrsu-easy_lstm"))
+    assert len(runs) == 1
+    assert [step for step, _ in scalars(runs[0], "val/accuracy")] == [1, 2, 3]
+    assert len(scalars(runs[0], "train/step_loss")) == 3 * 32
+    for tag in ("train/loss", "train/accuracy", "val/loss"):
+        assert len(scalars(runs[0], tag)) == 3
+    assert "epoch   3/3" in proc.stdout and "final val/accuracy" in proc.stdout
+    assert "244 parameters" in proc.stdout
+
+
+@pytest.mark.slow
+def test_python_m_is_the_same_entrypoint(tmp_path):
+    proc = rnnexp("task=qrsu", "model=gru", "train.epochs=1", cwd=tmp_path, exe=(sys.executable, "-m", "rnnexp"))
+    assert proc.returncode == 0, proc.stderr
+    assert list((tmp_path / "outputs" / "runs").glob("*/*_qrsu-easy_gru/results.json"))
+
+
+def test_help_lists_groups_and_options(monkeypatch, capsys, tmp_path):
+    code, out, _ = run_main(monkeypatch, capsys, tmp_path, "--help")
+    assert code == 0
+    assert "model: gru, lstm, rnn" in out and "task: " in out and "qrsu" in out
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_job_prints_the_composed_config(monkeypatch, capsys, tmp_path):
+    code, out, _ = run_main(monkeypatch, capsys, tmp_path, "--cfg", "job", "model=rnn", "task.difficulty=hard")
+    assert code == 0
+    assert "cell: rnn" in out and "nonlinearity: relu" in out and "difficulty: hard" in out
+
+
+BAD_INPUTS = [
+    (["model=lstmm"], "model", "gru, lstm, rnn"),
+    (["task=qrsuu"], "task", "qrsu"),
+    (["task.difficulty=impossible"], "task.difficulty", "easy"),
+    (["model.hidden_size=-3"], "model.hidden_size", ">= 1"),
+    (["train.lr=abc"], "train.lr", "Float"),
+    (["train.epochs=0"], "train.epochs", ">= 1"),
+    (["task.t1=[3,1]"], "task.t1", "min <= max"),
+    (["task.t2=[1,2]"], "task.t2", "after every t1"),
+    (["task.length=[5,9]"], "task.length", "longer than"),
+    (["train.lrr=1"], "train.lrr", "+train.lrr"),
+    (["model.dropout=2"], "model.dropout", "0 <= dropout < 1"),
+    (["train.device=cuda:0"], "train.device", "CUDA is not available"),
+]
+
+
+def test_bad_input_is_one_line_nonzero_and_harmless(monkeypatch, capsys, tmp_path):
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "train.epochs=1", "train.progress=lines")
+    assert code == 0, err
+    before = snapshot(tmp_path / "outputs")
+    for args, key, hint in BAD_INPUTS:
+        if args == ["train.device=cuda:0"]:
+            import torch
+            if torch.cuda.is_available():
+                continue
+        code, out, err = run_main(monkeypatch, capsys, tmp_path, *args)
+        lines = err.strip().splitlines()
+        assert code == 2, (args, err)
+        assert len(lines) == 1 and lines[0].startswith("rnnexp: error: "), (args, err)
+        assert key in lines[0] and hint in lines[0], (args, lines[0])
+        assert snapshot(tmp_path / "outputs") == before, f"{args} changed the outputs directory"
+
+
+@pytest.mark.slow
+def test_bad_input_through_the_console_script(tmp_path):
+    proc = rnnexp("model.hidden_size=-3", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "rnnexp: error: model.hidden_size=-3 is invalid: use an integer >= 1"
+    assert not (tmp_path / "outputs").exists()

@@ -1,0 +1,62 @@
+"""The model factory, parameter counts, budgets and the carried state."""
+
+import pytest
+import torch
+from torch import nn
+
+from rnnexp.errors import ConfigError
+from rnnexp.models import (RecurrentModel, carry_hidden_state, count_parameters, hidden_size_for_budget,
+                           make_recurrent_layer, parameter_count, set_forget_bias)
+
+
+def test_factory_builds_torch_layers_and_rejects_unknown_names():
+    assert isinstance(make_recurrent_layer("lstm", 8, 4), nn.LSTM)
+    assert isinstance(make_recurrent_layer("gru", 8, 4), nn.GRU)
+    rnn = make_recurrent_layer("rnn", 8, 4, nonlinearity="relu")
+    assert isinstance(rnn, nn.RNN) and rnn.nonlinearity == "relu"
+    with pytest.raises(ConfigError, match="choose one of rnn, gru, lstm"):
+        make_recurrent_layer("lstmm", 8, 4)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layers,vocab", [(1, 0), (2, 0), (2, 65)])
+def test_parameter_count_formula_matches_torch(cell, layers, vocab):
+    for hidden in (1, 4, 33):
+        model = RecurrentModel(cell, 8, 4, hidden, num_layers=layers, vocab_size=vocab)
+        assert count_parameters(model) == parameter_count(cell, 8, 4, hidden, layers, vocab)
+
+
+def test_an_lstm_has_four_times_the_recurrent_weights_of_an_rnn():
+    rnn, lstm = make_recurrent_layer("rnn", 8, 4), make_recurrent_layer("lstm", 8, 4)
+    assert count_parameters(lstm) == 4 * count_parameters(rnn)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("budget", [1_000, 20_000, 500_000])
+def test_param_budget_sizes_the_hidden_layer(cell, budget):
+    hidden = hidden_size_for_budget(budget, cell, 8, 4)
+    actual = count_parameters(RecurrentModel(cell, 8, 4, hidden))
+    assert abs(actual - budget) / budget < 0.05
+    assert abs(actual - budget) <= abs(parameter_count(cell, 8, 4, hidden + 1) - budget)
+    assert abs(actual - budget) <= abs(parameter_count(cell, 8, 4, hidden - 1) - budget)
+
+
+def test_forget_bias_sets_only_the_forget_gate():
+    lstm = make_recurrent_layer("lstm", 3, 5)
+    set_forget_bias(lstm, 1.5)
+    assert torch.allclose(lstm.bias_ih_l0[5:10], torch.full((5,), 1.5))
+    assert torch.allclose(lstm.bias_hh_l0[5:10], torch.zeros(5))
+    assert not torch.allclose(lstm.bias_ih_l0[:5], torch.full((5,), 1.5))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_carry_hidden_state_keeps_values_and_drops_history(cell):
+    model = RecurrentModel(cell, 1, 2, 3)
+    _, state = model(torch.randn(2, 5, 1))
+    carried = carry_hidden_state(state)
+    pairs = zip(state, carried) if isinstance(state, tuple) else [(state, carried)]
+    for before, after in pairs:
+        assert before.grad_fn is not None
+        assert after.grad_fn is None and not after.requires_grad
+        assert torch.equal(before, after)
+    assert carry_hidden_state(None) is None

@@ -1,0 +1,86 @@
+"""The QRSU generator: Hochreiter & Schmidhuber's temporal-order sequences, at every difficulty."""
+
+import pytest
+import torch
+
+from rnnexp.config import typed
+from rnnexp.errors import ConfigError
+from rnnexp.tasks.qrsu import BEGIN, DIFFICULTIES, END, QRSUConfig, QRSUTask, X, Y, generate
+
+
+def qrsu_cfg(compose_cfg, *overrides):
+    cfg = compose_cfg("task=qrsu", *overrides)
+    task_cfg = typed(QRSUConfig, cfg.task, "task")
+    task_cfg.validate()
+    return task_cfg
+
+
+def decode(inputs):
+    """(n, T, 8) one-hot, left-padded -> per sequence: list of symbol ids (padding dropped)."""
+    out = []
+    for seq in inputs:
+        used = seq.sum(-1) > 0
+        out.append(seq[used].argmax(-1).tolist())
+    return out
+
+
+@pytest.mark.parametrize("difficulty", list(DIFFICULTIES))
+def test_sequences_follow_the_definition(compose_cfg, difficulty):
+    cfg = qrsu_cfg(compose_cfg, f"task.difficulty={difficulty}")
+    (lmin, lmax), (t1min, t1max), (t2min, t2max) = DIFFICULTIES[difficulty]
+    inputs, labels = generate(400, cfg, torch.Generator().manual_seed(0))
+    # One-hot where used, all-zero padding only on the left.
+    sums = inputs.sum(-1)
+    assert set(sums.unique().tolist()) <= {0.0, 1.0}
+    assert ((inputs == 0) | (inputs == 1)).all()
+    for row in sums:
+        used = row.nonzero().flatten()
+        assert used[-1] == len(row) - 1, "the last step must be E (no right padding)"
+        assert (row[used[0]:] == 1).all(), "padding only on the left"
+    lengths = []
+    for seq, label in zip(decode(inputs), labels.tolist()):
+        lengths.append(len(seq))
+        assert lmin <= len(seq) <= lmax
+        assert seq[0] == BEGIN and seq[-1] == END
+        marks = [i for i, s in enumerate(seq) if s in (X, Y)]
+        assert len(marks) == 2
+        t1, t2 = marks
+        assert t1min <= t1 <= t1max and t2min <= t2 <= t2max
+        assert label == 2 * (seq[t1] == Y) + (seq[t2] == Y)
+        assert all(2 <= s <= 5 for i, s in enumerate(seq[1:-1], 1) if i not in marks)
+    assert min(lengths) < max(lengths) or lmin == lmax, "a batch mixes lengths"
+    assert set(labels.tolist()) == {0, 1, 2, 3}
+
+
+def test_custom_ranges_and_their_validation(compose_cfg):
+    cfg = qrsu_cfg(compose_cfg, "task.difficulty=custom", "task.length=[12,12]", "task.t1=[3,3]", "task.t2=[7,8]")
+    inputs, _ = generate(50, cfg, torch.Generator().manual_seed(1))
+    assert inputs.shape[1] == 12
+    for bad in (["task.t1=[0,2]"], ["task.t2=[2,3]"], ["task.length=[6,8]"], ["task.t1=[3,2]"],
+                ["task.difficulty=custom"]):
+        with pytest.raises(ConfigError):
+            qrsu_cfg(compose_cfg, *bad)
+
+
+def test_generation_is_seeded_and_epochs_differ(compose_cfg):
+    cfg = qrsu_cfg(compose_cfg)
+    a, b = QRSUTask(cfg, 32, seed=3), QRSUTask(cfg, 32, seed=3)
+    for x, y in zip(a.train_batches(2), b.train_batches(2)):
+        assert torch.equal(x.inputs, y.inputs) and torch.equal(x.targets, y.targets)
+    first = next(iter(a.train_batches(1))).inputs
+    assert not torch.equal(first, next(iter(a.train_batches(2))).inputs)
+    assert not torch.equal(first, next(iter(QRSUTask(cfg, 32, seed=4).train_batches(1))).inputs)
+
+
+def test_epoch_and_validation_sizes(compose_cfg):
+    cfg = qrsu_cfg(compose_cfg, "task.difficulty=moderate")
+    task = QRSUTask(cfg, 32, seed=0)
+    train = list(task.train_batches(1))
+    assert sum(len(b.targets) for b in train) == 1000 and len(train) == task.train_batch_count() == 32
+    val = list(task.val_batches())
+    assert sum(len(b.targets) for b in val) == 1000
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(val, task.val_batches())), "validation is fixed"
+    # Each batch is trimmed to its own longest sequence: its first column holds some B.
+    for batch in train:
+        assert (batch.inputs[:, 0].argmax(-1) == BEGIN)[batch.inputs[:, 0].sum(-1) > 0].any()
+        assert batch.reset
