@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,7 +36,12 @@ def hydra_main(cfg: DictConfig) -> float:
     jobs = int(hydra_cfg.launcher.get("n_jobs", 1) or 1) if in_sweep else 1
     if jobs < 0:  # joblib's -1: all cores
         jobs = os.cpu_count() or 1
-    return run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), parallel_jobs=jobs, in_sweep=in_sweep)
+    try:
+        return run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), parallel_jobs=jobs, in_sweep=in_sweep)
+    except (RnnexpError, Interrupted) as err:
+        if in_sweep:
+            raise  # Hydra marks this job failed and runs the others
+        raise Rejected(err) from err  # a single run: straight to main(), without Hydra's job report
 
 
 def one_line_hydra_error(err: BaseException) -> str:
@@ -53,27 +59,33 @@ def one_line_hydra_error(err: BaseException) -> str:
     return head
 
 
-def main() -> None:
+def run_reporting_errors(entry: Callable[[], object], prog: str, on_error: Callable[[], None] = lambda: None) -> None:
+    """Run a Hydra entry point; print any user error as one line and exit non-zero."""
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    # Let errors reach this function instead of Hydra's multi-line report; printed below.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     try:
         try:
-            hydra_main()
+            entry()
         except Rejected as rejected:
             raise rejected.error from None
     except Interrupted as stop:
-        code = EXIT_CODES.get(stop.signum, 130)
-        print(f"rnnexp: interrupted; checkpoint saved. Resume with: rnnexp ... train.resume=<run dir> "
+        print(f"{prog}: interrupted; checkpoint saved. Resume with: rnnexp ... train.resume=<run dir> "
               f"(the run directory is printed at the start)", file=sys.stderr)
-        sys.exit(code)
+        sys.exit(EXIT_CODES.get(stop.signum, 130))
     except (RnnexpError, HydraException, OmegaConfBaseException) as err:
         if show_traceback:
             raise
+        on_error()
         message = str(err) if isinstance(err, RnnexpError) else one_line_hydra_error(err)
-        _summarise_failed_sweep()
-        print(f"rnnexp: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))
+    finally:
+        if not show_traceback:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def main() -> None:
+    run_reporting_errors(hydra_main, "rnnexp", on_error=_summarise_failed_sweep)
 
 
 def _summarise_failed_sweep() -> None:

@@ -54,6 +54,7 @@ class TrainConfig:
     grad_clip: Optional[float]
     batch_size: int
     epochs: int
+    time_limit_minutes: Optional[float]
     batches_per_epoch: Optional[int]
     target_accuracy: Optional[float]
     lr_schedule: str
@@ -75,6 +76,8 @@ class TrainConfig:
             require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "use a norm > 0 or null")
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "use an integer >= 1")
         require(self.epochs >= 1, "train.epochs", self.epochs, "use an integer >= 1")
+        if self.time_limit_minutes is not None:
+            require(self.time_limit_minutes > 0, "train.time_limit_minutes", self.time_limit_minutes, "use > 0 or null")
         if self.batches_per_epoch is not None:
             require(self.batches_per_epoch >= 1, "train.batches_per_epoch", self.batches_per_epoch, "use >= 1 or null")
         if self.target_accuracy is not None:

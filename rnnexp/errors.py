@@ -35,7 +35,7 @@ class DivergedError(RnnexpError):
 class Rejected(BaseException):
     """Carries an RnnexpError through Hydra's callback machinery, which swallows Exceptions."""
 
-    def __init__(self, error: RnnexpError):
+    def __init__(self, error: Exception):
         super().__init__(str(error))
         self.error = error
 

@@ -109,6 +109,8 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
     threads, why = choose_threads(run.train.threads, params, device, parallel_jobs)
     apply_threads(threads)
 
+    for name, text in task.artifacts().items():
+        (run_dir / name).write_text(text, encoding="utf-8")
     console = make_console()
     mode = {"bar": "bar", "lines": "lines"}.get(run.train.progress, "")
     mode = mode or ("quiet" if in_sweep else "bar" if console.is_terminal else "lines")
@@ -116,7 +118,7 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
     optimizer = make_optimizer(run.train, model.parameters())
     scheduler = make_scheduler(run.train, optimizer)
     loop = LoopState()
-    log_run = RunLog(run_dir, mode, console)
+    log_run = RunLog(run_dir, mode, console, unit=task.unit)
     hidden = model.rnn.hidden_size
     shape = model_shape(run, hidden)
     results.update(status="running", task=run.task.name, cell=run.model.cell, hidden_size=hidden,
@@ -124,8 +126,12 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
     objective_key, direction = task.objective
     best_loss = float("inf")
 
-    def save_best(epoch: int) -> dict[str, Any]:
+    def after_epoch(epoch: int) -> dict[str, Any]:
+        """Keep the best model (lowest validation loss); log a sample where the task makes one."""
         nonlocal best_loss
+        if hasattr(task, "sample") and getattr(run.task, "sample_length", 0):
+            log_run.text("samples", "```\n" + task.sample(model, device, seed=epoch) + "\n```", epoch)
+            model.train()
         val_loss = loop.history[-1]["val/loss"]
         if val_loss < best_loss:
             best_loss = val_loss
@@ -146,7 +152,7 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
         with stop_on_signals() as received:
             fit(task, model, run.train, device, log_run, optimizer, scheduler, loop,
                 save_checkpoint=lambda state: ckpt.save_checkpoint(run_dir, model, optimizer, scheduler, state, shape),
-                stop_requested=lambda: received[0] if received else 0, epoch_hook=save_best)
+                stop_requested=lambda: received[0] if received else 0, epoch_hook=after_epoch)
     except BaseException:
         log_run.close()
         raise
@@ -171,7 +177,7 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
             ("final val/accuracy", f"{final['val/accuracy']:.4f}"),
             ("final val/loss", f"{final['val/loss']:.4f}")]
     rows += [(k, f"{v:.4f}") for k, v in final.items() if k.startswith("val/") and k not in ("val/accuracy", "val/loss")]
-    rows += [("parameters", f"{params:,}"), ("train seconds", f"{loop.seconds:.1f}"), ("run directory", str(run_dir))]
+    rows += [(f"train {task.unit}/s", f"{final['train/targets_per_second']:,.0f}"), ("parameters", f"{params:,}"), ("train seconds", f"{loop.seconds:.1f}"), ("run directory", str(run_dir))]
     hparams = {"task": run.task.label, "cell": run.model.cell, "hidden_size": hidden,
                "num_layers": run.model.num_layers, "optimizer": run.train.optimizer, "lr": run.train.lr,
                "batch_size": run.train.batch_size, "seed": run.train.seed}

@@ -53,8 +53,9 @@ def route_console_logging(console: Console, mode: str) -> None:
 
 
 class RunLog:
-    def __init__(self, run_dir: Path, mode: str, console: Console, purge_step: Optional[int] = None):
-        self.run_dir, self.mode, self.console = Path(run_dir), mode, console
+    def __init__(self, run_dir: Path, mode: str, console: Console, unit: str = "targets",
+                 purge_step: Optional[int] = None):
+        self.run_dir, self.mode, self.console, self.unit = Path(run_dir), mode, console, unit
         # purge_step: on resume, drop events at or after it so the curves have no duplicate steps.
         self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
         self.progress: Optional[Progress] = None
@@ -68,17 +69,19 @@ class RunLog:
         if self.mode == "bar":
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  val {task.fields[val]}"),
+                TextColumn("loss {task.fields[loss]}  acc {task.fields[acc]}  val {task.fields[val]}  "
+                           "{task.fields[rate]}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
             self.progress.start()
             self._bar = self.progress.add_task("training", total=total_steps, completed=done_steps,
-                                               loss="-", acc="-", val="-")
+                                               loss="-", acc="-", val="-", rate="")
 
     # -- during training -------------------------------------------------------------------
-    def step(self, global_step: int, loss: float, accuracy: float) -> None:
+    def step(self, global_step: int, loss: float, accuracy: float, rate: float) -> None:
         self.writer.add_scalar("train/step_loss", loss, global_step)
         if self.progress is not None:
-            self.progress.update(self._bar, advance=1, loss=f"{loss:.4f}", acc=f"{accuracy:.3f}")
+            self.progress.update(self._bar, advance=1, loss=f"{loss:.4f}", acc=f"{accuracy:.3f}",
+                                 rate=f"{rate:,.0f} {self.unit}/s")
 
     def epoch(self, epoch: int, epochs: int, metrics: dict[str, float], line_extra: str = "") -> None:
         for key, value in metrics.items():
@@ -87,7 +90,7 @@ class RunLog:
         self.writer.flush()
         line = (f"epoch {epoch:>3}/{epochs}  train loss {metrics['train/loss']:.4f} "
                 f"acc {metrics['train/accuracy']:.4f}  val loss {metrics['val/loss']:.4f} "
-                f"acc {metrics['val/accuracy']:.4f}{line_extra}")
+                f"acc {metrics['val/accuracy']:.4f}{line_extra}  {metrics['train/targets_per_second']:,.0f} {self.unit}/s")
         if self.progress is not None:
             self.progress.update(self._bar, description=f"epoch {epoch}/{epochs}",
                                  val=f"{metrics['val/accuracy']:.3f}")

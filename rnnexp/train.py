@@ -124,8 +124,14 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, lo
         epoch_hook: Optional[Callable[[int], dict[str, Any]]] = None) -> LoopState:
     """Train from `loop` (fresh or resumed) until the epochs run out or the target is reached."""
     started = time.perf_counter() - loop.seconds
+    budget = None if cfg.time_limit_minutes is None else cfg.time_limit_minutes * 60
+
+    def out_of_time() -> bool:
+        return budget is not None and time.perf_counter() - started >= budget
+
     while loop.epoch <= cfg.epochs:
         model.train()
+        epoch_started, counted_before = time.perf_counter(), loop.totals.count
         for index, batch in epoch_batches(task, loop.epoch, cfg.batches_per_epoch, loop.batch):
             loss, logits, targets, loop.carried = forward_scored(                # 1. forward
                 task, model, batch.to(device), loop.carried)                    # 2. loss
@@ -141,18 +147,23 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, lo
             optimizer.step()                                                     # 5. step
             loop.totals.add(loss.detach(), logits.detach(), targets)
             loop.batch, loop.global_step = index + 1, loop.global_step + 1
-            log.step(loop.global_step, loss_value, loop.totals.accuracy)
+            rate = (loop.totals.count - counted_before) / max(1e-9, time.perf_counter() - epoch_started)
+            log.step(loop.global_step, loss_value, loop.totals.accuracy, rate)
+            if out_of_time():
+                break
             signum = stop_requested()
             if signum:
                 loop.seconds = time.perf_counter() - started
                 save_checkpoint(loop)
                 raise Interrupted(signum)
 
+        rate = (loop.totals.count - counted_before) / max(1e-9, time.perf_counter() - epoch_started)
         val = evaluate(task, model, device)
         loop.seconds = time.perf_counter() - started
         metrics = {"epoch": loop.epoch, "train/loss": loop.totals.loss, "train/accuracy": loop.totals.accuracy,
                    "val/loss": val.loss, "val/accuracy": val.accuracy,
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": round(loop.seconds, 3)}
+                   "train/targets_per_second": rate, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(loop.seconds, 3)}
         metrics.update(task.extra_metrics(val.loss, val.accuracy))
         loop.history.append(metrics)
         log.epoch(loop.epoch, cfg.epochs, metrics)
@@ -163,11 +174,12 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, lo
         reached = cfg.target_accuracy is not None and val.accuracy >= cfg.target_accuracy
         if reached and loop.target_epoch is None:
             loop.target_epoch = loop.epoch
+        finished_epoch = loop.epoch
         loop.epoch, loop.batch, loop.totals = loop.epoch + 1, 0, Totals()
         loop.carried = None  # each epoch starts a fresh series
-        last = reached or loop.epoch > cfg.epochs
-        if last or (cfg.checkpoint_every and (loop.epoch - 1) % cfg.checkpoint_every == 0):
+        last = reached or out_of_time() or loop.epoch > cfg.epochs
+        if last or (cfg.checkpoint_every and finished_epoch % cfg.checkpoint_every == 0):
             save_checkpoint(loop)
-        if reached:
+        if last:
             break
     return loop

@@ -46,6 +46,8 @@ class Task:
     streaming: ClassVar[bool] = False
     #: The metric a sweep optimises and its direction.
     objective: ClassVar[tuple[str, str]] = ("val/accuracy", "max")
+    #: What one scored target is, for speeds ("chars/s").
+    unit: ClassVar[str] = "targets"
 
     # Set by subclasses in __init__:
     input_size: int      # features per step (one-hot or bits); 0 when inputs are token ids
@@ -89,6 +91,10 @@ class Task:
 
     def describe(self) -> str:
         return self.name
+
+    def artifacts(self) -> dict[str, str]:
+        """Files (name -> text) to write into the run directory, e.g. a vocabulary."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must hold to regenerate the same data (most tasks: nothing)."""

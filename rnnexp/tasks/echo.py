@@ -55,6 +55,7 @@ def echo_series(num_streams: int, length: int, delay: int, generator: torch.Gene
 class EchoTask(Task):
     name = "echo"
     Config = EchoConfig
+    unit = "bits"
     streaming = True
 
     def __init__(self, cfg: EchoConfig, batch_size: int, seed: int):

@@ -105,6 +105,7 @@ def batches_of(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> I
 class QRSUTask(Task):
     name = "qrsu"
     Config = QRSUConfig
+    unit = "seqs"
     streaming = False
 
     def __init__(self, cfg: QRSUConfig, batch_size: int, seed: int):
