@@ -15,7 +15,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -59,7 +59,8 @@ def one_line_hydra_error(err: BaseException) -> str:
     return head
 
 
-def run_reporting_errors(entry: Callable[[], object], prog: str, on_error: Callable[[], None] = lambda: None) -> None:
+def run_reporting_errors(entry: Callable[[], object], prog: str,
+                         on_error: Callable[[str], Optional[str]] = lambda message: None) -> None:
     """Run a Hydra entry point; print any user error as one line and exit non-zero."""
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
@@ -75,10 +76,16 @@ def run_reporting_errors(entry: Callable[[], object], prog: str, on_error: Calla
     except (RnnexpError, HydraException, OmegaConfBaseException) as err:
         if show_traceback:
             raise
-        on_error()
         message = str(err) if isinstance(err, RnnexpError) else one_line_hydra_error(err)
+        message = on_error(message) or message
         print(f"{prog}: error: {message}", file=sys.stderr)
-        sys.exit(getattr(err, "exit_code", 2))
+        sys.exit(getattr(err, "exit_code", 2) if not _in_sweep() else 1)
+    except Exception as err:  # a job of a sweep crashed: summarise, then report it as one line
+        if show_traceback or not _in_sweep():
+            raise
+        message = on_error(f"{type(err).__name__}: {err}")
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        sys.exit(1)
     finally:
         if not show_traceback:
             os.environ.pop("HYDRA_FULL_ERROR", None)
@@ -88,9 +95,19 @@ def main() -> None:
     run_reporting_errors(hydra_main, "rnnexp", on_error=_summarise_failed_sweep)
 
 
-def _summarise_failed_sweep() -> None:
+def _in_sweep() -> bool:
+    from rnnexp import sweep
+
+    return sweep.current_sweep_dir is not None
+
+
+def _summarise_failed_sweep(message: str) -> Optional[str]:
     """Hydra skips on_multirun_end when a job failed: write the sweep summary here instead."""
     from rnnexp import sweep
 
-    if sweep.current_sweep_dir is not None:
-        sweep.summarise_after_sweep(sweep.current_sweep_dir)
+    if sweep.current_sweep_dir is None:
+        return None
+    rows = sweep.summarise_after_sweep(sweep.current_sweep_dir)
+    failed = [r for r in rows if r["status"] != "completed"]
+    return (f"{len(failed)} of {len(rows)} sweep jobs did not complete (see {sweep.current_sweep_dir}/summary.md); "
+            f"first: {failed[0]['job']}: {failed[0]['error'] or failed[0]['status']}" if failed else message)

@@ -26,6 +26,11 @@ class ValidateBeforeRun(Callback):
 
 
 class SummariseSweep(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from rnnexp import sweep
+
+        sweep.current_sweep_dir = str(config.hydra.sweep.dir)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rnnexp.sweep import summarise_after_sweep
 

@@ -23,7 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 log = logging.getLogger("rnnexp")
-epoch_log = logging.getLogger("rnnexp.epochs")  # per-epoch lines: hidden on the console in sweeps
+detail_log = logging.getLogger("rnnexp.detail")  # start and per-epoch lines: run.log only in sweeps
 
 
 def make_console() -> Console:
@@ -49,7 +49,7 @@ def route_console_logging(console: Console, mode: str) -> None:
             root.removeHandler(handler)
             root.addHandler(rich_handler)
         elif mode == "quiet":
-            handler.addFilter(lambda record: not record.name.startswith("rnnexp.epochs"))
+            handler.addFilter(lambda record: not record.name.startswith("rnnexp.detail"))
 
 
 class RunLog:
@@ -64,7 +64,7 @@ class RunLog:
     # -- start -----------------------------------------------------------------------------
     def begin(self, lines: list[str], config_yaml: str, total_steps: int, done_steps: int = 0) -> None:
         for line in lines:
-            log.info(line)
+            detail_log.info(line)
         self.writer.add_text("config", "```\n" + config_yaml + "\n```", 0)
         if self.mode == "bar":
             self.progress = Progress(
@@ -94,9 +94,9 @@ class RunLog:
         if self.progress is not None:
             self.progress.update(self._bar, description=f"epoch {epoch}/{epochs}",
                                  val=f"{metrics['val/accuracy']:.3f}")
-            logging.getLogger("rnnexp.epochs").debug(line)  # run.log only; the bar shows it
+            detail_log.debug(line)  # the bar shows it
         else:
-            epoch_log.info(line)
+            detail_log.info(line)
 
     def text(self, tag: str, text: str, step: int) -> None:
         self.writer.add_text(tag, text, step)
