@@ -46,13 +46,49 @@ def save_torch(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
+def model_shape(run: Any) -> dict[str, Any]:
+    """The config keys a checkpoint must agree on to be resumed (what the weights and data depend on)."""
+    shape = {f"task.{k}": v for k, v in asdict(run.task).items() if k != "label"}
+    for key in ("cell", "hidden_size", "num_layers", "embedding_size", "param_budget", "nonlinearity"):
+        shape[f"model.{key}"] = getattr(run.model, key)
+    shape.update({"train.batch_size": run.train.batch_size, "train.seed": run.train.seed,
+                  "train.optimizer": run.train.optimizer})
+    return shape
+
+
+def check_resume(run: Any) -> dict[str, Any]:
+    """The checkpoint to resume `train.resume` from, after checking it fits this config."""
+    run_dir = Path(run.train.resume).expanduser()
+    if not run_dir.is_dir():
+        raise RunDirError(f"train.resume={run_dir} is not a directory; give the run directory printed at its start")
+    payload = load_payload(run_dir / CHECKPOINT)
+    ours = model_shape(run)
+    differ = sorted(k for k in set(ours) | set(payload["shape"]) if ours.get(k) != payload["shape"].get(k))
+    if differ:
+        pairs = ", ".join(f"{k}: {payload['shape'].get(k)!r} -> {ours.get(k)!r}" for k in differ)
+        raise RunDirError(f"cannot resume {run_dir}: the config changes {pairs}; use the run's own settings "
+                          f"(see {run_dir}/.hydra/config.yaml) or start a new run")
+    loop = payload["loop"]
+    if loop["epoch"] > run.train.epochs or (loop["target_epoch"] is not None and run.train.target_accuracy):
+        raise RunDirError(f"{run_dir} has already finished ({len(loop['history'])} epochs); to continue it, "
+                          f"raise train.epochs (and set train.target_accuracy=null if it reached its target)")
+    return payload
+
+
+def save_best(run_dir: Path, model: torch.nn.Module, epoch: int, shape: dict[str, Any],
+              task_state: dict[str, Any], config: Any) -> None:
+    save_torch(Path(run_dir) / BEST, {"format": FORMAT, "epoch": epoch, "shape": shape, "model": model.state_dict(),
+                                      "hidden_size": model.rnn.hidden_size, "task": task_state, "config": config})
+
+
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Optional[Any], loop: LoopState, shape: dict[str, Any]) -> None:
+                    scheduler: Optional[Any], loop: LoopState, shape: dict[str, Any], lr: float) -> None:
     loop_dict = asdict(loop)
     loop_dict["carried"] = loop.carried  # keep tensors as tensors
     save_torch(Path(run_dir) / CHECKPOINT, {
         "format": FORMAT,
         "shape": shape,
+        "lr": lr,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
@@ -80,9 +116,14 @@ def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
 
 
 def restore(payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: Optional[Any]) -> LoopState:
+            scheduler: Optional[Any], lr: float) -> LoopState:
+    """Load a checkpoint into model/optimizer/scheduler and the RNGs; the loop position to go on from.
+    A `train.lr` different from the checkpoint's replaces it (the only training setting that may change)."""
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
+    if lr != payload["lr"]:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
     if scheduler is not None and payload["scheduler"] is not None:
         scheduler.load_state_dict(payload["scheduler"])
     set_rng_states(payload["rng"])

@@ -24,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from rnnexp import run_dirs  # noqa: F401  (registers the run-directory resolvers)
 from rnnexp.errors import Rejected, RnnexpError
 from rnnexp.experiment import EXIT_CODES, run_experiment
 from rnnexp.train import Interrupted
@@ -70,8 +71,8 @@ def run_reporting_errors(entry: Callable[[], object], prog: str,
         except Rejected as rejected:
             raise rejected.error from None
     except Interrupted as stop:
-        print(f"{prog}: interrupted; checkpoint saved. Resume with: rnnexp ... train.resume=<run dir> "
-              f"(the run directory is printed at the start)", file=sys.stderr)
+        print(f"{prog}: interrupted by signal {stop.signum}; checkpoint saved. Resume with the same command "
+              f"and train.resume={stop.run_dir or '<run dir>'}", file=sys.stderr)
         sys.exit(EXIT_CODES.get(stop.signum, 130))
     except (RnnexpError, HydraException, OmegaConfBaseException) as err:
         if show_traceback:
@@ -80,6 +81,13 @@ def run_reporting_errors(entry: Callable[[], object], prog: str,
         message = on_error(message) or message
         print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2) if not _in_sweep() else 1)
+    except OSError as err:  # Hydra could not create or write the output directory (permissions, disk)
+        if show_traceback:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(f"{prog}: error: cannot write the output directory{where}: {err.strerror or err}; run from a "
+              f"writable directory or choose another with hydra.run.dir=... (or hydra.sweep.dir=...)", file=sys.stderr)
+        sys.exit(2)
     except Exception as err:  # a job of a sweep crashed: summarise, then report it as one line
         if show_traceback or not _in_sweep():
             raise
@@ -91,7 +99,23 @@ def run_reporting_errors(entry: Callable[[], object], prog: str,
             os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+def with_resumed_overrides(argv: list[str]) -> list[str]:
+    """`rnnexp train.resume=DIR [...]`: the run's own overrides first (from DIR/.hydra/overrides.yaml),
+    then the command line's, so resuming needs no retyping and any new override still wins."""
+    resume = [a.split("=", 1)[1] for a in argv if a.startswith("train.resume=")]
+    saved = Path(resume[-1]).expanduser() / ".hydra" / "overrides.yaml" if resume else None
+    if saved is None or not saved.is_file():
+        return argv
+    import yaml
+
+    given = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
+    earlier = [o for o in yaml.safe_load(saved.read_text()) or []
+               if "=" in o and o.split("=", 1)[0].lstrip("+~") not in given and not o.startswith("hydra")]
+    return earlier + argv
+
+
 def main() -> None:
+    sys.argv[1:] = with_resumed_overrides(sys.argv[1:])
     run_reporting_errors(hydra_main, "rnnexp", on_error=_summarise_failed_sweep)
 
 

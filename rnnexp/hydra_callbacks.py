@@ -13,6 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from rnnexp.checkpoint import check_resume
 from rnnexp.config import load_run_config
 from rnnexp.errors import Rejected, RnnexpError
 
@@ -20,7 +21,9 @@ from rnnexp.errors import Rejected, RnnexpError
 class ValidateBeforeRun(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            load_run_config(config)
+            run = load_run_config(config)
+            if run.train.resume:
+                check_resume(run)
         except RnnexpError as err:
             raise Rejected(err) from err  # Hydra would only warn about an Exception here
 

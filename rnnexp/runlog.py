@@ -2,7 +2,8 @@
 
 One `RunLog` per run, writing into the run's directory:
 * TensorBoard: `train/loss`, `train/accuracy`, `val/loss`, `val/accuracy` (+ task extras such as
-  `val/bpc`) every epoch, `train/step_loss` every step, the config as text, the hparams view;
+  `val/bpc`) every epoch, `train/step_loss` every step (in the `steps` sub-run), the config as
+  text, samples where the task makes them, the hparams view;
 * the terminal: a live rich progress bar (on a terminal, outside sweeps), or one plain unwrapped
   line per epoch (CI, files, `train.progress=lines`), or nothing but the result line (sweep jobs);
 * the end: a rich summary table.
@@ -54,10 +55,16 @@ def route_console_logging(console: Console, mode: str) -> None:
 
 class RunLog:
     def __init__(self, run_dir: Path, mode: str, console: Console, unit: str = "targets",
-                 purge_step: Optional[int] = None):
+                 resume_from: Any = None):
         self.run_dir, self.mode, self.console, self.unit = Path(run_dir), mode, console, unit
-        # purge_step: on resume, drop events at or after it so the curves have no duplicate steps.
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
+        # Epoch curves (x = epoch) in the run directory; the step-level loss (x = optimizer step) in
+        # its `steps/` sub-run. On resume each writer purges what came after the checkpoint, so a
+        # killed and resumed run has the same curves as an uninterrupted one, with no duplicate steps.
+        epoch_purge = step_purge = None
+        if resume_from is not None:
+            epoch_purge, step_purge = len(resume_from.history) + 1, resume_from.global_step + 1
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=epoch_purge)
+        self.step_writer = SummaryWriter(log_dir=str(self.run_dir / "steps"), purge_step=step_purge)
         self.progress: Optional[Progress] = None
         self._bar: Any = None
 
@@ -78,7 +85,7 @@ class RunLog:
 
     # -- during training -------------------------------------------------------------------
     def step(self, global_step: int, loss: float, accuracy: float, rate: float) -> None:
-        self.writer.add_scalar("train/step_loss", loss, global_step)
+        self.step_writer.add_scalar("train/step_loss", loss, global_step)
         if self.progress is not None:
             self.progress.update(self._bar, advance=1, loss=f"{loss:.4f}", acc=f"{accuracy:.3f}",
                                  rate=f"{rate:,.0f} {self.unit}/s")
@@ -88,6 +95,7 @@ class RunLog:
             if "/" in key:
                 self.writer.add_scalar(key, value, epoch)
         self.writer.flush()
+        self.step_writer.flush()
         line = (f"epoch {epoch:>3}/{epochs}  train loss {metrics['train/loss']:.4f} "
                 f"acc {metrics['train/accuracy']:.4f}  val loss {metrics['val/loss']:.4f} "
                 f"acc {metrics['val/accuracy']:.4f}{line_extra}  {metrics['train/targets_per_second']:,.0f} {self.unit}/s")
@@ -133,3 +141,4 @@ class RunLog:
     def close(self) -> None:
         self.stop_progress()
         self.writer.close()
+        self.step_writer.close()

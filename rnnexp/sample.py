@@ -29,11 +29,11 @@ def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RecurrentMo
         raise RunDirError(f"run={run_dir} is not a directory; give a run directory under outputs/")
     payload = load_payload(run_dir / BEST, what="trained model (best.pt)")
     model_cfg = typed(ModelConfig, OmegaConf.create(payload["config"]["model"]), "model")
-    shape, vocab = payload["shape"], payload["task"].get("vocab")
+    vocab = payload["task"].get("vocab")
     if not vocab:
         raise RunDirError(f"run={run_dir} is not a character-model run (task={payload['config']['task']['name']}); "
                           f"sample from a run of task=charlm")
-    model = RecurrentModel(model_cfg.cell, 0, len(vocab), shape["model.hidden_size"], model_cfg.num_layers,
+    model = RecurrentModel(model_cfg.cell, 0, len(vocab), payload["hidden_size"], model_cfg.num_layers,
                            model_cfg.dropout, model_cfg.nonlinearity, len(vocab), model_cfg.embedding_size)
     model.load_state_dict(payload["model"])
     return model.to(device), payload

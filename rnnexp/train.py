@@ -37,6 +37,7 @@ class Interrupted(Exception):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+        self.run_dir = ""
 
 
 @dataclass
@@ -159,6 +160,9 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, lo
 
         rate = (loop.totals.count - counted_before) / max(1e-9, time.perf_counter() - epoch_started)
         val = evaluate(task, model, device)
+        if not math.isfinite(val.loss):
+            raise DivergedError(f"the validation loss became {val.loss} at epoch {loop.epoch}; lower train.lr, "
+                                f"set train.grad_clip (e.g. 1.0), or try train.optimizer=adam")
         loop.seconds = time.perf_counter() - started
         metrics = {"epoch": loop.epoch, "train/loss": loop.totals.loss, "train/accuracy": loop.totals.accuracy,
                    "val/loss": val.loss, "val/accuracy": val.accuracy,

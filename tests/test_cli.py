@@ -51,7 +51,7 @@ def test_installed_cli_runs_from_any_directory_and_logs_curves(tmp_path):
     runs = list((tmp_path / "outputs" / "runs").glob("*/*_qrsu-easy_lstm"))
     assert len(runs) == 1
     assert [step for step, _ in scalars(runs[0], "val/accuracy")] == [1, 2, 3]
-    assert len(scalars(runs[0], "train/step_loss")) == 3 * 32
+    assert [step for step, _ in scalars(runs[0] / "steps", "train/step_loss")] == list(range(1, 3 * 32 + 1))
     for tag in ("train/loss", "train/accuracy", "val/loss"):
         assert len(scalars(runs[0], tag)) == 3
     assert "epoch   3/3" in proc.stdout and "final val/accuracy" in proc.stdout
@@ -76,39 +76,6 @@ def test_cfg_job_prints_the_composed_config(monkeypatch, capsys, tmp_path):
     code, out, _ = run_main(monkeypatch, capsys, tmp_path, "--cfg", "job", "model=rnn", "task.difficulty=hard")
     assert code == 0
     assert "cell: rnn" in out and "nonlinearity: relu" in out and "difficulty: hard" in out
-
-
-BAD_INPUTS = [
-    (["model=lstmm"], "model", "gru, lstm, rnn"),
-    (["task=qrsuu"], "task", "qrsu"),
-    (["task.difficulty=impossible"], "task.difficulty", "easy"),
-    (["model.hidden_size=-3"], "model.hidden_size", ">= 1"),
-    (["train.lr=abc"], "train.lr", "Float"),
-    (["train.epochs=0"], "train.epochs", ">= 1"),
-    (["task.t1=[3,1]"], "task.t1", "min <= max"),
-    (["task.t2=[1,2]"], "task.t2", "after every t1"),
-    (["task.length=[5,9]"], "task.length", "longer than"),
-    (["train.lrr=1"], "train.lrr", "+train.lrr"),
-    (["model.dropout=2"], "model.dropout", "0 <= dropout < 1"),
-    (["train.device=cuda:0"], "train.device", "CUDA is not available"),
-]
-
-
-def test_bad_input_is_one_line_nonzero_and_harmless(monkeypatch, capsys, tmp_path):
-    code, _, err = run_main(monkeypatch, capsys, tmp_path, "train.epochs=1", "train.progress=lines")
-    assert code == 0, err
-    before = snapshot(tmp_path / "outputs")
-    for args, key, hint in BAD_INPUTS:
-        if args == ["train.device=cuda:0"]:
-            import torch
-            if torch.cuda.is_available():
-                continue
-        code, out, err = run_main(monkeypatch, capsys, tmp_path, *args)
-        lines = err.strip().splitlines()
-        assert code == 2, (args, err)
-        assert len(lines) == 1 and lines[0].startswith("rnnexp: error: "), (args, err)
-        assert key in lines[0] and hint in lines[0], (args, lines[0])
-        assert snapshot(tmp_path / "outputs") == before, f"{args} changed the outputs directory"
 
 
 @pytest.mark.slow

@@ -1,0 +1,131 @@
+"""Reliability: exact resume after SIGKILL, clean stops on SIGINT/SIGTERM, divergence, refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnexp.run_dirs import claim_fresh_dir
+from tests.test_cli import ENV, rnnexp, scalars, snapshot
+
+LONG = ["task=qrsu", "task.difficulty=normal", "task.train_size=3000", "model.hidden_size=6", "train.epochs=6",
+        "train.target_accuracy=null", "train.progress=lines"]
+
+
+def start(cwd: Path, *args) -> subprocess.Popen:
+    return subprocess.Popen(["rnnexp", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for_epochs(cwd: Path, epochs: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for results in (cwd / "outputs" / "runs").glob("*/*/run.log"):
+            if results.read_text().count("] epoch ") >= epochs:
+                return results.parent
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("the run did not get going")
+
+
+def history(run_dir: Path) -> list[dict]:
+    res = json.loads((run_dir / "results.json").read_text())
+    return [{k: v for k, v in h.items() if "second" not in k} for h in res["history"]]
+
+
+def curves(run_dir: Path) -> dict[str, list]:
+    tags = ["train/loss", "train/accuracy", "val/loss", "val/accuracy"]
+    out = {tag: scalars(run_dir, tag) for tag in tags}
+    out["train/step_loss"] = scalars(run_dir / "steps", "train/step_loss")
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory) -> Path:
+    """The uninterrupted reference run."""
+    clean = tmp_path_factory.mktemp("clean")
+    assert rnnexp(*LONG, cwd=clean).returncode == 0
+    (clean_dir,) = list((clean / "outputs" / "runs").glob("*/*"))
+    return clean_dir
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, clean_run):
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    proc = start(killed, *LONG)
+    run_dir = wait_for_epochs(killed, 2, proc)
+    time.sleep(0.05)  # somewhere inside epoch 3
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    torch.load(run_dir / "checkpoint.pt", weights_only=False)  # never torn
+    resumed = rnnexp(f"train.resume={run_dir}", cwd=killed)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch" in resumed.stdout
+    clean_dir = clean_run
+    assert history(run_dir) == history(clean_dir)
+    assert len(history(run_dir)) == 6
+    got, want = curves(run_dir), curves(clean_dir)
+    for tag in want:
+        assert [s for s, _ in got[tag]] == [s for s, _ in want[tag]], f"{tag}: steps differ (duplicates?)"
+        assert [v for _, v in got[tag]] == [v for _, v in want[tag]], f"{tag}: values differ"
+    assert list((run_dir / ".hydra").glob("resume-*/overrides.yaml")), "the resume is recorded beside the original"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_checkpoint_and_exit_with_the_documented_code(tmp_path, sig, code, clean_run):
+    proc = start(tmp_path, *LONG)
+    run_dir = wait_for_epochs(tmp_path, 1, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"train.resume={run_dir}" in err.strip().splitlines()[-1]
+    payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert payload["loop"]["batch"] > 0, "a stop mid-epoch saves the position inside the epoch"
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["status"] == "interrupted"
+    assert scalars(run_dir, "val/accuracy"), "the TensorBoard log was closed with its data"
+    resumed = rnnexp(f"train.resume={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "results.json").read_text())["epochs_run"] == 6
+    # The stop came mid-epoch (the checkpoint holds the batch and the carried state): still exact.
+    assert history(run_dir) == history(clean_run)
+    assert curves(run_dir) == curves(clean_run)
+
+
+@pytest.mark.slow
+def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    args = ["model=rnn", "train.optimizer=sgd", "train.lr=0.01", "train.epochs=1", "train.target_accuracy=null"]
+    assert rnnexp(*args, cwd=tmp_path).returncode == 0
+    (run_dir,) = list((tmp_path / "outputs" / "runs").glob("*/*"))
+    good = (run_dir / "checkpoint.pt").read_bytes()
+    proc = rnnexp(f"train.resume={run_dir}", "train.epochs=3", "train.lr=1e30", cwd=tmp_path)
+    assert proc.returncode == 3
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "the loss became" in line and "epoch 2" in line and "train.lr" in line and "grad_clip" in line
+    assert (run_dir / "checkpoint.pt").read_bytes() == good
+    assert json.loads((run_dir / "results.json").read_text())["status"] == "diverged"
+
+
+def test_a_diverging_job_is_marked_in_a_sweep_and_the_others_go_on(tmp_path, monkeypatch, capsys):
+    from tests.test_cli import run_main
+
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "model=rnn", "train.optimizer=sgd",
+                            "train.lr=0.01,1e30", "train.epochs=1", "task.train_size=320", "task.val_size=64")
+    assert code == 1
+    rows = json.loads(next((tmp_path / "outputs" / "multirun").rglob("0_*/results.json")).read_text())
+    assert rows["status"] == "completed"
+    assert json.loads(next((tmp_path / "outputs" / "multirun").rglob("1_*/results.json")).read_text())["status"] == "diverged"
+    assert "diverged" in next((tmp_path / "outputs" / "multirun").rglob("summary.md")).read_text()
+
+
+def test_two_runs_in_the_same_second_never_share_a_directory(tmp_path):
+    base = str(tmp_path / "runs" / "12-00-00_qrsu-easy_lstm")
+    claimed = {claim_fresh_dir(base) for _ in range(3)}
+    assert len(claimed) == 3 and all(Path(p).is_dir() for p in claimed)
