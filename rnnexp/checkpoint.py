@@ -26,7 +26,9 @@ FORMAT = 1  # bump when the payload changes incompatibly
 
 
 def rng_states() -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -35,7 +37,8 @@ def rng_states() -> dict[str, Any]:
 def set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
@@ -48,8 +51,8 @@ def save_torch(path: Path, payload: dict[str, Any]) -> None:
 
 def model_shape(run: Any) -> dict[str, Any]:
     """The config keys a checkpoint must agree on to be resumed (what the weights and data depend on)."""
-    shape = {f"task.{k}": v for k, v in asdict(run.task).items() if k != "label"}
-    for key in ("cell", "hidden_size", "num_layers", "embedding_size", "param_budget", "nonlinearity"):
+    shape = {f"task.{k}": v for k, v in asdict(run.task).items() if k != "label" and not k.startswith("sample_")}
+    for key in ("cell", "hidden_size", "num_layers", "embedding_size", "param_budget", "nonlinearity", "dropout"):
         shape[f"model.{key}"] = getattr(run.model, key)
     shape.update({"train.batch_size": run.train.batch_size, "train.seed": run.train.seed,
                   "train.optimizer": run.train.optimizer})
@@ -69,9 +72,12 @@ def check_resume(run: Any) -> dict[str, Any]:
         raise RunDirError(f"cannot resume {run_dir}: the config changes {pairs}; use the run's own settings "
                           f"(see {run_dir}/.hydra/config.yaml) or start a new run")
     loop = payload["loop"]
-    if loop["epoch"] > run.train.epochs or (loop["target_epoch"] is not None and run.train.target_accuracy):
-        raise RunDirError(f"{run_dir} has already finished ({len(loop['history'])} epochs); to continue it, "
-                          f"raise train.epochs (and set train.target_accuracy=null if it reached its target)")
+    limit = run.train.time_limit_minutes
+    if (loop["epoch"] > run.train.epochs or (loop["target_epoch"] is not None and run.train.target_accuracy)
+            or (limit is not None and loop["seconds"] >= limit * 60)):
+        raise RunDirError(f"{run_dir} has already finished ({len(loop['history'])} epochs); to continue it, raise "
+                          f"train.epochs or train.time_limit_minutes (or set train.target_accuracy=null if it "
+                          f"reached its target)")
     return payload
 
 
@@ -82,13 +88,13 @@ def save_best(run_dir: Path, model: torch.nn.Module, epoch: int, shape: dict[str
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Optional[Any], loop: LoopState, shape: dict[str, Any], lr: float) -> None:
+                    scheduler: Optional[Any], loop: LoopState, shape: dict[str, Any], train_cfg: Any) -> None:
     loop_dict = asdict(loop)
     loop_dict["carried"] = loop.carried  # keep tensors as tensors
     save_torch(Path(run_dir) / CHECKPOINT, {
         "format": FORMAT,
         "shape": shape,
-        "lr": lr,
+        "optimizer_settings": optimizer_settings(train_cfg),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": None if scheduler is None else scheduler.state_dict(),
@@ -104,7 +110,7 @@ def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
         raise RunDirError(f"{path} does not exist: no {what} in that run directory "
                           f"(was it started with this rnnexp, and did it finish an epoch?)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
     except Exception as err:  # torn or foreign file: torch raises many kinds
         raise RunDirError(f"{path} is not a readable {what} ({type(err).__name__}); it may be truncated "
                           f"or from another program; start a new run") from err
@@ -116,17 +122,26 @@ def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
 
 
 def restore(payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: Optional[Any], lr: float) -> LoopState:
+            scheduler: Optional[Any], train_cfg: Any, device: torch.device) -> LoopState:
     """Load a checkpoint into model/optimizer/scheduler and the RNGs; the loop position to go on from.
-    A `train.lr` different from the checkpoint's replaces it (the only training setting that may change)."""
+    Optimizer settings given now (lr, momentum, weight decay) replace the checkpoint's where they differ."""
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
-    if lr != payload["lr"]:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    for key, value in optimizer_settings(train_cfg).items():
+        if payload["optimizer_settings"].get(key) != value:
+            for group in optimizer.param_groups:
+                if key in group:
+                    group[key] = value
     if scheduler is not None and payload["scheduler"] is not None:
         scheduler.load_state_dict(payload["scheduler"])
     set_rng_states(payload["rng"])
     loop = dict(payload["loop"])
     loop["totals"] = Totals(**loop["totals"])
+    carried = loop["carried"]
+    if carried is not None:  # saved on the CPU; back to where the model is
+        loop["carried"] = tuple(t.to(device) for t in carried) if isinstance(carried, (tuple, list)) else carried.to(device)
     return LoopState(**loop)
+
+
+def optimizer_settings(train_cfg: Any) -> dict[str, float]:
+    return {"lr": train_cfg.lr, "momentum": train_cfg.momentum, "weight_decay": train_cfg.weight_decay}

@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import ConfigError, require, require_choice
+from rnnexp.models import CELLS
 
-CELLS = ("rnn", "lstm", "gru")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
 
@@ -32,7 +32,7 @@ class ModelConfig:
     forget_bias: Optional[float]
 
     def validate(self) -> None:
-        require_choice("model.cell", self.cell, CELLS)
+        require_choice("model.cell", self.cell, CELLS)  # the model factory's names
         require(self.hidden_size >= 1, "model.hidden_size", self.hidden_size, "use an integer >= 1")
         require(self.num_layers >= 1, "model.num_layers", self.num_layers, "use an integer >= 1")
         require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use 0 <= dropout < 1")
@@ -95,6 +95,10 @@ class TrainConfig:
 
             require(torch.cuda.is_available(), "train.device", self.device,
                     "CUDA is not available here; use train.device=cpu or auto")
+            index = self.device.partition(":")[2]
+            require(not index or (index.isdigit() and int(index) < torch.cuda.device_count()), "train.device",
+                    self.device, f"this machine has {torch.cuda.device_count()} CUDA device(s): use cuda:0 .. "
+                                 f"cuda:{torch.cuda.device_count() - 1}")
         require_choice("train.progress", self.progress, ("auto", "bar", "lines"))
         require(self.checkpoint_every >= 0, "train.checkpoint_every", self.checkpoint_every, "use >= 0 (0 = only at the end)")
 
@@ -123,6 +127,7 @@ def typed(schema: type[T], node: Any, prefix: str) -> T:
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         key = f"{prefix}.{err.full_key}" if getattr(err, "full_key", None) else prefix
+        key = key.removeprefix("sample.")  # rnnexp-sample's keys are top-level
         raise ConfigError(f"{key}: {one_line(str(err)).split(' full_key:')[0]}") from err
     return obj  # type: ignore[return-value]
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnexp import checkpoint as ckpt
 from rnnexp.config import RunConfig, load_run_config
-from rnnexp.errors import ConfigError, DivergedError, RnnexpError
+from rnnexp.errors import DivergedError, RnnexpError
 from rnnexp.files import write_json
 from rnnexp.models import build_model, count_parameters
 from rnnexp.results import RESULTS, completed_results, hparams, summary_rows
@@ -29,14 +29,13 @@ from rnnexp.tasks import build_task
 from rnnexp.threads import apply_threads, choose_threads
 from rnnexp.train import Interrupted, LoopState, fit, make_optimizer, make_scheduler
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def pick_device(setting: str) -> torch.device:
+    """`auto` picks CUDA when present (an unavailable `cuda` was already refused by validation)."""
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={setting} but CUDA is not available here; use train.device=cpu or auto")
     return torch.device(setting)
 
 
@@ -48,12 +47,18 @@ def seed_everything(seed: int) -> None:
 
 @contextmanager
 def stop_on_signals() -> Iterator[list[int]]:
-    """Ctrl-C / SIGTERM set a flag the loop checks after each step (it then checkpoints and stops)."""
+    """Ctrl-C / SIGTERM set a flag the loop checks after each step (it then checkpoints and stops).
+    The first signal puts the old handler back, so a second Ctrl-C stops a stuck run at once."""
     received: list[int] = []
-    previous = {}
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signum, previous[signum])
+
     try:
-        for sig in EXIT_CODES:
-            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave the signals alone
         previous = {}
     try:
@@ -102,7 +107,7 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
     scheduler = make_scheduler(run.train, optimizer)
     loop = LoopState()
     if payload is not None:
-        loop = ckpt.restore(payload, model, optimizer, scheduler, run.train.lr)
+        loop = ckpt.restore(payload, model, optimizer, scheduler, run.train, device)
     for name, text in task.artifacts().items():
         (run_dir / name).write_text(text, encoding="utf-8")
 
@@ -142,7 +147,7 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
         with stop_on_signals() as received:
             fit(task, model, run.train, device, log_run, optimizer, scheduler, loop,
                 save_checkpoint=lambda state: ckpt.save_checkpoint(run_dir, model, optimizer, scheduler, state,
-                                                                   shape, run.train.lr),
+                                                                   shape, run.train),
                 stop_requested=lambda: received[0] if received else 0, epoch_hook=after_epoch)
     except BaseException:
         log_run.close()
@@ -152,7 +157,8 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
     results["wall_seconds"] = round(time.time() - started, 3)
     write_json(run_dir / RESULTS, results)
     log_run.finish(f"{run.task.label} / {run.model.cell}", summary_rows(run, results, task.unit, str(run_dir)),
-                   hparams(run, hidden), {k.replace("/", "_"): v for k, v in results["final"].items()})
+                   hparams(run, hidden), {k.replace("/", "_"): v for k, v in results["final"].items()},
+                   results["epochs_run"])
     log_run.close()
     objective = results["objective"]
     log.info(f"result: {run.task.label} {run.model.cell} {objective['name']}={objective['value']:.4f} "

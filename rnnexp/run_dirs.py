@@ -18,8 +18,12 @@ from typing import Any
 from omegaconf import OmegaConf
 
 
+def _is_set(resume: Any) -> bool:
+    return resume not in (None, "", "None", "null")
+
+
 def claim_fresh_dir(path: str) -> str:
-    base = Path(path)
+    base = Path(path).expanduser()
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
@@ -37,11 +41,11 @@ def claim_fresh_dir(path: str) -> str:
 
 
 def run_dir(resume: Any, fresh: str) -> str:
-    return str(resume) if resume not in (None, "", "None", "null") else claim_fresh_dir(fresh)
+    return str(Path(str(resume)).expanduser()) if _is_set(resume) else claim_fresh_dir(fresh)
 
 
 def if_resume(resume: Any, then: str, otherwise: str) -> str:
-    return then if resume not in (None, "", "None", "null") else otherwise
+    return then if _is_set(resume) else otherwise
 
 
 def register() -> None:

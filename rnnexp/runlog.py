@@ -12,6 +12,7 @@ One `RunLog` per run, writing into the run's directory:
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -21,10 +22,10 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 log = logging.getLogger("rnnexp")
-detail_log = logging.getLogger("rnnexp.detail")  # start and per-epoch lines: run.log only in sweeps
+start_log = logging.getLogger("rnnexp.start")  # what the run is: console (not in sweeps) and run.log
+epoch_log = logging.getLogger("rnnexp.epoch")  # per-epoch lines: run.log; console only in "lines" mode
 
 
 def make_console() -> Console:
@@ -44,13 +45,15 @@ def route_console_logging(console: Console, mode: str) -> None:
             continue
         if getattr(handler, "stream", None) not in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
             continue
+        hidden = {"bar": ("rnnexp.epoch",), "quiet": ("rnnexp.epoch", "rnnexp.start")}.get(mode, ())
         if mode == "bar":
             rich_handler = RichHandler(console=console, show_path=False, show_level=False, markup=False)
             rich_handler.setLevel(handler.level)
             root.removeHandler(handler)
             root.addHandler(rich_handler)
-        elif mode == "quiet":
-            handler.addFilter(lambda record: not record.name.startswith("rnnexp.detail"))
+            handler = rich_handler
+        if hidden:  # the bar (or, in sweeps, the result line) says it on the console
+            handler.addFilter(lambda record: not record.name.startswith(hidden))
 
 
 class RunLog:
@@ -71,7 +74,7 @@ class RunLog:
     # -- start -----------------------------------------------------------------------------
     def begin(self, lines: list[str], config_yaml: str, total_steps: int, done_steps: int = 0) -> None:
         for line in lines:
-            detail_log.info(line)
+            start_log.info(line)
         self.writer.add_text("config", "```\n" + config_yaml + "\n```", 0)
         if self.mode == "bar":
             self.progress = Progress(
@@ -85,12 +88,13 @@ class RunLog:
 
     # -- during training -------------------------------------------------------------------
     def step(self, global_step: int, loss: float, accuracy: float, rate: float) -> None:
-        self.step_writer.add_scalar("train/step_loss", loss, global_step)
+        if math.isfinite(loss):  # nan: a chunk with nothing to score
+            self.step_writer.add_scalar("train/step_loss", loss, global_step)
         if self.progress is not None:
             self.progress.update(self._bar, advance=1, loss=f"{loss:.4f}", acc=f"{accuracy:.3f}",
                                  rate=f"{rate:,.0f} {self.unit}/s")
 
-    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float], line_extra: str = "") -> None:
+    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():
             if "/" in key:
                 self.writer.add_scalar(key, value, epoch)
@@ -98,13 +102,11 @@ class RunLog:
         self.step_writer.flush()
         line = (f"epoch {epoch:>3}/{epochs}  train loss {metrics['train/loss']:.4f} "
                 f"acc {metrics['train/accuracy']:.4f}  val loss {metrics['val/loss']:.4f} "
-                f"acc {metrics['val/accuracy']:.4f}{line_extra}  {metrics['train/targets_per_second']:,.0f} {self.unit}/s")
+                f"acc {metrics['val/accuracy']:.4f}  {metrics['train/targets_per_second']:,.0f} {self.unit}/s")
+        epoch_log.info(line)
         if self.progress is not None:
             self.progress.update(self._bar, description=f"epoch {epoch}/{epochs}",
                                  val=f"{metrics['val/accuracy']:.3f}")
-            detail_log.debug(line)  # the bar shows it
-        else:
-            detail_log.info(line)
 
     def text(self, tag: str, text: str, step: int) -> None:
         self.writer.add_text(tag, text, step)
@@ -116,9 +118,9 @@ class RunLog:
             self.progress = None
 
     def finish(self, title: str, rows: list[tuple[str, str]], hparams: dict[str, Any],
-               final_metrics: dict[str, float]) -> None:
+               final_metrics: dict[str, float], epochs: int) -> None:
         self.stop_progress()
-        self._write_hparams(hparams, final_metrics)
+        self._write_hparams(hparams, final_metrics, epochs)
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column("what", style="bold")
         table.add_column("value")
@@ -127,16 +129,11 @@ class RunLog:
         if self.mode != "quiet":
             self.console.print(table)
 
-    def _write_hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """The hparams dashboard entry, in this run's own event file (not a separate sub-run)."""
+    def _write_hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """The hparams dashboard entry, in this run's own directory (run_name=".", not a sub-run)."""
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
-        metric_tags = {f"hparam/{k}": v for k, v in metrics.items()}
-        exp, ssi, sei = hparams_summary(clean, metric_tags)
-        file_writer = self.writer._get_file_writer()
-        for summary in (exp, ssi, sei):
-            file_writer.add_summary(summary)
-        for tag, value in metric_tags.items():
-            self.writer.add_scalar(tag, value)
+        self.writer.add_hparams(clean, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".",
+                                global_step=step)
 
     def close(self) -> None:
         self.stop_progress()

@@ -8,8 +8,9 @@ its vocabulary) onto the CPU (or `device=cuda`), so a run trained on a GPU sampl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import hydra
 import torch
@@ -19,6 +20,7 @@ from rnnexp.checkpoint import BEST, load_payload
 from rnnexp.config import ModelConfig, typed
 from rnnexp.errors import ConfigError, Rejected, RnnexpError, RunDirError, require
 from rnnexp.models import RecurrentModel
+from rnnexp.reporting import run_reporting_errors
 from rnnexp.textgen import generate_text
 
 
@@ -47,22 +49,33 @@ def sample_main(cfg: DictConfig) -> None:
         raise Rejected(err) from err  # straight to main(), without Hydra's job report
 
 
-def sample(cfg: DictConfig) -> None:
+@dataclass
+class SampleConfig:
+    run: str
+    prompt: str
+    length: int
+    temperature: float
+    top_k: Optional[int]
+    seed: int
+    device: str
+
+
+def sample(node: DictConfig) -> None:
+    cfg = typed(SampleConfig, node, "sample")
     require(cfg.length >= 0, "length", cfg.length, "use an integer >= 0")
     require(cfg.temperature > 0, "temperature", cfg.temperature, "use a temperature > 0")
     if cfg.top_k is not None:
         require(cfg.top_k >= 1, "top_k", cfg.top_k, "use an integer >= 1 or null")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    require(cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda"), "device", cfg.device,
+            "use auto, cpu or cuda")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but CUDA is not available here; use device=cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else torch.device(cfg.device)
     model, payload = load_trained_model(Path(hydra.utils.to_absolute_path(cfg.run)), device)
-    text = generate_text(model, payload["task"]["vocab"], str(cfg.prompt), int(cfg.length),
-                         float(cfg.temperature), cfg.top_k, int(cfg.seed), device)
+    text = generate_text(model, payload["task"]["vocab"], cfg.prompt, cfg.length, cfg.temperature, cfg.top_k,
+                         cfg.seed, device)
     print(text)
 
 
 def main() -> None:
-    from rnnexp.cli import run_reporting_errors  # the same one-line errors as rnnexp
-
     run_reporting_errors(sample_main, "rnnexp-sample")

@@ -33,6 +33,3 @@ def chunk_streams(inputs: torch.Tensor, targets: torch.Tensor, chunk_length: int
                     None if mask is None else mask[:, start:stop],
                     reset=index == 0 or not carry_state)
 
-
-def chunk_count(length: int, chunk_length: int) -> int:
-    return -(-length // chunk_length)

@@ -10,12 +10,14 @@ cores / jobs each. `scripts/bench_threads.py` measures the trade-off on a machin
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 from threadpoolctl import threadpool_limits
 
-# Below this many parameters one thread is never slower (see scripts/bench_threads.py).
-SMALL_MODEL_PARAMS = 200_000
+# Below this many parameters a second thread gains < 10% on an idle machine and loses 3-5x beside a
+# busy process (scripts/bench_threads.py; numbers in README.md).
+SMALL_MODEL_PARAMS = 50_000
 
 _limits = None  # keeps the threadpoolctl limit alive for the process
 
@@ -40,6 +42,13 @@ def choose_threads(setting: str, num_params: int, device: torch.device, parallel
     if parallel_jobs > 1:
         return share, f"{share} of {cores} cores for each of {parallel_jobs} parallel jobs"
     return share, f"all {cores} cores for a large model ({num_params:,} parameters)"
+
+
+def parallel_jobs(launcher_cfg: Any) -> int:
+    """How many jobs of a sweep run at once on this machine (joblib's n_jobs, -1 = all cores,
+    -2 = all but one; a launcher without n_jobs, e.g. submitit on a cluster, runs one per allocation)."""
+    n_jobs = int(launcher_cfg.get("n_jobs", 1) or 1) if launcher_cfg is not None else 1
+    return max(1, available_cores() + 1 + n_jobs if n_jobs < 0 else n_jobs)
 
 
 def apply_threads(threads: int) -> None:

@@ -31,8 +31,9 @@ from rnnexp.runlog import RunLog
 from rnnexp.tasks.base import Batch, Task
 
 
-class Interrupted(Exception):
-    """Raised inside the loop when a stop was requested (Ctrl-C, SIGTERM) and a checkpoint was written."""
+class Interrupted(BaseException):
+    """Raised inside the loop when a stop was requested (Ctrl-C, SIGTERM) and a checkpoint was written.
+    A BaseException, like KeyboardInterrupt, so that it stops a whole sweep, not just one job."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -50,6 +51,8 @@ class Totals:
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
         n = targets.numel()
+        if n == 0:
+            return
         self.loss_sum += float(loss) * n
         self.correct += int((logits.argmax(-1) == targets).sum())
         self.count += n
@@ -98,7 +101,9 @@ def forward_scored(task: Task, model: nn.Module, batch: Batch, state: Optional[S
         state = None
     outputs, state = model(batch.inputs, state)
     logits, targets = task.readout(outputs, batch)
-    return F.cross_entropy(logits, targets), logits, targets, carry_hidden_state(state)
+    # A chunk may score nothing (echo: the first chunk when delay >= chunk_length): loss None.
+    loss = F.cross_entropy(logits, targets) if targets.numel() else None
+    return loss, logits, targets, carry_hidden_state(state)
 
 
 @torch.no_grad()
@@ -107,8 +112,19 @@ def evaluate(task: Task, model: nn.Module, device: torch.device) -> Totals:
     totals, state = Totals(), None
     for batch in task.val_batches():
         loss, logits, targets, state = forward_scored(task, model, batch.to(device), state)
-        totals.add(loss, logits, targets)
+        if loss is not None:
+            totals.add(loss, logits, targets)
     return totals
+
+
+def check_finite(value: float, what: str, where: str) -> None:
+    if not math.isfinite(value):
+        raise DivergedError(f"the {what} became {value} at {where}; lower train.lr, set train.grad_clip "
+                            f"(e.g. 1.0), or try train.optimizer=adam")
+
+
+def rate(count: int, since: float) -> float:
+    return count / max(1e-9, time.perf_counter() - since)
 
 
 def epoch_batches(task: Task, epoch: int, limit: Optional[int], skip: int) -> Iterator[tuple[int, Batch]]:
@@ -122,7 +138,7 @@ def epoch_batches(task: Task, epoch: int, limit: Optional[int], skip: int) -> It
 def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, log: RunLog,
         optimizer: torch.optim.Optimizer, scheduler: Optional[Any], loop: LoopState,
         save_checkpoint: Callable[[LoopState], None], stop_requested: Callable[[], int],
-        epoch_hook: Optional[Callable[[int], dict[str, Any]]] = None) -> LoopState:
+        epoch_hook: Optional[Callable[[int], None]] = None) -> LoopState:
     """Train from `loop` (fresh or resumed) until the epochs run out or the target is reached."""
     started = time.perf_counter() - loop.seconds
     budget = None if cfg.time_limit_minutes is None else cfg.time_limit_minutes * 60
@@ -136,20 +152,17 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, lo
         for index, batch in epoch_batches(task, loop.epoch, cfg.batches_per_epoch, loop.batch):
             loss, logits, targets, loop.carried = forward_scored(                # 1. forward
                 task, model, batch.to(device), loop.carried)                    # 2. loss
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise DivergedError(
-                    f"the loss became {loss_value} at epoch {loop.epoch}, step {index + 1}; lower train.lr, "
-                    f"set train.grad_clip (e.g. 1.0), or try train.optimizer=adam")
-            optimizer.zero_grad(set_to_none=True)                                # 3. zero_grad
-            loss.backward()                                                      # 4. backward
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()                                                     # 5. step
-            loop.totals.add(loss.detach(), logits.detach(), targets)
+            if loss is not None:
+                check_finite(loss.item(), "loss", f"epoch {loop.epoch}, step {index + 1}")
+                optimizer.zero_grad(set_to_none=True)                            # 3. zero_grad
+                loss.backward()                                                  # 4. backward
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()                                                 # 5. step
+                loop.totals.add(loss.detach(), logits.detach(), targets)
             loop.batch, loop.global_step = index + 1, loop.global_step + 1
-            rate = (loop.totals.count - counted_before) / max(1e-9, time.perf_counter() - epoch_started)
-            log.step(loop.global_step, loss_value, loop.totals.accuracy, rate)
+            log.step(loop.global_step, float("nan") if loss is None else loss.item(), loop.totals.accuracy,
+                     rate(loop.totals.count - counted_before, epoch_started))
             if out_of_time():
                 break
             signum = stop_requested()
@@ -158,15 +171,13 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, lo
                 save_checkpoint(loop)
                 raise Interrupted(signum)
 
-        rate = (loop.totals.count - counted_before) / max(1e-9, time.perf_counter() - epoch_started)
+        speed = rate(loop.totals.count - counted_before, epoch_started)
         val = evaluate(task, model, device)
-        if not math.isfinite(val.loss):
-            raise DivergedError(f"the validation loss became {val.loss} at epoch {loop.epoch}; lower train.lr, "
-                                f"set train.grad_clip (e.g. 1.0), or try train.optimizer=adam")
+        check_finite(val.loss, "validation loss", f"epoch {loop.epoch}")
         loop.seconds = time.perf_counter() - started
         metrics = {"epoch": loop.epoch, "train/loss": loop.totals.loss, "train/accuracy": loop.totals.accuracy,
                    "val/loss": val.loss, "val/accuracy": val.accuracy,
-                   "train/targets_per_second": rate, "lr": optimizer.param_groups[0]["lr"],
+                   "train/targets_per_second": speed, "lr": optimizer.param_groups[0]["lr"],
                    "seconds": round(loop.seconds, 3)}
         metrics.update(task.extra_metrics(val.loss, val.accuracy))
         loop.history.append(metrics)

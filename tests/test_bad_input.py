@@ -71,7 +71,7 @@ CASES = [
     (["train.resume={ckpt:other-version}"], "has checkpoint format 999"),
     (["train.resume={run}", "model.hidden_size=8"], "the config changes model.hidden_size: 4 -> 8"),
     (["train.resume={run}"], "has already finished (1 epochs)"),
-    (["hydra.run.dir={run}/results.json/sub"], "cannot write the output directory"),
+    (["hydra.run.dir={run}/results.json/sub"], "results.json/sub: Not a directory; check the output directory"),
     (["foo"], "Error parsing override 'foo'"),
 ]
 

@@ -94,6 +94,9 @@ def test_sampling_is_reproducible_keeps_the_prompt_and_rejects_unknown_character
     assert code == 2 and "not in the run's vocabulary" in err and "XYZ" in err
     code, _, err = cli("temperature=0")
     assert code == 2 and "temperature" in err
+    for bad, key in (("length=abc", "length"), ("device=foo", "device"), ("top_k=0", "top_k")):
+        code, _, err = cli(bad)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and key in err, (bad, err)
 
 
 def test_sampling_from_a_run_without_a_model_is_one_line(tmp_path):

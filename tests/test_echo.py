@@ -98,10 +98,15 @@ def test_split_into_streams_keeps_text_consecutive():
     assert torch.equal(torch.cat([c.inputs for c in chunks], 1), streams)
 
 
-def test_delay_at_or_beyond_the_chunk_warns(compose_cfg, caplog):
+def test_delay_at_or_beyond_the_chunk_warns_and_still_runs(compose_cfg, caplog, run_cfg, tmp_path):
     with caplog.at_level("WARNING"):
         echo_task(compose_cfg, "task.delay=20", "task.chunk_length=20")
     assert "cannot be learned" in caplog.text
+    # The first chunk of each series then scores nothing: no loss there, the state still carries.
+    res = run_cfg(tmp_path, "task=echo", "task.delay=20", "task.chunk_length=20", "task.series_length=200",
+                  "task.val_length=200", "train.epochs=2")
+    assert res["status"] == "completed"
+    assert 0.3 < res["final"]["val/accuracy"] < 0.7, "no gradient path spans the delay: chance level"
 
 
 def test_carried_state_learns_delay_5_in_chunks_of_8_and_reset_state_cannot(run_cfg, tmp_path):

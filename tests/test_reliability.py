@@ -1,6 +1,7 @@
 """Reliability: exact resume after SIGKILL, clean stops on SIGINT/SIGTERM, divergence, refusals."""
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -127,5 +128,47 @@ def test_a_diverging_job_is_marked_in_a_sweep_and_the_others_go_on(tmp_path, mon
 
 def test_two_runs_in_the_same_second_never_share_a_directory(tmp_path):
     base = str(tmp_path / "runs" / "12-00-00_qrsu-easy_lstm")
-    claimed = {claim_fresh_dir(base) for _ in range(3)}
-    assert len(claimed) == 3 and all(Path(p).is_dir() for p in claimed)
+    with multiprocessing.get_context("spawn").Pool(4) as pool:  # separate processes, at the same time
+        claimed = pool.map(claim_fresh_dir, [base] * 8)
+    assert len(set(claimed)) == 8 and all(Path(p).is_dir() for p in claimed)
+    assert base in claimed
+
+
+class StopAfter(list):
+    """Stands in for the received-signals list: a SIGINT 'arrives' after `steps` loop checks."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def __bool__(self) -> bool:
+        self.steps -= 1
+        if self.steps < 0 and not len(self):
+            self.append(signal.SIGINT)
+        return len(self) > 0
+
+
+def test_a_stop_mid_chunk_stream_resumes_exactly_with_the_carried_state(tmp_path, monkeypatch, run_cfg):
+    from contextlib import contextmanager
+
+    from rnnexp import experiment
+    from rnnexp.train import Interrupted
+
+    args = ["task=echo", "model=lstm", "model.hidden_size=8", "task.delay=4", "task.series_length=400",
+            "task.val_length=200", "train.epochs=3"]
+    clean = run_cfg(tmp_path, *args, name="clean")
+
+    @contextmanager
+    def stop_after_27_steps():
+        yield StopAfter(27)  # epoch 2 (20 chunks per epoch), in the middle of its series
+
+    monkeypatch.setattr(experiment, "stop_on_signals", stop_after_27_steps)
+    with pytest.raises(Interrupted):
+        run_cfg(tmp_path, *args, name="stopped")
+    payload = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
+    assert (payload["loop"]["epoch"], payload["loop"]["batch"]) == (2, 8)
+    assert isinstance(payload["loop"]["carried"], (tuple, list)) and len(payload["loop"]["carried"]) == 2
+    monkeypatch.undo()
+    resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
+    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
+    assert strip(resumed) == strip(clean)

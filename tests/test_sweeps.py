@@ -2,8 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,12 +9,9 @@ import yaml
 
 from rnnexp.sweep import read_jobs, seed_groups, summarise
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+from tests.test_cli import rnnexp
+
 TINY = ["task=qrsu", "train.epochs=2", "task.train_size=200", "task.val_size=200"]
-
-
-def rnnexp(*args, cwd):
-    return subprocess.run(["rnnexp", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def sweep_dir(cwd: Path) -> Path:

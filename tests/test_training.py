@@ -71,9 +71,17 @@ def test_bad_values_name_the_key(compose_cfg, override, key):
     assert "\n" not in str(info.value)
 
 
-def test_threads_auto_gives_small_models_one_thread(run_cfg, tmp_path):
-    from rnnexp.threads import choose_threads
+def test_threads_auto_gives_small_models_one_thread_and_parallel_jobs_a_share():
+    from omegaconf import OmegaConf
 
-    assert choose_threads("auto", 244, torch.device("cpu"))[0] == 1
-    assert choose_threads("3", 244, torch.device("cpu")) == (3, "set by train.threads")
-    assert choose_threads("auto", 10**7, torch.device("cpu"), parallel_jobs=64)[0] == 1
+    from rnnexp.threads import SMALL_MODEL_PARAMS, available_cores, choose_threads, parallel_jobs
+
+    cpu = torch.device("cpu")
+    assert choose_threads("auto", SMALL_MODEL_PARAMS - 1, cpu)[0] == 1
+    assert choose_threads("auto", SMALL_MODEL_PARAMS, cpu)[0] == available_cores()
+    assert choose_threads("auto", 10**7, cpu, parallel_jobs=available_cores())[0] == 1
+    assert choose_threads("3", 244, cpu) == (3, "set by train.threads")
+    assert parallel_jobs(OmegaConf.create({"n_jobs": 2})) == 2
+    assert parallel_jobs(OmegaConf.create({"n_jobs": -1})) == available_cores()
+    assert parallel_jobs(OmegaConf.create({"n_jobs": -2})) == max(1, available_cores() - 1)
+    assert parallel_jobs(OmegaConf.create({"timeout_min": 60})) == 1

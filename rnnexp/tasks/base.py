@@ -112,14 +112,15 @@ def build_task(task_cfg: Any, batch_size: int, seed: int) -> Task:
     return task_class(task_cfg.name)(task_cfg, batch_size=batch_size, seed=seed)
 
 
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """An independent RNG for (seed, epoch, stream): epoch e's data never depends on epochs before
-    it, so a resumed run sees exactly the data an uninterrupted one would."""
-    mixed = np.random.SeedSequence([seed, epoch, stream]).generate_state(1, dtype=np.uint64)[0]
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """An independent RNG for (seed, epoch): epoch e's data never depends on epochs before it, so a
+    resumed run sees exactly the data an uninterrupted one would."""
+    mixed = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(mixed) & ((1 << 63) - 1))
 
 
 def num_batches(total: int, batch_size: int) -> int:
+    """Batches (or chunks) of at most `batch_size` that cover `total` items (or steps)."""
     return max(1, math.ceil(total / batch_size))
 
 

@@ -19,8 +19,8 @@ import torch
 
 from rnnexp.corpus import load_corpus
 from rnnexp.errors import DataError, require
-from rnnexp.streams import chunk_count, chunk_streams, split_into_streams
-from rnnexp.tasks.base import Batch, Task, epoch_generator
+from rnnexp.streams import chunk_streams, split_into_streams
+from rnnexp.tasks.base import Batch, Task, epoch_generator, num_batches
 
 
 @dataclass
@@ -82,7 +82,7 @@ class CharLMTask(Task):
         return chunk_streams(streams[:, :-1], streams[:, 1:], self.cfg.chunk_length)
 
     def train_batch_count(self) -> int:
-        return chunk_count(len(self.train_ids) // self.batch_size - 1, self.cfg.chunk_length)
+        return num_batches(len(self.train_ids) // self.batch_size - 1, self.cfg.chunk_length)
 
     def val_batches(self) -> Iterator[Batch]:
         return chunk_streams(self._val_streams[:, :-1], self._val_streams[:, 1:], self.cfg.chunk_length)

@@ -15,8 +15,8 @@ from typing import Any, Iterator
 import torch
 
 from rnnexp.errors import require
-from rnnexp.streams import chunk_count, chunk_streams
-from rnnexp.tasks.base import Batch, Task, epoch_generator
+from rnnexp.streams import chunk_streams
+from rnnexp.tasks.base import Batch, Task, epoch_generator, num_batches
 
 log = logging.getLogger("rnnexp")
 
@@ -73,7 +73,7 @@ class EchoTask(Task):
         return chunk_streams(*series[:2], self.cfg.chunk_length, series[2], self.cfg.carry_state)
 
     def train_batch_count(self) -> int:
-        return chunk_count(self.cfg.series_length, self.cfg.chunk_length)
+        return num_batches(self.cfg.series_length, self.cfg.chunk_length)
 
     def val_batches(self) -> Iterator[Batch]:
         inputs, targets, mask = self.val_data
