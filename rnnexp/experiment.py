@@ -89,7 +89,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1, in_sw
         raise
     finally:
         results.setdefault("wall_seconds", round(time.time() - started, 3))
-        if results["status"] != "completed" and run_dir.is_dir():
+        # A resume refused before it started must not overwrite the earlier run's results.
+        refused_resume = results.get("task") is None and OmegaConf.select(cfg, "train.resume") is not None
+        if results["status"] != "completed" and run_dir.is_dir() and not refused_resume:
             write_json(run_dir / RESULTS, results)
 
 

@@ -4,22 +4,8 @@ earlier run's directory left byte-for-byte as it was."""
 import pytest
 import torch
 
+from tests.test_charlm import bad_corpus_file
 from tests.test_cli import run_main, snapshot
-
-
-def corpus_file(tmp, kind):
-    path = tmp / f"corpus-{kind}"
-    if kind == "directory":
-        path.mkdir()
-    elif kind == "empty":
-        path.write_text("")
-    elif kind == "binary":
-        path.write_bytes(b"\x00\x01\x02abc" * 200)
-    elif kind == "latin1":
-        path.write_bytes("na\xefve caf\xe9 ".encode("latin-1") * 400)
-    elif kind == "short":
-        path.write_text("too short to train on")
-    return path
 
 
 def checkpoint_dir(tmp, kind):
@@ -95,7 +81,7 @@ def test_every_bad_input_is_one_clear_line_and_loses_nothing(monkeypatch, capsys
         for arg in args:
             for kind in ("directory", "empty", "binary", "latin1", "short"):
                 if f"{{corpus:{kind}}}" in arg:
-                    arg = arg.replace(f"{{corpus:{kind}}}", str(corpus_file(scratch, kind)))
+                    arg = arg.replace(f"{{corpus:{kind}}}", str(bad_corpus_file(scratch, kind)))
             for kind in ("empty", "truncated", "other-version"):
                 if f"{{ckpt:{kind}}}" in arg:
                     arg = arg.replace(f"{{ckpt:{kind}}}", str(checkpoint_dir(scratch, kind)))

@@ -13,6 +13,22 @@ from rnnexp.errors import DataError, RunDirError
 from rnnexp.tasks.charlm import CharLMTask, split_text
 from tests.conftest import SHAKESPEARE
 
+
+def bad_corpus_file(folder, kind):
+    """A corpus path that is missing, a directory, empty, binary, Latin-1 or too short."""
+    path = folder / f"corpus-{kind}"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_text("  \n")
+    elif kind == "binary":
+        path.write_bytes(b"abc\x00\x01\x02" * 100)
+    elif kind == "latin1":
+        path.write_bytes("caf\xe9 cr\xe8me ".encode("latin-1") * 500)
+    elif kind == "short":
+        path.write_text("hello world, too short")
+    return path
+
 PATTERN = "".join(f"{w} the {c} sat on the mat {i % 7}.\n" for i, (w, c) in
                   enumerate([("and", "cat"), ("but", "dog"), ("so", "rat"), ("then", "bat")] * 150))
 
@@ -114,17 +130,7 @@ def test_sampling_from_a_run_without_a_model_is_one_line(tmp_path):
     ("binary", "looks binary"), ("latin1", "is not UTF-8"), ("short", "too short"),
 ])
 def test_bad_corpus_files_are_one_line_errors(compose_cfg, tmp_path, kind, expected):
-    path = tmp_path / "corpus.txt"
-    if kind == "directory":
-        path.mkdir()
-    elif kind == "empty":
-        path.write_text("  \n")
-    elif kind == "binary":
-        path.write_bytes(b"abc\x00\x01\x02" * 100)
-    elif kind == "latin1":
-        path.write_bytes("caf\xe9 cr\xe8me ".encode("latin-1") * 500)
-    elif kind == "short":
-        path.write_text("hello world, too short")
+    path = bad_corpus_file(tmp_path, kind)
     corpus.load_corpus.cache_clear()
     with pytest.raises(DataError, match=expected) as info:
         load_run_config(compose_cfg("task=charlm", f"task.corpus={path}"))

@@ -172,3 +172,14 @@ def test_a_stop_mid_chunk_stream_resumes_exactly_with_the_carried_state(tmp_path
     resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
     strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
     assert strip(resumed) == strip(clean)
+
+
+def test_a_refused_resume_leaves_the_earlier_run_as_it_was(tmp_path, run_cfg):
+    from rnnexp.errors import RunDirError
+
+    run_cfg(tmp_path, "train.epochs=1", "train.target_accuracy=null", name="done")
+    before = snapshot(tmp_path / "done")
+    for extra in (["train.epochs=1"], ["train.epochs=2", "model.hidden_size=5"]):
+        with pytest.raises(RunDirError):
+            run_cfg(tmp_path, "train.target_accuracy=null", f"train.resume={tmp_path / 'done'}", *extra, name="done")
+        assert snapshot(tmp_path / "done") == before
