@@ -22,6 +22,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from rnnexp import run_dirs, sweep
+from rnnexp.config import known_keys
 from rnnexp.errors import Rejected, RnnexpError
 from rnnexp.experiment import run_experiment
 from rnnexp.reporting import run_reporting_errors
@@ -48,7 +49,7 @@ def with_resumed_overrides(argv: list[str]) -> list[str]:
     """`rnnexp train.resume=DIR [...]`: the run's own overrides first (from DIR/.hydra/overrides.yaml),
     then the command line's, so resuming needs no retyping and any new override still wins. A run
     resumes as a single run even when it came from a sweep preset."""
-    resume = [a.split("=", 1)[1] for a in argv if a.startswith("train.resume=")]
+    resume = [a.split("=", 1)[1].strip("'\"") for a in argv if a.startswith("train.resume=")]
     saved = Path(resume[-1]).expanduser() / ".hydra" / "overrides.yaml" if resume else None
     if saved is None or not saved.is_file():
         return argv
@@ -71,6 +72,7 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
 
 
 def main() -> None:
+    sweep.current_sweep_dir = None  # set by the SummariseSweep callback if this turns out to be a sweep
     sys.argv[1:] = with_resumed_overrides(sys.argv[1:])
     run_reporting_errors(hydra_main, "rnnexp", on_error=_summarise_failed_sweep,
-                         in_sweep=lambda: sweep.current_sweep_dir is not None)
+                         in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys())

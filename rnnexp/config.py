@@ -162,3 +162,14 @@ def _stringify(node: DictConfig, key: str) -> DictConfig:
     if key in node and node[key] is not None:
         node[key] = str(node[key])
     return node
+
+
+def known_keys() -> list[str]:
+    """Every `section.key` the schemas know (for "did you mean" hints)."""
+    from rnnexp.tasks.base import _REGISTRY, _import_all
+
+    _import_all()
+    keys = {f"model.{f.name}" for f in fields(ModelConfig)} | {f"train.{f.name}" for f in fields(TrainConfig)}
+    for task_cls in _REGISTRY.values():
+        keys |= {f"task.{f.name}" for f in fields(task_cls.Config)}
+    return sorted(keys)

@@ -89,6 +89,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1, in_sw
         raise
     finally:
         results.setdefault("wall_seconds", round(time.time() - started, 3))
+        results.setdefault("epochs_run", len(results.get("history", [])))  # epochs finished before it stopped
         # A resume refused before it started must not overwrite the earlier run's results.
         refused_resume = results.get("task") is None and OmegaConf.select(cfg, "train.resume") is not None
         if results["status"] != "completed" and run_dir.is_dir() and not refused_resume:
@@ -120,7 +121,7 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
     log_run = RunLog(run_dir, mode, console, unit=task.unit, resume_from=loop if payload else None)
     shape = ckpt.model_shape(run)
     results.update(status="running", task=run.task.name, cell=run.model.cell, hidden_size=hidden,
-                   parameters=params, threads=threads, device=str(device))
+                   parameters=params, threads=threads, device=str(device), history=loop.history)
     best_loss = min((h["val/loss"] for h in loop.history), default=float("inf"))
 
     def after_epoch(epoch: int) -> None:
@@ -163,6 +164,7 @@ def _run(run: RunConfig, cfg: DictConfig, run_dir: Path, parallel_jobs: int, in_
                    results["epochs_run"])
     log_run.close()
     objective = results["objective"]
-    log.info(f"result: {run.task.label} {run.model.cell} {objective['name']}={objective['value']:.4f} "
-             f"epochs={results['epochs_run']} target_epoch={loop.target_epoch} seconds={loop.seconds:.1f}")
+    log.info(f"result: {run.task.label} {run.model.cell} best {objective['name']}={objective['value']:.4f} "
+             f"final val/accuracy={results['final']['val/accuracy']:.4f} epochs={results['epochs_run']} "
+             f"target_epoch={loop.target_epoch} train_seconds={loop.seconds:.1f} ({results['stopped_by']}); {run_dir}")
     return float(objective["value"])

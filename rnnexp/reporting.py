@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
@@ -20,7 +21,7 @@ from rnnexp.train import Interrupted
 EXIT_ON_SIGNAL = {2: 130, 15: 143}  # SIGINT, SIGTERM
 
 
-def one_line_hydra_error(err: BaseException) -> str:
+def one_line_hydra_error(err: BaseException, known_keys: Sequence[str] = ()) -> str:
     """Hydra's and OmegaConf's multi-line messages, folded into one line that keeps the options."""
     text = str(err)
     cause = err.__cause__
@@ -32,12 +33,22 @@ def one_line_hydra_error(err: BaseException) -> str:
     if options:
         names = ", ".join(options.group(2).split())
         return f"{head}; choose {options.group(1)}= one of {names}"
+    if "Could not load 'hydra/launcher/" in head or "Could not load 'hydra/sweeper/" in head:
+        return f"{head}; the sweep plugins are not installed: pip install -e '.[sweeps]' (or pip install 'rnnexp[sweeps]')"
+    unknown = re.match(r"Could not override '([^']+)'.*is not in struct", head)
+    if unknown and known_keys:
+        key = unknown.group(1)
+        close = difflib.get_close_matches(key, known_keys, n=1)
+        section = key.split(".")[0]
+        same = sorted(k for k in known_keys if k.startswith(section + "."))
+        hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(same) or ', '.join(sorted(known_keys))}"
+        return f"{key} is not a known key; {hint} (--help lists the keys)"
     return head
 
 
 def run_reporting_errors(entry: Callable[[], object], prog: str,
                          on_error: Callable[[str], Optional[str]] = lambda message: None,
-                         in_sweep: Callable[[], bool] = lambda: False) -> None:
+                         in_sweep: Callable[[], bool] = lambda: False, known_keys: Sequence[str] = ()) -> None:
     """Run a Hydra entry point; print any problem as one line and exit with its code.
 
     `on_error(message)` may write a sweep summary and return a better message."""
@@ -51,12 +62,12 @@ def run_reporting_errors(entry: Callable[[], object], prog: str,
     except Interrupted as stop:
         on_error("interrupted")
         print(f"{prog}: interrupted by signal {stop.signum}; checkpoint saved. Resume with: rnnexp "
-              f"train.resume={stop.run_dir or '<run dir>'}", file=sys.stderr)
+              f"\"train.resume='{stop.run_dir or '<run dir>'}'\"", file=sys.stderr)
         sys.exit(EXIT_ON_SIGNAL.get(stop.signum, 130))
     except (RnnexpError, HydraException, OmegaConfBaseException) as err:
         if show_traceback:
             raise
-        message = str(err) if isinstance(err, RnnexpError) else one_line_hydra_error(err)
+        message = str(err) if isinstance(err, RnnexpError) else one_line_hydra_error(err, known_keys)
         message = on_error(message) or message
         print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(1 if in_sweep() else getattr(err, "exit_code", 2))

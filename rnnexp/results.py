@@ -19,8 +19,15 @@ def objective_value(history: list[dict[str, float]], key: str, direction: str) -
 def completed_results(run: RunConfig, loop: LoopState, objective: tuple[str, str]) -> dict[str, Any]:
     history = loop.history
     key, direction = objective
+    if loop.target_epoch is not None:
+        stopped_by = "target accuracy reached"
+    elif len(history) < run.train.epochs:
+        stopped_by = f"time limit ({run.train.time_limit_minutes:g} min)"
+    else:
+        stopped_by = "all epochs run"
     return {
-        "status": "completed", "epochs_run": len(history), "target_accuracy": run.train.target_accuracy,
+        "status": "completed", "stopped_by": stopped_by, "epochs_run": len(history),
+        "target_accuracy": run.train.target_accuracy,
         "target_epoch": loop.target_epoch, "train_seconds": round(loop.seconds, 3),
         "final": {k: v for k, v in history[-1].items() if "/" in k},
         "best": {"val/accuracy": max(h["val/accuracy"] for h in history),
@@ -32,11 +39,13 @@ def completed_results(run: RunConfig, loop: LoopState, objective: tuple[str, str
 
 def summary_rows(run: RunConfig, results: dict[str, Any], unit: str, run_dir: str) -> list[tuple[str, str]]:
     final = results["final"]
-    reached = (f"epoch {results['target_epoch']}" if results["target_epoch"] else
-               "not reached" if run.train.target_accuracy else "no target")
-    rows = [("epochs run", f"{results['epochs_run']} / {run.train.epochs}"),
-            (f"target val/accuracy {run.train.target_accuracy}", reached),
-            ("final val/accuracy", f"{final['val/accuracy']:.4f}"),
+    rows = [("epochs run", f"{results['epochs_run']} / {run.train.epochs} ({results['stopped_by']})")]
+    if run.train.target_accuracy is not None:
+        reached = f"epoch {results['target_epoch']}" if results["target_epoch"] else "not reached"
+        rows.append((f"target val/accuracy {run.train.target_accuracy:g}", reached))
+    objective = results["objective"]
+    rows += [(f"best {objective['name']} (objective)", f"{objective['value']:.4f}"),
+             ("final val/accuracy", f"{final['val/accuracy']:.4f}"),
             ("final val/loss", f"{final['val/loss']:.4f}")]
     rows += [(k, f"{v:.4f}") for k, v in final.items() if k.startswith("val/") and k not in ("val/accuracy", "val/loss")]
     rows += [(f"train {unit}/s", f"{final['train/targets_per_second']:,.0f}"),

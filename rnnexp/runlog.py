@@ -123,7 +123,7 @@ class RunLog:
         self._write_hparams(hparams, final_metrics, epochs)
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column("what", style="bold")
-        table.add_column("value")
+        table.add_column("value", overflow="fold")
         for key, value in rows:
             table.add_row(key, value)
         if self.mode != "quiet":

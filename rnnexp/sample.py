@@ -8,7 +8,8 @@ its vocabulary) onto the CPU (or `device=cuda`), so a run trained on a GPU sampl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -78,4 +79,7 @@ def sample(node: DictConfig) -> None:
 
 
 def main() -> None:
-    run_reporting_errors(sample_main, "rnnexp-sample")
+    # `rnnexp-sample <run dir>` means run=<run dir>
+    sys.argv[1:] = [f"run='{a}'" if "=" not in a and not a.startswith("-") and Path(a).is_dir() else a
+                    for a in sys.argv[1:]]
+    run_reporting_errors(sample_main, "rnnexp-sample", known_keys=[f.name for f in fields(SampleConfig)])

@@ -45,7 +45,7 @@ def read_jobs(root: Path) -> list[dict[str, Any]]:
             "objective_name": objective.get("name", ""), "objective": objective.get("value"),
             "val_accuracy": final.get("val/accuracy"), "val_loss": final.get("val/loss"),
             "epochs": res.get("epochs_run"), "target_epoch": res.get("target_epoch"),
-            "seconds": res.get("wall_seconds"), "cell": res.get("cell"), "error": res.get("error", ""),
+            "train_seconds": res.get("train_seconds"), "cell": res.get("cell"), "error": res.get("error", ""),
         })
     return rows
 
@@ -82,7 +82,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 COLUMNS = ["job", "overrides", "status", "objective", "val_accuracy", "val_loss", "epochs", "target_epoch",
-           "seconds", "error"]
+           "train_seconds", "error"]
 
 
 def write_summary(root: Path, rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:

@@ -103,6 +103,9 @@ def test_sampling_is_reproducible_keeps_the_prompt_and_rejects_unknown_character
         return code, *capsys.readouterr()
 
     code, first, _ = cli("prompt=and the", "length=60", "seed=5")
+    monkeypatch.setattr(sys, "argv", ["rnnexp-sample", str(tmp_path / "run"), "prompt=and the", "length=60", "seed=5"])
+    sample.main()  # a bare run directory means run=<dir>
+    assert capsys.readouterr()[0] == first
     assert code == 0 and first.startswith("and the") and len(first.rstrip("\n")) == len("and the") + 60
     assert cli("prompt=and the", "length=60", "seed=5")[1] == first
     assert cli("prompt=and the", "length=60", "seed=6")[1] != first

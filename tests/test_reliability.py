@@ -23,10 +23,11 @@ def start(cwd: Path, *args) -> subprocess.Popen:
                             text=True)
 
 
-def wait_for_epochs(cwd: Path, epochs: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
+def wait_for_epochs(cwd: Path, epochs: int, proc: subprocess.Popen, timeout: float = 120,
+                    pattern: str = "runs/*/*/run.log") -> Path:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        for results in (cwd / "outputs" / "runs").glob("*/*/run.log"):
+        for results in (cwd / "outputs").glob(pattern):
             if results.read_text().count("] epoch ") >= epochs:
                 return results.parent
         assert proc.poll() is None, proc.communicate()
@@ -86,7 +87,7 @@ def test_sigint_and_sigterm_checkpoint_and_exit_with_the_documented_code(tmp_pat
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert f"train.resume={run_dir}" in err.strip().splitlines()[-1]
+    assert f"train.resume='{run_dir}'" in err.strip().splitlines()[-1]
     payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert payload["loop"]["batch"] > 0, "a stop mid-epoch saves the position inside the epoch"
     res = json.loads((run_dir / "results.json").read_text())
@@ -183,3 +184,20 @@ def test_a_refused_resume_leaves_the_earlier_run_as_it_was(tmp_path, run_cfg):
         with pytest.raises(RunDirError):
             run_cfg(tmp_path, "train.target_accuracy=null", f"train.resume={tmp_path / 'done'}", *extra, name="done")
         assert snapshot(tmp_path / "done") == before
+
+
+@pytest.mark.slow
+def test_the_resume_command_printed_for_an_interrupted_sweep_job_works(tmp_path):
+    import shlex
+
+    proc = start(tmp_path, "-m", "model=rnn,gru", *LONG)
+    run_dir = wait_for_epochs(tmp_path, 1, proc, pattern="multirun/*/*/*/run.log")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    command = err.strip().splitlines()[-1].split("Resume with: ", 1)[1]
+    assert "=rnn" in command  # the job directory, whose name holds '=' and ','
+    resumed = subprocess.run(shlex.split(command), cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["status"] == "completed" and res["cell"] == "rnn" and res["epochs_run"] == 6
