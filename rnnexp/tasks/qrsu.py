@@ -113,6 +113,7 @@ class QRSUTask(Task):
         self.input_size, self.num_classes = len(SYMBOLS), len(CLASSES)
         # The validation set is generated once, from its own seed: curves compare across runs.
         self.val_data = generate(cfg.val_size, cfg, torch.Generator().manual_seed(cfg.val_seed))
+        self._val_batches = list(batches_of(*self.val_data, VAL_BATCH))  # cut once, reused every epoch
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         inputs, labels = generate(self.cfg.train_size, self.cfg, epoch_generator(self.seed, epoch))
@@ -122,7 +123,7 @@ class QRSUTask(Task):
         return num_batches(self.cfg.train_size, self.batch_size)
 
     def val_batches(self) -> Iterator[Batch]:
-        return batches_of(*self.val_data, VAL_BATCH)
+        return iter(self._val_batches)
 
     def describe(self) -> str:
         (lmin, lmax), (a, b), (c, d) = self.cfg.ranges()
