@@ -53,7 +53,7 @@ def route_console_logging(console: Console, mode: str) -> None:
             root.addHandler(rich_handler)
             handler = rich_handler
         if hidden:  # the bar (or, in sweeps, the result line) says it on the console
-            handler.addFilter(lambda record: not record.name.startswith(hidden))
+            handler.addFilter(lambda record, hidden=hidden: not record.name.startswith(hidden))
 
 
 class RunLog:
