@@ -21,13 +21,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from rnnexp import run_dirs, sweep
+from rnnexp import run_dirs
+from rnnexp.sweep import summary as sweep
 from rnnexp.config import known_keys
 from rnnexp.errors import Rejected, RnnexpError
-from rnnexp.experiment import run_experiment
-from rnnexp.reporting import run_reporting_errors
-from rnnexp.threads import parallel_jobs
-from rnnexp.train import Interrupted
+from rnnexp.run import run_experiment
+from rnnexp.report.errors import run_reporting_errors
+from rnnexp.engine.threads import parallel_jobs
+from rnnexp.engine.loop import Interrupted
 
 run_dirs.register()
 

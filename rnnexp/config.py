@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.models import CELLS
+from rnnexp.models.recurrent import CELLS
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 

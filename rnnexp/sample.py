@@ -17,12 +17,12 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rnnexp.checkpoint import BEST, load_payload
+from rnnexp.engine.checkpoint import BEST, load_payload
 from rnnexp.config import ModelConfig, typed
 from rnnexp.errors import ConfigError, Rejected, RnnexpError, RunDirError, require
-from rnnexp.models import RecurrentModel
-from rnnexp.reporting import run_reporting_errors
-from rnnexp.textgen import generate_text
+from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.report.errors import run_reporting_errors
+from rnnexp.models.generate import generate_text
 
 
 def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RecurrentModel, dict[str, Any]]:

@@ -34,7 +34,7 @@ def compose_cfg():
 
 def run_in_process(tmp_path: Path, *overrides: str, name: str = "run") -> dict[str, Any]:
     """Compose, run, and return the run's results.json (the run directory is tmp_path/name)."""
-    from rnnexp.experiment import run_experiment
+    from rnnexp.run import run_experiment
 
     cfg = compose_config("train.progress=lines", "train.threads=1", *overrides)
     run_dir = tmp_path / name

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from rnnexp import corpus
+from rnnexp.tasks import corpus
 from rnnexp.config import load_run_config
 from rnnexp.errors import DataError, RunDirError
 from rnnexp.tasks.charlm import CharLMTask, split_text

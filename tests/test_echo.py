@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from rnnexp.config import TrainConfig, typed
-from rnnexp.models import RecurrentModel
-from rnnexp.streams import chunk_streams, split_into_streams
+from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.tasks.streams import chunk_streams, split_into_streams
 from rnnexp.tasks.echo import EchoConfig, EchoTask
-from rnnexp.train import LoopState, evaluate, fit, make_optimizer
+from rnnexp.engine.loop import LoopState, evaluate, fit, make_optimizer
 
 
 def echo_task(compose_cfg, *overrides, batch_size=5):

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from rnnexp.errors import ConfigError
-from rnnexp.models import (RecurrentModel, carry_hidden_state, count_parameters, hidden_size_for_budget,
+from rnnexp.models.recurrent import (RecurrentModel, carry_hidden_state, count_parameters, hidden_size_for_budget,
                            make_recurrent_layer, parameter_count, set_forget_bias)
 
 

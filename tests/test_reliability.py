@@ -151,8 +151,8 @@ class StopAfter(list):
 def test_a_stop_mid_chunk_stream_resumes_exactly_with_the_carried_state(tmp_path, monkeypatch, run_cfg):
     from contextlib import contextmanager
 
-    from rnnexp import experiment
-    from rnnexp.train import Interrupted
+    from rnnexp import run as experiment
+    from rnnexp.engine.loop import Interrupted
 
     args = ["task=echo", "model=lstm", "model.hidden_size=8", "task.delay=4", "task.series_length=400",
             "task.val_length=200", "train.epochs=3"]

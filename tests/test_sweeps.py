@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnexp.sweep import read_jobs, seed_groups, summarise
+from rnnexp.sweep.summary import read_jobs, seed_groups, summarise
 
 from tests.test_cli import rnnexp
 

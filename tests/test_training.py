@@ -74,7 +74,7 @@ def test_bad_values_name_the_key(compose_cfg, override, key):
 def test_threads_auto_gives_small_models_one_thread_and_parallel_jobs_a_share():
     from omegaconf import OmegaConf
 
-    from rnnexp.threads import SMALL_MODEL_PARAMS, available_cores, choose_threads, parallel_jobs
+    from rnnexp.engine.threads import SMALL_MODEL_PARAMS, available_cores, choose_threads, parallel_jobs
 
     cpu = torch.device("cpu")
     assert choose_threads("auto", SMALL_MODEL_PARAMS - 1, cpu)[0] == 1

@@ -1,9 +1,9 @@
 """Character language model: predict the next character of a text; bits per character.
 
-The text (see rnnexp.corpus) is split 90/10 into contiguous train and validation parts (nanoGPT's
+The text (see rnnexp.tasks.corpus) is split 90/10 into contiguous train and validation parts (nanoGPT's
 convention). Training cuts the train part into `batch_size` parallel streams and runs truncated
 BPTT over chunks of `chunk_length` characters with the state carried across chunks (see
-rnnexp.streams); each epoch starts the streams at a fresh random offset. Validation runs the
+rnnexp.tasks.streams); each epoch starts the streams at a fresh random offset. Validation runs the
 whole validation part the same way, so val/loss is the per-character loss in nats; val/bpc is
 that / ln 2.
 """
@@ -17,9 +17,9 @@ from typing import Any, Iterator
 
 import torch
 
-from rnnexp.corpus import load_corpus
+from rnnexp.tasks.corpus import load_corpus
 from rnnexp.errors import DataError, require
-from rnnexp.streams import chunk_streams, split_into_streams
+from rnnexp.tasks.streams import chunk_streams, split_into_streams
 from rnnexp.tasks.base import Batch, Task, epoch_generator, num_batches
 
 
@@ -92,7 +92,7 @@ class CharLMTask(Task):
 
     def sample(self, model: torch.nn.Module, device: torch.device, seed: int = 0) -> str:
         """A text sample for the TensorBoard text tab."""
-        from rnnexp.textgen import generate_text
+        from rnnexp.models.generate import generate_text
 
         return generate_text(model, self.vocab, "", self.cfg.sample_length, self.cfg.sample_temperature,
                              seed=seed, device=device)

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import torch
 
 from rnnexp.errors import require
-from rnnexp.streams import chunk_streams
+from rnnexp.tasks.streams import chunk_streams
 from rnnexp.tasks.base import Batch, Task, epoch_generator, num_batches
 
 log = logging.getLogger("rnnexp")

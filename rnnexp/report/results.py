@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rnnexp.config import RunConfig
-from rnnexp.train import LoopState
+from rnnexp.engine.loop import LoopState
 
 RESULTS = "results.json"
 

@@ -13,7 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rnnexp.checkpoint import check_resume
+from rnnexp.engine.checkpoint import check_resume
 from rnnexp.config import load_run_config
 from rnnexp.errors import Rejected, RnnexpError
 
@@ -30,11 +30,11 @@ class ValidateBeforeRun(Callback):
 
 class SummariseSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from rnnexp import sweep
+        from rnnexp.sweep import summary as sweep
 
         sweep.current_sweep_dir = str(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from rnnexp.sweep import summarise_after_sweep
+        from rnnexp.sweep.summary import summarise_after_sweep
 
         summarise_after_sweep(config.hydra.sweep.dir)

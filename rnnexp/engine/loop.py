@@ -26,8 +26,8 @@ from torch import nn
 
 from rnnexp.config import TrainConfig
 from rnnexp.errors import DivergedError
-from rnnexp.models import State, carry_hidden_state
-from rnnexp.runlog import RunLog
+from rnnexp.models.recurrent import State, carry_hidden_state
+from rnnexp.report.runlog import RunLog
 from rnnexp.tasks.base import Batch, Task
 
 

@@ -19,7 +19,7 @@ import torch
 
 from rnnexp.errors import RunDirError
 from rnnexp.files import atomic_write
-from rnnexp.train import LoopState, Totals
+from rnnexp.engine.loop import LoopState, Totals
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 FORMAT = 1  # bump when the payload changes incompatibly

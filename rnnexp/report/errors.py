@@ -16,7 +16,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import Rejected, RnnexpError
-from rnnexp.train import Interrupted
+from rnnexp.engine.loop import Interrupted
 
 EXIT_ON_SIGNAL = {2: 130, 15: 143}  # SIGINT, SIGTERM
 

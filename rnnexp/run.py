@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rnnexp import checkpoint as ckpt
+from rnnexp.engine import checkpoint as ckpt
 from rnnexp.config import RunConfig, load_run_config
 from rnnexp.errors import DivergedError, RnnexpError
 from rnnexp.files import write_json
-from rnnexp.models import build_model, count_parameters
-from rnnexp.results import RESULTS, completed_results, hparams, summary_rows
-from rnnexp.runlog import RunLog, log, make_console, route_console_logging
+from rnnexp.models.recurrent import build_model, count_parameters
+from rnnexp.report.results import RESULTS, completed_results, hparams, summary_rows
+from rnnexp.report.runlog import RunLog, log, make_console, route_console_logging
 from rnnexp.tasks import build_task
-from rnnexp.threads import apply_threads, choose_threads
-from rnnexp.train import Interrupted, LoopState, fit, make_optimizer, make_scheduler
+from rnnexp.engine.threads import apply_threads, choose_threads
+from rnnexp.engine.loop import Interrupted, LoopState, fit, make_optimizer, make_scheduler
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -1,0 +1,1 @@
+"""Models: the recurrent model (encoder -> fused torch RNN/LSTM/GRU -> head) and what builds it."""
