@@ -2,33 +2,34 @@
 
     rnnexp task=qrsu model=lstm
     python -m rnnexp task=qrsu model=gru
-    rnnexp train.resume=outputs/runs/<date>/<time>_qrsu-easy_lstm
+    rnnexp train.resume=outputs/runs/2026-11-27/14-05-00_qrsu-easy_lstm
     rnnexp --help
 
-Hydra composes the config from `conf/` (installed as `rnnexp.conf`); `run_experiment` does the
-work; `reporting` turns every problem into one line and an exit code.
+Hydra composes the config from `conf/` (installed as `rnnexp.conf`); `ValidateBeforeRun` checks
+it before any directory exists; `run_experiment` does the work; `report.errors` turns every
+problem into one line and an exit code.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import hydra
-import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rnnexp import run_dirs
 from rnnexp.sweep import summary as sweep
-from rnnexp.config import known_keys
-from rnnexp.errors import Rejected, RnnexpError
-from rnnexp.run import run_experiment
-from rnnexp.report.errors import run_reporting_errors
+from rnnexp.config import known_keys, load_run_config
+from rnnexp.engine.checkpoint import check_not_finished, resume_config
 from rnnexp.engine.threads import parallel_jobs
-from rnnexp.engine.loop import Interrupted
+from rnnexp.errors import ConfigError, Interrupted, Rejected, RnnexpError
+from rnnexp.report.errors import run_reporting_errors
+from rnnexp.run import run_experiment
 
 run_dirs.register()
 
@@ -39,25 +40,33 @@ def hydra_main(cfg: DictConfig) -> float:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     jobs = parallel_jobs(hydra_cfg.launcher) if in_sweep else 1
     try:
-        return run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), parallel_jobs=jobs, in_sweep=in_sweep)
+        return run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task),
+                              parallel_jobs=jobs, in_sweep=in_sweep)
     except (RnnexpError, Interrupted) as err:
         if in_sweep:
             raise  # an error: Hydra marks the job failed and runs the others; a signal stops the sweep
         raise Rejected(err) from err  # a single run: straight to main(), without Hydra's job report
 
 
-def with_resumed_overrides(argv: list[str]) -> list[str]:
-    """`rnnexp train.resume=DIR [...]`: the run's own overrides first (from DIR/.hydra/overrides.yaml),
-    then the command line's, so resuming needs no retyping and any new override still wins. A run
-    resumes as a single run even when it came from a sweep preset."""
-    resume = [a.split("=", 1)[1].strip("'\"") for a in argv if a.startswith("train.resume=")]
-    saved = Path(resume[-1]).expanduser() / ".hydra" / "overrides.yaml" if resume else None
-    if saved is None or not saved.is_file():
-        return argv
-    given = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
-    earlier = [o for o in yaml.safe_load(saved.read_text()) or []
-               if "=" in o and o.split("=", 1)[0].lstrip("+~") not in given and not o.startswith("hydra")]
-    return earlier + argv + ["hydra.mode=RUN"]
+class ValidateBeforeRun(Callback):
+    """A Hydra callback (conf/config.yaml): a single run's config is checked before Hydra creates
+    its output directory, so a mistyped value costs one line and leaves no half-made run behind.
+    On resume, what is checked is the run's own saved config with the command line's changes."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            resume = OmegaConf.select(config, "train.resume")
+            if resume == "auto":
+                raise ConfigError("train.resume=auto resumes each job of a sweep in its own directory "
+                                  "(rnnexp -m ... train.resume=auto); for a single run give its directory")
+            if resume is None:
+                load_run_config(config)
+                return
+            run_dir = Path(str(resume)).expanduser()
+            cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
+            check_not_finished(load_run_config(cfg), payload, run_dir)
+        except RnnexpError as err:
+            raise Rejected(err) from err  # Hydra would only warn about an Exception here
 
 
 def _summarise_failed_sweep(message: str) -> Optional[str]:
@@ -74,6 +83,5 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
 
 def main() -> None:
     sweep.current_sweep_dir = None  # set by the SummariseSweep callback if this turns out to be a sweep
-    sys.argv[1:] = with_resumed_overrides(sys.argv[1:])
     run_reporting_errors(hydra_main, "rnnexp", on_error=_summarise_failed_sweep,
                          in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys())

@@ -18,6 +18,7 @@ from rnnexp.errors import ConfigError, require, require_choice
 from rnnexp.models.recurrent import CELLS
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+SECTIONS = ("task", "model", "train")
 
 
 @dataclass
@@ -29,7 +30,9 @@ class ModelConfig:
     nonlinearity: str
     embedding_size: Optional[int]
     param_budget: Optional[int]
-    forget_bias: Optional[float]
+    init: str
+    forget_bias: float
+    chrono_tmax: Optional[float]
 
     def validate(self) -> None:
         require_choice("model.cell", self.cell, CELLS)  # the model factory's names
@@ -41,8 +44,15 @@ class ModelConfig:
             require(self.embedding_size >= 1, "model.embedding_size", self.embedding_size, "use >= 1 or null")
         if self.param_budget is not None:
             require(self.param_budget >= 10, "model.param_budget", self.param_budget, "use an integer >= 10 or null")
-        if self.forget_bias is not None:
-            require(self.cell == "lstm", "model.forget_bias", self.forget_bias, "only an LSTM has a forget gate; use model=lstm or null")
+        from rnnexp.models.init import check_init
+
+        check_init(self.cell, self.init, self.nonlinearity)
+        if self.param_budget is None:
+            from rnnexp.models.build import check_fits_in_memory
+
+            check_fits_in_memory(self)
+        if self.chrono_tmax is not None:
+            require(self.chrono_tmax >= 2, "model.chrono_tmax", self.chrono_tmax, "use a time range >= 2 steps, or null (the task's longest lag)")
 
 
 @dataclass
@@ -64,7 +74,9 @@ class TrainConfig:
     device: str
     threads: str
     progress: str
-    checkpoint_every: int
+    log_every_steps: int
+    checkpoint_minutes: float
+    insight_every: int
     resume: Optional[str]
 
     def validate(self) -> None:
@@ -100,7 +112,10 @@ class TrainConfig:
                     self.device, f"this machine has {torch.cuda.device_count()} CUDA device(s): use cuda:0 .. "
                                  f"cuda:{torch.cuda.device_count() - 1}")
         require_choice("train.progress", self.progress, ("auto", "bar", "lines"))
-        require(self.checkpoint_every >= 0, "train.checkpoint_every", self.checkpoint_every, "use >= 0 (0 = only at the end)")
+        require(self.log_every_steps >= 1, "train.log_every_steps", self.log_every_steps, "use an integer >= 1")
+        require(self.checkpoint_minutes >= 0, "train.checkpoint_minutes", self.checkpoint_minutes,
+                "use >= 0 (0 = after every epoch)")
+        require(self.insight_every >= 0, "train.insight_every", self.insight_every, "use >= 0 epochs (0 = off)")
 
 
 @dataclass
@@ -140,9 +155,13 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
     """Compose-time config (DictConfig) -> validated RunConfig, or a one-line ConfigError."""
     from rnnexp.tasks import task_class  # tasks know their own schema
 
-    for section in ("task", "model", "train"):
+    for section in SECTIONS:
         if section not in cfg:
             raise ConfigError(f"the config has no `{section}` section; choose one with {section}=...")
+    for key in cfg.keys():
+        if key not in SECTIONS and key != "hydra":
+            raise ConfigError(f"+{key}=... is not a key rnnexp knows (top-level keys: {', '.join(SECTIONS)}); "
+                              f"remove it, or set a known key such as train.{key} (--help lists them)")
     task_cls = task_class(cfg.task.get("name"))
     run = RunConfig(
         task=typed(task_cls.Config, cfg.task, "task"),

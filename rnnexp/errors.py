@@ -49,3 +49,18 @@ def require(ok: bool, key: str, value: Any, valid: str) -> None:
 def require_choice(key: str, value: Any, choices: Iterable[str]) -> None:
     choices = list(choices)
     require(value in choices, key, value, f"choose one of {', '.join(map(str, choices))}")
+
+
+class ResourceError(RnnexpError):
+    """The machine cannot hold what the config asks for (memory)."""
+
+
+class Interrupted(BaseException):
+    """A stop was requested (Ctrl-C, SIGTERM, a cluster's pre-emption signal) and the run's state
+    was handed to the callbacks (checkpoint written, logs closed). A BaseException, like
+    KeyboardInterrupt, so that it stops a whole sweep, not just one job."""
+
+    def __init__(self, signum: int, run_dir: str = ""):
+        super().__init__(signum)
+        self.signum = signum
+        self.run_dir = run_dir

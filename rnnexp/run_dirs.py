@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 
 
 def _is_set(resume: Any) -> bool:
-    return resume not in (None, "", "None", "null")
+    """A run directory to resume (`auto`, a sweep's own jobs, keeps Hydra's usual directories)."""
+    return resume not in (None, "", "None", "null", "auto")
 
 
 def claim_fresh_dir(path: str) -> str:

@@ -11,35 +11,17 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from rnnexp.engine.checkpoint import BEST, load_payload
-from rnnexp.config import ModelConfig, typed
+from rnnexp.config import typed
 from rnnexp.errors import ConfigError, Rejected, RnnexpError, RunDirError, require
-from rnnexp.models.recurrent import RecurrentModel
-from rnnexp.report.errors import run_reporting_errors
 from rnnexp.models.generate import generate_text
-
-
-def load_trained_model(run_dir: Path, device: torch.device) -> tuple[RecurrentModel, dict[str, Any]]:
-    """The best model of a run and the payload it came with (config, task state)."""
-    run_dir = Path(run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise RunDirError(f"run={run_dir} is not a directory; give a run directory under outputs/")
-    payload = load_payload(run_dir / BEST, what="trained model (best.pt)")
-    model_cfg = typed(ModelConfig, OmegaConf.create(payload["config"]["model"]), "model")
-    vocab = payload["task"].get("vocab")
-    if not vocab:
-        raise RunDirError(f"run={run_dir} is not a character-model run (task={payload['config']['task']['name']}); "
-                          f"sample from a run of task=charlm")
-    model = RecurrentModel(model_cfg.cell, 0, len(vocab), payload["hidden_size"], model_cfg.num_layers,
-                           model_cfg.dropout, model_cfg.nonlinearity, len(vocab), model_cfg.embedding_size)
-    model.load_state_dict(payload["model"])
-    return model.to(device), payload
+from rnnexp.models.load import load_best, model_from_payload
+from rnnexp.report.errors import run_reporting_errors
 
 
 @hydra.main(version_base="1.3", config_path="pkg://rnnexp.conf", config_name="sample")
@@ -72,7 +54,12 @@ def sample(node: DictConfig) -> None:
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={cfg.device} but CUDA is not available here; use device=cpu")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else torch.device(cfg.device)
-    model, payload = load_trained_model(Path(hydra.utils.to_absolute_path(cfg.run)), device)
+    run_dir = Path(hydra.utils.to_absolute_path(cfg.run))
+    payload = load_best(run_dir)
+    if not payload["task"].get("vocab"):
+        raise RunDirError(f"run={run_dir} is not a character-model run (task={payload['config']['task']['name']}); "
+                          f"sample from a run of task=charlm")
+    model = model_from_payload(payload, None, device)
     text = generate_text(model, payload["task"]["vocab"], cfg.prompt, cfg.length, cfg.temperature, cfg.top_k,
                          cfg.seed, device)
     print(text)

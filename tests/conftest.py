@@ -36,10 +36,11 @@ def run_in_process(tmp_path: Path, *overrides: str, name: str = "run") -> dict[s
     """Compose, run, and return the run's results.json (the run directory is tmp_path/name)."""
     from rnnexp.run import run_experiment
 
-    cfg = compose_config("train.progress=lines", "train.threads=1", *overrides)
+    overrides = ("train.progress=lines", "train.threads=1", *overrides)
+    cfg = compose_config(*overrides)
     run_dir = tmp_path / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    run_experiment(cfg, run_dir)
+    run_experiment(cfg, run_dir, overrides=overrides)
     return json.loads((run_dir / "results.json").read_text())
 
 

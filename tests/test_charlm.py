@@ -48,11 +48,12 @@ def charlm_task(compose_cfg, corpus_path, *overrides, batch_size=4):
 
 def test_split_and_vocabulary_round_trip(compose_cfg, small_corpus):
     task = charlm_task(compose_cfg, small_corpus, "task.chunk_length=10")
-    train, val = split_text(PATTERN, 0.1)
-    assert train + val == PATTERN and len(val) == len(PATTERN) - int(len(PATTERN) * 0.9)
+    train, val, test = split_text(PATTERN, 0.05, 0.05)
+    assert train + val + test == PATTERN and len(test) == len(val) == int(len(PATTERN) * 0.05)
     assert task.vocab == "".join(sorted(set(PATTERN)))
     decode = lambda ids: "".join(task.vocab[i] for i in ids.tolist())
-    assert decode(task.train_ids) == train and decode(task.val_ids) == val
+    assert decode(task.train_ids) == train
+    assert decode(task.heldout_ids["val"]) == val and decode(task.heldout_ids["test"]) == test
 
 
 def test_batches_are_consecutive_text_per_stream_across_chunks(compose_cfg, small_corpus):
@@ -119,13 +120,13 @@ def test_sampling_is_reproducible_keeps_the_prompt_and_rejects_unknown_character
 
 
 def test_sampling_from_a_run_without_a_model_is_one_line(tmp_path):
-    from rnnexp.sample import load_trained_model
+    from rnnexp.models.load import load_best
 
     with pytest.raises(RunDirError, match="best.pt"):
-        load_trained_model(tmp_path, torch.device("cpu"))
+        load_best(tmp_path)
     (tmp_path / "best.pt").write_bytes(b"torn")
     with pytest.raises(RunDirError, match="truncated"):
-        load_trained_model(tmp_path, torch.device("cpu"))
+        load_best(tmp_path)
 
 
 @pytest.mark.parametrize("kind,expected", [

@@ -51,7 +51,8 @@ def test_installed_cli_runs_from_any_directory_and_logs_curves(tmp_path):
     runs = list((tmp_path / "outputs" / "runs").glob("*/*_qrsu-easy_lstm"))
     assert len(runs) == 1
     assert [step for step, _ in scalars(runs[0], "val/accuracy")] == [1, 2, 3]
-    assert [step for step, _ in scalars(runs[0] / "steps", "train/step_loss")] == list(range(1, 3 * 32 + 1))
+    assert [step for step, _ in scalars(runs[0], "train/step_loss")] == list(range(10, 3 * 32 + 1, 10))
+    assert not (runs[0] / "steps").exists(), "one TensorBoard entry per run"
     for tag in ("train/loss", "train/accuracy", "val/loss"):
         assert len(scalars(runs[0], tag)) == 3
     assert "epoch   3/3" in proc.stdout and "final val/accuracy" in proc.stdout

@@ -8,7 +8,8 @@ from rnnexp.config import TrainConfig, typed
 from rnnexp.models.recurrent import RecurrentModel
 from rnnexp.tasks.streams import chunk_streams, split_into_streams
 from rnnexp.tasks.echo import EchoConfig, EchoTask
-from rnnexp.engine.loop import LoopState, evaluate, fit, make_optimizer
+from rnnexp.engine.callbacks import Callbacks
+from rnnexp.engine.loop import Engine, Sums
 
 
 def echo_task(compose_cfg, *overrides, batch_size=5):
@@ -35,7 +36,7 @@ def test_targets_are_inputs_delayed_per_stream_across_chunks(compose_cfg):
 def test_carry_state_false_resets_every_chunk(compose_cfg):
     task, _ = echo_task(compose_cfg, "task.carry_state=false", "task.series_length=40")
     assert all(b.reset for b in task.train_batches(1))
-    assert all(b.reset for b in task.val_batches())
+    assert all(b.reset for b in task.eval_batches("val"))
 
 
 class Recorder(nn.Module):
@@ -55,11 +56,9 @@ class Recorder(nn.Module):
 def test_state_entering_a_chunk_is_the_detached_state_that_left_the_last(compose_cfg, cell, tmp_path):
     task, cfg = echo_task(compose_cfg, "task.series_length=60", "task.chunk_length=20")
     train = typed(TrainConfig, cfg.train, "train")
-    train.epochs, train.checkpoint_every = 1, 0
+    train.epochs = 1
     model = Recorder(RecurrentModel(cell, 1, 2, 3))
-    log = type("NullLog", (), {"step": lambda *a: None, "epoch": lambda *a, **k: None})()
-    fit(task, model, train, torch.device("cpu"), log, make_optimizer(train, model.parameters()), None,
-        LoopState(), save_checkpoint=lambda loop: None, stop_requested=lambda: 0)
+    Engine(task, model, train, torch.device("cpu")).fit(Callbacks([]))
     calls = model.calls[:3]  # the 3 training chunks (validation follows)
     assert calls[0][0] is None
     for (_, left), (entered, _) in zip(calls, calls[1:]):
@@ -80,13 +79,18 @@ class ConstantModel(nn.Module):
 
 
 @pytest.mark.parametrize("batch_size,chunk", [(3, 7), (1, 20), (7, 9)])
-def test_accuracy_is_the_fraction_of_correct_scored_bits(compose_cfg, batch_size, chunk):
-    task, _ = echo_task(compose_cfg, "task.delay=4", f"task.chunk_length={chunk}", "task.val_length=101",
-                        batch_size=batch_size)
-    _, targets, mask = task.val_data
+def test_accuracy_is_the_fraction_of_correct_scored_bits_whatever_the_batch_size(compose_cfg, batch_size, chunk):
+    task, cfg = echo_task(compose_cfg, "task.delay=4", f"task.chunk_length={chunk}", "task.val_length=101",
+                          "task.eval_streams=6", batch_size=batch_size)
+    _, targets, mask = task.heldout["val"]
     expected = targets[mask].float().mean().item()
-    assert evaluate(task, ConstantModel(), torch.device("cpu")).accuracy == pytest.approx(expected)
-    assert evaluate(task, ConstantModel(), torch.device("cpu")).count == batch_size * (101 - 4)
+    engine = Engine(task, RecurrentModel("gru", 1, 2, 3), typed(TrainConfig, cfg.train, "train"), torch.device("cpu"))
+    assert engine.evaluate("val", ConstantModel())["val/accuracy"] == pytest.approx(expected)
+    sums = Sums(torch.device("cpu"))
+    for batch in task.eval_batches("val"):
+        sums.add(task.score(ConstantModel()(batch.inputs)[0], batch).sums)
+    assert sums.to_host()["count"] == 6 * (101 - 4), "validation never depends on train.batch_size"
+    assert not torch.equal(task.heldout["val"][0], task.heldout["test"][0]), "test is its own data"
 
 
 def test_split_into_streams_keeps_text_consecutive():
@@ -112,7 +116,7 @@ def test_delay_at_or_beyond_the_chunk_warns_and_still_runs(compose_cfg, caplog, 
 def test_carried_state_learns_delay_5_in_chunks_of_8_and_reset_state_cannot(run_cfg, tmp_path):
     common = ["task=echo", "model=gru", "model.hidden_size=16", "task.delay=5", "task.chunk_length=8",
               "task.series_length=2000", "task.val_length=400", "train.optimizer=adam", "train.lr=1e-2",
-              "train.batch_size=16", "train.epochs=6", "train.checkpoint_every=0"]
+              "train.batch_size=16", "train.epochs=6"]
     carried = run_cfg(tmp_path, *common, name="carried")
     reset = run_cfg(tmp_path, *common, "task.carry_state=false", name="reset")
     assert carried["best"]["val/accuracy"] >= 0.97

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.recurrent import (RecurrentModel, carry_hidden_state, count_parameters, hidden_size_for_budget,
-                           make_recurrent_layer, parameter_count, set_forget_bias)
+from rnnexp.models.build import count_parameters, hidden_size_for_budget, parameter_count
+from rnnexp.models.recurrent import RecurrentModel, carry_hidden_state, make_recurrent_layer
 
 
 def test_factory_builds_torch_layers_and_rejects_unknown_names():
@@ -39,14 +39,6 @@ def test_param_budget_sizes_the_hidden_layer(cell, budget):
     assert abs(actual - budget) / budget < 0.05
     assert abs(actual - budget) <= abs(parameter_count(cell, 8, 4, hidden + 1) - budget)
     assert abs(actual - budget) <= abs(parameter_count(cell, 8, 4, hidden - 1) - budget)
-
-
-def test_forget_bias_sets_only_the_forget_gate():
-    lstm = make_recurrent_layer("lstm", 3, 5)
-    set_forget_bias(lstm, 1.5)
-    assert torch.allclose(lstm.bias_ih_l0[5:10], torch.full((5,), 1.5))
-    assert torch.allclose(lstm.bias_hh_l0[5:10], torch.zeros(5))
-    assert not torch.allclose(lstm.bias_ih_l0[:5], torch.full((5,), 1.5))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

@@ -77,9 +77,14 @@ def test_epoch_and_validation_sizes(compose_cfg):
     task = QRSUTask(cfg, 32, seed=0)
     train = list(task.train_batches(1))
     assert sum(len(b.targets) for b in train) == 1000 and len(train) == task.train_batch_count() == 32
-    val = list(task.val_batches())
+    val = list(task.eval_batches("val"))
     assert sum(len(b.targets) for b in val) == 1000
-    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(val, task.val_batches())), "validation is fixed"
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(val, task.eval_batches("val"))), "validation is fixed"
+    test = list(task.eval_batches("test"))
+    assert sum(len(b.targets) for b in test) == 1000 and not torch.equal(test[0].inputs, val[0].inputs)
+    other_batch = QRSUTask(cfg, 7, seed=3)
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(val, other_batch.eval_batches("val"))), \
+        "validation does not depend on train.batch_size or the seed"
     # Each batch is trimmed to its own longest sequence: its first column holds some B.
     for batch in train:
         assert (batch.inputs[:, 0].argmax(-1) == BEGIN)[batch.inputs[:, 0].sum(-1) > 0].any()

@@ -42,7 +42,7 @@ def history(run_dir: Path) -> list[dict]:
 def curves(run_dir: Path) -> dict[str, list]:
     tags = ["train/loss", "train/accuracy", "val/loss", "val/accuracy"]
     out = {tag: scalars(run_dir, tag) for tag in tags}
-    out["train/step_loss"] = scalars(run_dir / "steps", "train/step_loss")
+    out["train/step_loss"] = scalars(run_dir, "train/step_loss")
     return out
 
 
@@ -134,35 +134,34 @@ def test_two_runs_in_the_same_second_never_share_a_directory(tmp_path):
     assert base in claimed
 
 
-class StopAfter(list):
-    """Stands in for the received-signals list: a SIGINT 'arrives' after `steps` loop checks."""
+def stop_at_check(n: int):
+    """Stands in for `stop_on_signals`: a SIGINT 'arrives' at the loop's n-th look at the stop flag."""
+    from contextlib import contextmanager
 
-    def __init__(self, steps: int):
-        super().__init__()
-        self.steps = steps
+    @contextmanager
+    def stop_on_signals():
+        looks = {"n": 0}
 
-    def __bool__(self) -> bool:
-        self.steps -= 1
-        if self.steps < 0 and not len(self):
-            self.append(signal.SIGINT)
-        return len(self) > 0
+        def stop_requested() -> int:
+            looks["n"] += 1
+            return signal.SIGINT if looks["n"] >= n else 0
+
+        yield stop_requested
+
+    return stop_on_signals
 
 
 def test_a_stop_mid_chunk_stream_resumes_exactly_with_the_carried_state(tmp_path, monkeypatch, run_cfg):
-    from contextlib import contextmanager
-
     from rnnexp import run as experiment
-    from rnnexp.engine.loop import Interrupted
+    from rnnexp.errors import Interrupted
 
     args = ["task=echo", "model=lstm", "model.hidden_size=8", "task.delay=4", "task.series_length=400",
             "task.val_length=200", "train.epochs=3"]
     clean = run_cfg(tmp_path, *args, name="clean")
 
-    @contextmanager
-    def stop_after_27_steps():
-        yield StopAfter(27)  # epoch 2 (20 chunks per epoch), in the middle of its series
-
-    monkeypatch.setattr(experiment, "stop_on_signals", stop_after_27_steps)
+    # The loop looks after each of epoch 1's 20 chunks, each of its 10 validation chunks and once
+    # after the epoch: the 39th look is after epoch 2's 8th chunk, in the middle of its series.
+    monkeypatch.setattr(experiment, "stop_on_signals", stop_at_check(39))
     with pytest.raises(Interrupted):
         run_cfg(tmp_path, *args, name="stopped")
     payload = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)

@@ -61,11 +61,11 @@ def test_gradient_clipping_and_every_optimizer_run(run_cfg, tmp_path):
     ("model.hidden_size=-3", "model.hidden_size"), ("train.epochs=0", "train.epochs"),
     ("train.lr=abc", "train.lr"), ("task.difficulty=impossible", "task.difficulty"),
     ("model.dropout=1.0", "model.dropout"), ("train.optimizer=lbfgs", "train.optimizer"),
-    ("train.threads=zero", "train.threads"), ("model.forget_bias=1.0", "model.forget_bias"),
+    ("train.threads=zero", "train.threads"), ("model.init=identity", "model.init"),
     ("task.t2=[2,3]", "task.t2"), ("train.batch_size=0", "train.batch_size"),
 ])
 def test_bad_values_name_the_key(compose_cfg, override, key):
-    extra = ["model=gru"] if key == "model.forget_bias" else []
+    extra = ["model=gru"] if key == "model.init" else []
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as info:
         load_run_config(compose_cfg(override, *extra))
     assert "\n" not in str(info.value)

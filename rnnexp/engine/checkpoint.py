@@ -1,28 +1,38 @@
-"""Checkpoints: atomic save, exact resume.
+"""Checkpoints: atomic save, exact resume from the run's own saved config.
 
-`checkpoint.pt` holds everything to continue a run to the same last digit: model, optimizer,
-scheduler, every RNG state, the loop position (epoch, batch, carried hidden state, partial epoch
-sums, history). Task data needs no RNG state: each epoch's data comes from (seed, epoch).
-`best.pt` holds the model with the lowest validation loss, plus what sampling needs.
+`checkpoint.pt` holds everything to continue a run to the same last digit: the run's resolved
+config (the source of truth on resume; today's `conf/` plays no part), model, optimizer,
+scheduler, the best model so far, the task's state (a curriculum's stage), every RNG state and
+the loop position (epoch, batch, carried hidden state, partial sums, history). Task data needs
+no RNG state: each epoch's data comes from (seed, epoch). `best.pt` holds the best model (by
+the task's validation objective) with its config and task state, for sampling and inspection.
 """
 
 from __future__ import annotations
 
 import io
 import random
+import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
+from rnnexp.engine.callbacks import Callback
 from rnnexp.errors import RunDirError
 from rnnexp.files import atomic_write
-from rnnexp.engine.loop import LoopState, Totals
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
-FORMAT = 1  # bump when the payload changes incompatibly
+FORMAT = 2  # bump when the payload changes incompatibly
+
+#: What may differ on resume; any other key given on the command line must equal the run's own.
+RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.threads", "train.device", "train.progress",
+             "train.checkpoint_minutes", "train.resume")
+#: Groups that only select other config; on resume the run's own config stands in for them.
+PRESET_GROUPS = ("experiment", "hparams_search")
 
 
 def rng_states() -> dict[str, Any]:
@@ -49,58 +59,87 @@ def save_torch(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def model_shape(run: Any) -> dict[str, Any]:
-    """The config keys a checkpoint must agree on to be resumed (what the weights and data depend on)."""
-    shape = {f"task.{k}": v for k, v in asdict(run.task).items() if k != "label" and not k.startswith("sample_")}
-    for key in ("cell", "hidden_size", "num_layers", "embedding_size", "param_budget", "nonlinearity", "dropout"):
-        shape[f"model.{key}"] = getattr(run.model, key)
-    shape.update({"train.batch_size": run.train.batch_size, "train.seed": run.train.seed,
-                  "train.optimizer": run.train.optimizer})
-    return shape
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run's resolved task/model/train config as plain data (what checkpoints keep)."""
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "train")}
 
 
-def check_resume(run: Any) -> dict[str, Any]:
-    """The checkpoint to resume `train.resume` from, after checking it fits this config."""
-    run_dir = Path(run.train.resume).expanduser()
+# -- resume ------------------------------------------------------------------------------------
+def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[DictConfig, dict[str, Any]]:
+    """The config to resume `run_dir` with: its own saved config, with the command line's
+    RESUMABLE keys applied. Any other key given on the command line must equal the run's own,
+    else the resume is refused, naming the keys. Returns (config, checkpoint payload)."""
     if not run_dir.is_dir():
         raise RunDirError(f"train.resume={run_dir} is not a directory; give the run directory printed at its start")
     payload = load_payload(run_dir / CHECKPOINT)
-    ours = model_shape(run)
-    differ = sorted(k for k in set(ours) | set(payload["shape"]) if ours.get(k) != payload["shape"].get(k))
+    saved = OmegaConf.create(payload["config"])
+    differ = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if "=" not in override or key.startswith("hydra") or key in PRESET_GROUPS:
+            continue
+        given = OmegaConf.select(cfg, key, default=None)
+        if key in RESUMABLE:
+            OmegaConf.update(saved, key, given, force_add=True)
+            continue
+        given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else given
+        own = OmegaConf.select(saved, key, default=None)
+        own = OmegaConf.to_container(own) if isinstance(own, DictConfig) else own
+        if given != own:
+            differ.append(f"{key}: {own!r} -> {given!r}" if not isinstance(own, dict) else f"{key} (its settings)")
     if differ:
-        pairs = ", ".join(f"{k}: {payload['shape'].get(k)!r} -> {ours.get(k)!r}" for k in differ)
-        raise RunDirError(f"cannot resume {run_dir}: the config changes {pairs}; use the run's own settings "
-                          f"(see {run_dir}/.hydra/config.yaml) or start a new run")
+        raise RunDirError(f"cannot resume {run_dir}: the command line changes {'; '.join(differ)}; a resume uses the "
+                          f"run's own config and may change only {', '.join(RESUMABLE[:-1])}; start a new run instead")
+    return saved, payload
+
+
+def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None:
     loop = payload["loop"]
     limit = run.train.time_limit_minutes
     if (loop["epoch"] > run.train.epochs or (loop["target_epoch"] is not None and run.train.target_accuracy)
             or (limit is not None and loop["seconds"] >= limit * 60)):
         raise RunDirError(f"{run_dir} has already finished ({len(loop['history'])} epochs); to continue it, raise "
-                          f"train.epochs or train.time_limit_minutes (or set train.target_accuracy=null if it "
-                          f"reached its target)")
-    return payload
+                          f"train.epochs or train.time_limit_minutes")
 
 
-def save_best(run_dir: Path, model: torch.nn.Module, epoch: int, shape: dict[str, Any],
-              task_state: dict[str, Any], config: Any) -> None:
-    save_torch(Path(run_dir) / BEST, {"format": FORMAT, "epoch": epoch, "shape": shape, "model": model.state_dict(),
-                                      "hidden_size": model.rnn.hidden_size, "task": task_state, "config": config})
-
-
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Optional[Any], loop: LoopState, shape: dict[str, Any], train_cfg: Any) -> None:
-    loop_dict = asdict(loop)
-    loop_dict["carried"] = loop.carried  # keep tensors as tensors
+# -- save and restore --------------------------------------------------------------------------
+def save_checkpoint(run_dir: Path, engine: Any, config: dict[str, Any]) -> None:
+    loop = asdict(engine.state)
+    loop["carried"] = engine.state.carried  # keep tensors as tensors
     save_torch(Path(run_dir) / CHECKPOINT, {
-        "format": FORMAT,
-        "shape": shape,
-        "optimizer_settings": optimizer_settings(train_cfg),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "loop": loop_dict,
-        "rng": rng_states(),
+        "format": FORMAT, "config": config,
+        "model": engine.model.state_dict(), "best_model": engine.best_model,
+        "optimizer": engine.optimizer.state_dict(),
+        "scheduler": None if engine.scheduler is None else engine.scheduler.state_dict(),
+        "task": engine.task.state_dict(), "loop": loop, "rng": rng_states(),
     })
+
+
+def save_best(run_dir: Path, engine: Any, config: dict[str, Any]) -> None:
+    save_torch(Path(run_dir) / BEST, {
+        "format": FORMAT, "config": config, "epoch": engine.state.best_epoch,
+        "model": engine.best_model if engine.best_model is not None else engine.model.state_dict(),
+        "hidden_size": engine.model.rnn.hidden_size, "task": engine.task.state_dict(),
+    })
+
+
+def restore(payload: dict[str, Any], engine: Any) -> None:
+    """Load a checkpoint into the engine (model, optimizer, scheduler, best model, task, RNGs, position)."""
+    from rnnexp.engine.loop import LoopState
+
+    engine.model.load_state_dict(payload["model"])
+    engine.optimizer.load_state_dict(payload["optimizer"])
+    if engine.scheduler is not None and payload["scheduler"] is not None:
+        engine.scheduler.load_state_dict(payload["scheduler"])
+    engine.best_model = payload["best_model"]
+    engine.task.load_state_dict(payload["task"])
+    set_rng_states(payload["rng"])
+    loop = dict(payload["loop"])
+    carried = loop["carried"]
+    if carried is not None:  # saved on the CPU; back to where the model is
+        loop["carried"] = (tuple(t.to(engine.device) for t in carried) if isinstance(carried, (tuple, list))
+                           else carried.to(engine.device))
+    engine.state = LoopState(**loop)
 
 
 def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
@@ -121,27 +160,36 @@ def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
     return payload
 
 
-def restore(payload: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: Optional[Any], train_cfg: Any, device: torch.device) -> LoopState:
-    """Load a checkpoint into model/optimizer/scheduler and the RNGs; the loop position to go on from.
-    Optimizer settings given now (lr, momentum, weight decay) replace the checkpoint's where they differ."""
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    for key, value in optimizer_settings(train_cfg).items():
-        if payload["optimizer_settings"].get(key) != value:
-            for group in optimizer.param_groups:
-                if key in group:
-                    group[key] = value
-    if scheduler is not None and payload["scheduler"] is not None:
-        scheduler.load_state_dict(payload["scheduler"])
-    set_rng_states(payload["rng"])
-    loop = dict(payload["loop"])
-    loop["totals"] = Totals(**loop["totals"])
-    carried = loop["carried"]
-    if carried is not None:  # saved on the CPU; back to where the model is
-        loop["carried"] = tuple(t.to(device) for t in carried) if isinstance(carried, (tuple, list)) else carried.to(device)
-    return LoopState(**loop)
+class Checkpoints(Callback):
+    """A callback: `checkpoint.pt` at the first epoch end `minutes` after the last one (0: every
+    epoch), at the end and on a stop; `best.pt` with it whenever the best model changed. Checkpoints
+    are cheap by default (a 2-second run writes one at its end), yet a killed run loses at most
+    `minutes` of training plus an epoch."""
 
+    def __init__(self, run_dir: Path, config: dict[str, Any], minutes: float):
+        self.run_dir, self.config, self.seconds = Path(run_dir), config, minutes * 60
+        self.saved_at, self.saved_step, self.best_written = 0.0, -1, None
 
-def optimizer_settings(train_cfg: Any) -> dict[str, float]:
-    return {"lr": train_cfg.lr, "momentum": train_cfg.momentum, "weight_decay": train_cfg.weight_decay}
+    def save(self, engine: Any) -> None:
+        position = (engine.state.epoch, engine.state.global_step)
+        if position == self.saved_step:
+            return
+        save_checkpoint(self.run_dir, engine, self.config)
+        if engine.state.best_epoch != self.best_written:
+            save_best(self.run_dir, engine, self.config)
+            self.best_written = engine.state.best_epoch
+        self.saved_at, self.saved_step = time.monotonic(), position
+
+    def on_fit_start(self, engine: Any) -> None:
+        self.saved_at = time.monotonic()
+        self.best_written = engine.state.best_epoch  # a resumed run's best.pt is already on disk
+
+    def on_epoch_end(self, engine: Any, metrics: dict[str, float]) -> None:
+        if time.monotonic() - self.saved_at >= self.seconds:
+            self.save(engine)
+
+    def on_interrupt(self, engine: Any) -> None:
+        self.save(engine)
+
+    def on_fit_end(self, engine: Any) -> None:
+        self.save(engine)

@@ -1,82 +1,59 @@
-"""The training loop: the five steps, evaluation, early stopping, checkpoints.
+"""The training loop: the five steps, evaluation, model selection, early stopping. No I/O.
 
     for each epoch:
         for each batch (a chunk of parallel streams, or independent sequences):
             outputs, state = model(inputs, state)      1. forward
-            loss = cross_entropy(readout)              2. loss
+            loss = task.score(outputs, batch).loss     2. loss
             optimizer.zero_grad()                      3. zero_grad
             loss.backward()                            4. backward
             optimizer.step()                           5. step
-        evaluate on the fixed validation set; log; checkpoint; stop at the target accuracy
+        evaluate on the validation set: keep the best model (the task's objective), stop at the
+        target accuracy, step the learning-rate schedule
+    (after fit: `test()` evaluates the best model once on the test set)
 
-The loop knows tasks only through `Task` (batches, readout) and never branches on the model
-type: the carried state is whatever torch's layer returns.
+The loop knows tasks through `Task` only (batches, `score`, `metrics`), never branches on the
+task or the cell type (the carried state is whatever torch's layer returns), and writes
+nothing: TensorBoard, the console, checkpoints, figures and curricula are callbacks
+(`rnnexp.engine.callbacks`). Metric sums stay on the device and reach the host once per
+logging interval and once per epoch, not once per step.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rnnexp.config import TrainConfig
-from rnnexp.errors import DivergedError
+from rnnexp.engine.callbacks import Callback
+from rnnexp.errors import DivergedError, Interrupted
 from rnnexp.models.recurrent import State, carry_hidden_state
-from rnnexp.report.runlog import RunLog
 from rnnexp.tasks.base import Batch, Task
 
-
-class Interrupted(BaseException):
-    """Raised inside the loop when a stop was requested (Ctrl-C, SIGTERM) and a checkpoint was written.
-    A BaseException, like KeyboardInterrupt, so that it stops a whole sweep, not just one job."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-        self.run_dir = ""
-
-
-@dataclass
-class Totals:
-    """Running sums over an epoch: mean loss per scored target, accuracy."""
-
-    loss_sum: float = 0.0
-    correct: int = 0
-    count: int = 0
-
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        n = targets.numel()
-        if n == 0:
-            return
-        self.loss_sum += float(loss) * n
-        self.correct += int((logits.argmax(-1) == targets).sum())
-        self.count += n
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / max(1, self.count)
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / max(1, self.count)
+PROGRESS_EVERY_S = 5.0  # a long epoch still shows progress (a line in a log file at least this often)
 
 
 @dataclass
 class LoopState:
     """Everything the loop needs to continue exactly where it stopped (saved in checkpoints)."""
 
-    epoch: int = 1                 # the epoch in progress (or next to run)
-    batch: int = 0                 # batches of `epoch` already done
+    epoch: int = 1                   # the epoch in progress (or next to run)
+    batch: int = 0                   # batches of `epoch` already trained
     global_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     target_epoch: Optional[int] = None
-    seconds: float = 0.0
-    totals: Totals = field(default_factory=Totals)
+    best_epoch: Optional[int] = None  # the epoch of the best validation objective so far
+    best_value: Optional[float] = None
+    best_loss: Optional[float] = None  # its validation loss (breaks ties)
+    seconds: float = 0.0             # training time (evaluation included), over restarts
+    sums: dict[str, float] = field(default_factory=dict)  # this epoch's training sums so far
+    interval: dict[str, float] = field(default_factory=dict)  # sums since the last step-level log
+    grad_norm: float = 0.0           # this epoch's summed gradient norms (before clipping)
     carried: Optional[State] = None  # the hidden state carried into the next chunk
 
 
@@ -94,107 +71,200 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Option
     return None
 
 
-def forward_scored(task: Task, model: nn.Module, batch: Batch, state: Optional[State]):
-    """Forward one batch from `state` (reset at a series start); the scored loss, logits, targets
-    and the detached state to carry into the next chunk."""
-    if batch.reset:
-        state = None
-    outputs, state = model(batch.inputs, state)
-    logits, targets = task.readout(outputs, batch)
-    # A chunk may score nothing (echo: the first chunk when delay >= chunk_length): loss None.
-    loss = F.cross_entropy(logits, targets) if targets.numel() else None
-    return loss, logits, targets, carry_hidden_state(state)
+class Sums:
+    """Metric sums added up on the device (float64, so counts and resumes stay exact)."""
+
+    def __init__(self, device: torch.device, start: Optional[dict[str, float]] = None):
+        self.device = device
+        self.values = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in (start or {}).items()}
+
+    def add(self, sums: dict[str, torch.Tensor]) -> None:
+        for key, value in sums.items():
+            value = value.detach().to(torch.float64)
+            self.values[key] = self.values[key] + value if key in self.values else value
+
+    def to_host(self) -> dict[str, float]:
+        """One host sync for all the sums."""
+        if not self.values:
+            return {}
+        keys = list(self.values)
+        return dict(zip(keys, torch.stack([self.values[k] for k in keys]).tolist()))
 
 
-@torch.no_grad()
-def evaluate(task: Task, model: nn.Module, device: torch.device) -> Totals:
-    model.eval()
-    totals, state = Totals(), None
-    for batch in task.val_batches():
-        loss, logits, targets, state = forward_scored(task, model, batch.to(device), state)
-        if loss is not None:
-            totals.add(loss, logits, targets)
-    return totals
+class Engine:
+    """One model trained on one task; `fit` runs the loop, `test` reports on the test set."""
+
+    def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device):
+        self.task, self.model, self.cfg, self.device = task, model, cfg, device
+        self.optimizer = make_optimizer(cfg, model.parameters())
+        self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.state = LoopState()
+        self.best_model: Optional[dict[str, torch.Tensor]] = None  # weights of the best epoch, in memory
+        self.stop_requested: Callable[[], int] = lambda: 0
+        self.finished = False  # set when the epoch just ended is the last one
+        objective, direction = task.objective
+        self.objective_key, self.maximise = f"val/{objective}", direction == "max"
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, callbacks: Callback, stop_requested: Callable[[], int] = lambda: 0) -> LoopState:
+        """Train from `self.state` (fresh or resumed) until the epochs, the target or the time run out."""
+        s, self.stop_requested = self.state, stop_requested
+        self._clock = time.perf_counter() - s.seconds
+        callbacks.on_fit_start(self)
+        while s.epoch <= self.cfg.epochs and not self.finished:
+            self._train_epoch(callbacks)
+            try:
+                val = self.evaluate("val")
+            except _StopDuringValidation:
+                self._check_stop(callbacks)  # checkpoint at the end of training, then Interrupted
+                raise
+            metrics = self._end_epoch(val)
+            callbacks.on_epoch_end(self, metrics)
+            self._check_stop(callbacks)
+        callbacks.on_fit_end(self)
+        return s
+
+    def _train_epoch(self, callbacks: Callback) -> None:
+        s, task, model, every = self.state, self.task, self.model, self.cfg.log_every_steps
+        model.train()
+        self._epoch_clock, counted_before = time.perf_counter(), s.sums.get("count", 0.0)
+        epoch_sums, interval = Sums(self.device, s.sums), Sums(self.device, s.interval)
+        grad_norm = torch.tensor(s.grad_norm, dtype=torch.float64, device=self.device)
+        last_progress = time.perf_counter()
+        for index, batch in self._batches(s.epoch, skip=s.batch):
+            batch = batch.to(self.device)
+            start = None if batch.reset else s.carried
+            outputs, state = model(batch.inputs, start)                      # 1. forward
+            score = task.score(outputs, batch)                               # 2. loss
+            # Truncated BPTT: the next chunk starts from this state's values, but gradients
+            # stop here (the graph of this chunk is freed after backward).
+            s.carried = carry_hidden_state(state)
+            if score.loss is not None:  # a chunk may score nothing (echo: before the first delay)
+                self.optimizer.zero_grad(set_to_none=True)                   # 3. zero_grad
+                score.loss.backward()                                        # 4. backward
+                grad_norm = grad_norm + self._clip_gradients()
+                self.optimizer.step()                                        # 5. step
+            epoch_sums.add(score.sums)
+            interval.add(score.sums)
+            s.batch, s.global_step = index + 1, s.global_step + 1
+            if s.global_step % every == 0:  # fixed steps, so a resumed run logs the same points
+                self._log_interval(callbacks, interval)
+                interval = Sums(self.device)
+            if time.perf_counter() - last_progress >= PROGRESS_EVERY_S:
+                callbacks.on_progress(self)  # no metrics: no host sync
+                last_progress = time.perf_counter()
+            if self._out_of_time():
+                break
+            if self.stop_requested():
+                s.sums, s.interval, s.grad_norm = epoch_sums.to_host(), interval.to_host(), float(grad_norm)
+                self._check_stop(callbacks)
+        s.sums, s.interval, s.grad_norm = epoch_sums.to_host(), interval.to_host(), float(grad_norm)
+        self._speed = (s.sums.get("count", 0.0) - counted_before) / max(1e-9, time.perf_counter() - self._epoch_clock)
+
+    def _clip_gradients(self) -> torch.Tensor:
+        """The gradient norm before clipping (clipping to train.grad_clip when set)."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.cfg.grad_clip is not None:
+            return nn.utils.clip_grad_norm_(params, self.cfg.grad_clip).to(torch.float64)
+        return torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])).to(torch.float64)
+
+    def _log_interval(self, callbacks: Callback, interval: Sums) -> None:
+        metrics = self.task.metrics(interval.to_host())
+        step = self.state.global_step
+        where = f"epoch {self.state.epoch}, steps {max(1, step - self.cfg.log_every_steps + 1)}-{step}"
+        check_finite(metrics["loss"], "training loss", where)
+        callbacks.on_log(self, {"train/step_loss": metrics["loss"], "train/step_accuracy": metrics["accuracy"]})
+
+    def _end_epoch(self, val: dict[str, float]) -> dict[str, float]:
+        """Epoch metrics; the best model, the target, the schedule; advance to the next epoch."""
+        s = self.state
+        check_finite(val["val/loss"], "validation loss", f"epoch {s.epoch}")
+        s.seconds = time.perf_counter() - self._clock
+        train = {f"train/{k}": v for k, v in self.task.metrics(s.sums).items()}
+        batches = max(1, s.batch)
+        metrics = {"epoch": s.epoch, **train, **val, "train/lr": self.optimizer.param_groups[0]["lr"],
+                   "train/grad_norm": s.grad_norm / batches, "train/weight_norm": self._weight_norm(),
+                   "train/targets_per_second": self._speed, "seconds": round(s.seconds, 3)}
+        if self._improves(val):
+            s.best_epoch, s.best_value, s.best_loss = s.epoch, val[self.objective_key], val["val/loss"]
+            self.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        reached = self.cfg.target_accuracy is not None and val["val/accuracy"] >= self.cfg.target_accuracy
+        if reached and s.target_epoch is None:
+            s.target_epoch = s.epoch
+        if self.scheduler is not None:
+            self.scheduler.step(val["val/loss"])
+        s.history.append(metrics)
+        self.finished = reached or self._out_of_time() or s.epoch >= self.cfg.epochs
+        s.epoch, s.batch, s.sums, s.grad_norm = s.epoch + 1, 0, {}, 0.0
+        s.carried = None  # each epoch starts a fresh series
+        return metrics
+
+    def _improves(self, val: dict[str, float]) -> bool:
+        """A better validation objective than the best so far; on a tie (accuracy often reaches
+        1.0 and stays), a lower validation loss."""
+        s, value = self.state, val[self.objective_key]
+        if s.best_value is None:
+            return True
+        if value != s.best_value:
+            return value > s.best_value if self.maximise else value < s.best_value
+        return s.best_loss is not None and val["val/loss"] < s.best_loss
+
+    def _weight_norm(self) -> float:
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(torch.stack([p.norm() for p in self.model.parameters()])))
+
+    def _batches(self, epoch: int, skip: int) -> Iterator[tuple[int, Batch]]:
+        limit = self.cfg.batches_per_epoch
+        for index, batch in enumerate(self.task.train_batches(epoch)):
+            if limit is not None and index >= limit:
+                return
+            if index >= skip:  # resuming mid-epoch: the data is regenerated, the done part skipped
+                yield index, batch
+
+    def _out_of_time(self) -> bool:
+        limit = self.cfg.time_limit_minutes
+        return limit is not None and time.perf_counter() - self._clock >= limit * 60
+
+    def _check_stop(self, callbacks: Callback) -> None:
+        signum = self.stop_requested()
+        if signum:
+            self.state.seconds = time.perf_counter() - self._clock
+            callbacks.on_interrupt(self)
+            raise Interrupted(signum)
+
+    # -- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str, model: Optional[nn.Module] = None) -> dict[str, float]:
+        """Metrics of `model` (default: the one in training) on a fixed split, as `split/name`."""
+        model = model or self.model
+        was_training = model.training
+        model.eval()
+        sums, state = Sums(self.device), None
+        try:
+            for batch in self.task.eval_batches(split):
+                batch = batch.to(self.device)
+                outputs, state = model(batch.inputs, None if batch.reset else state)
+                sums.add(self.task.score(outputs, batch).sums)
+                if split == "val" and self.stop_requested():
+                    raise _StopDuringValidation
+        finally:
+            model.train(was_training)
+        return {f"{split}/{k}": v for k, v in self.task.metrics(sums.to_host()).items()}
+
+    def test(self) -> dict[str, float]:
+        """The best model (by the validation objective) on the test set, evaluated once."""
+        model = self.model
+        if self.best_model is not None:
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(self.best_model)
+        return self.evaluate("test", model)
+
+
+class _StopDuringValidation(Exception):
+    """Validation stops early on a signal; `fit` turns it into a checkpoint and `Interrupted`."""
 
 
 def check_finite(value: float, what: str, where: str) -> None:
     if not math.isfinite(value):
         raise DivergedError(f"the {what} became {value} at {where}; lower train.lr, set train.grad_clip "
                             f"(e.g. 1.0), or try train.optimizer=adam")
-
-
-def rate(count: int, since: float) -> float:
-    return count / max(1e-9, time.perf_counter() - since)
-
-
-def epoch_batches(task: Task, epoch: int, limit: Optional[int], skip: int) -> Iterator[tuple[int, Batch]]:
-    for index, batch in enumerate(task.train_batches(epoch)):
-        if limit is not None and index >= limit:
-            return
-        if index >= skip:  # resuming mid-epoch: the data is regenerated, the done part skipped
-            yield index, batch
-
-
-def fit(task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, log: RunLog,
-        optimizer: torch.optim.Optimizer, scheduler: Optional[Any], loop: LoopState,
-        save_checkpoint: Callable[[LoopState], None], stop_requested: Callable[[], int],
-        epoch_hook: Optional[Callable[[int], None]] = None) -> LoopState:
-    """Train from `loop` (fresh or resumed) until the epochs run out or the target is reached."""
-    started = time.perf_counter() - loop.seconds
-    budget = None if cfg.time_limit_minutes is None else cfg.time_limit_minutes * 60
-
-    def out_of_time() -> bool:
-        return budget is not None and time.perf_counter() - started >= budget
-
-    while loop.epoch <= cfg.epochs:
-        model.train()
-        epoch_started, counted_before = time.perf_counter(), loop.totals.count
-        for index, batch in epoch_batches(task, loop.epoch, cfg.batches_per_epoch, loop.batch):
-            loss, logits, targets, loop.carried = forward_scored(                # 1. forward
-                task, model, batch.to(device), loop.carried)                    # 2. loss
-            if loss is not None:
-                check_finite(loss.item(), "loss", f"epoch {loop.epoch}, step {index + 1}")
-                optimizer.zero_grad(set_to_none=True)                            # 3. zero_grad
-                loss.backward()                                                  # 4. backward
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()                                                 # 5. step
-                loop.totals.add(loss.detach(), logits.detach(), targets)
-            loop.batch, loop.global_step = index + 1, loop.global_step + 1
-            log.step(loop.global_step, float("nan") if loss is None else loss.item(), loop.totals.accuracy,
-                     rate(loop.totals.count - counted_before, epoch_started))
-            if out_of_time():
-                break
-            signum = stop_requested()
-            if signum:
-                loop.seconds = time.perf_counter() - started
-                save_checkpoint(loop)
-                raise Interrupted(signum)
-
-        speed = rate(loop.totals.count - counted_before, epoch_started)
-        val = evaluate(task, model, device)
-        check_finite(val.loss, "validation loss", f"epoch {loop.epoch}")
-        loop.seconds = time.perf_counter() - started
-        metrics = {"epoch": loop.epoch, "train/loss": loop.totals.loss, "train/accuracy": loop.totals.accuracy,
-                   "val/loss": val.loss, "val/accuracy": val.accuracy,
-                   "train/targets_per_second": speed, "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": round(loop.seconds, 3)}
-        metrics.update(task.extra_metrics(val.loss, val.accuracy))
-        loop.history.append(metrics)
-        log.epoch(loop.epoch, cfg.epochs, metrics)
-        if epoch_hook is not None:
-            epoch_hook(loop.epoch)
-        if scheduler is not None:
-            scheduler.step(val.loss)
-        reached = cfg.target_accuracy is not None and val.accuracy >= cfg.target_accuracy
-        if reached and loop.target_epoch is None:
-            loop.target_epoch = loop.epoch
-        finished_epoch = loop.epoch
-        loop.epoch, loop.batch, loop.totals = loop.epoch + 1, 0, Totals()
-        loop.carried = None  # each epoch starts a fresh series
-        last = reached or out_of_time() or loop.epoch > cfg.epochs
-        if last or (cfg.checkpoint_every and finished_epoch % cfg.checkpoint_every == 0):
-            save_checkpoint(loop)
-        if last:
-            break
-    return loop

@@ -1,60 +1,69 @@
-"""What a finished run reports: results.json (the file scripts and sweep summaries read) and the
-rows of the end-of-run summary table."""
+"""What a finished run reports: `results.json` (the file scripts and sweep summaries read), the
+rows of the end-of-run table, the one-line result and the HParams entry."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rnnexp.config import RunConfig
-from rnnexp.engine.loop import LoopState
 
 RESULTS = "results.json"
 
 
-def objective_value(history: list[dict[str, float]], key: str, direction: str) -> float:
-    values = [h[key] for h in history]
-    return max(values) if direction == "max" else min(values)
+def stopped_by(run: RunConfig, state: Any) -> str:
+    if state.target_epoch is not None:
+        return "target accuracy reached"
+    if len(state.history) < run.train.epochs:
+        return f"time limit ({run.train.time_limit_minutes:g} min)"
+    return "all epochs run"
 
 
-def completed_results(run: RunConfig, loop: LoopState, objective: tuple[str, str]) -> dict[str, Any]:
-    history = loop.history
-    key, direction = objective
-    if loop.target_epoch is not None:
-        stopped_by = "target accuracy reached"
-    elif len(history) < run.train.epochs:
-        stopped_by = f"time limit ({run.train.time_limit_minutes:g} min)"
-    else:
-        stopped_by = "all epochs run"
+def completed_results(run: RunConfig, engine: Any, test: dict[str, float]) -> dict[str, Any]:
+    """The results of a finished fit: final, best (by the validation objective) and test metrics."""
+    s, task = engine.state, engine.task
+    best = next(h for h in s.history if h["epoch"] == s.best_epoch)
+    name, direction = task.objective
     return {
-        "status": "completed", "stopped_by": stopped_by, "epochs_run": len(history),
-        "target_accuracy": run.train.target_accuracy,
-        "target_epoch": loop.target_epoch, "train_seconds": round(loop.seconds, 3),
-        "final": {k: v for k, v in history[-1].items() if "/" in k},
-        "best": {"val/accuracy": max(h["val/accuracy"] for h in history),
-                 "val/loss": min(h["val/loss"] for h in history)},
-        "objective": {"name": key, "direction": direction, "value": objective_value(history, key, direction)},
-        "history": history,
+        "status": "completed", "stopped_by": stopped_by(run, s), "epochs_run": len(s.history),
+        "target_accuracy": run.train.target_accuracy, "target_epoch": s.target_epoch,
+        "train_seconds": round(s.seconds, 3),
+        "final": {k: v for k, v in s.history[-1].items() if "/" in k},
+        "best": {"epoch": s.best_epoch, **{k: v for k, v in best.items() if k.startswith("val/")}},
+        "test": test,
+        "baseline": task.baseline(),
+        "objective": {"name": f"val/{name}", "direction": direction, "value": s.best_value},
+        "history": s.history,
     }
 
 
 def summary_rows(run: RunConfig, results: dict[str, Any], unit: str, run_dir: str) -> list[tuple[str, str]]:
-    final = results["final"]
+    final, best, test = results["final"], results["best"], results["test"]
     rows = [("epochs run", f"{results['epochs_run']} / {run.train.epochs} ({results['stopped_by']})")]
     if run.train.target_accuracy is not None:
         reached = f"epoch {results['target_epoch']}" if results["target_epoch"] else "not reached"
         rows.append((f"target val/accuracy {run.train.target_accuracy:g}", reached))
     objective = results["objective"]
-    rows += [(f"best {objective['name']} (objective)", f"{objective['value']:.4f}"),
-             ("final val/accuracy", f"{final['val/accuracy']:.4f}"),
-            ("final val/loss", f"{final['val/loss']:.4f}")]
-    rows += [(k, f"{v:.4f}") for k, v in final.items() if k.startswith("val/") and k not in ("val/accuracy", "val/loss")]
-    rows += [(f"train {unit}/s", f"{final['train/targets_per_second']:,.0f}"),
+    rows.append((f"best {objective['name']} (selects)", f"{objective['value']:.4f} at epoch {best['epoch']}"))
+    rows += [(f"{key} (best model)", f"{value:.4f}") for key, value in test.items()]
+    rows += [(f"baseline {key}", f"{value:.4f}") for key, value in results["baseline"].items()]
+    rows += [("final val/accuracy", f"{final['val/accuracy']:.4f}"), ("final val/loss", f"{final['val/loss']:.4f}"),
+             (f"train {unit}/s", f"{final.get('train/targets_per_second', 0):,.0f}"),
              ("parameters", f"{results['parameters']:,}"), ("train seconds", f"{results['train_seconds']:.1f}"),
              ("run directory", run_dir)]
     return rows
 
 
+def result_line(run: RunConfig, results: dict[str, Any], run_dir: str) -> str:
+    """The one line a run (or a sweep job) ends with."""
+    objective, test = results["objective"], results["test"]
+    reached = (f"target reached at epoch {results['target_epoch']}" if results["target_epoch"]
+               else "target not reached" if run.train.target_accuracy is not None else results["stopped_by"])
+    tests = " ".join(f"{k}={v:.4f}" for k, v in test.items() if k in ("test/accuracy", "test/loss"))
+    return (f"result: {run.task.label} {run.model.cell} best {objective['name']}={objective['value']:.4f} {tests} "
+            f"epochs={results['epochs_run']} ({reached}) train_seconds={results['train_seconds']:.1f}; {run_dir}")
+
+
 def hparams(run: RunConfig, hidden: int) -> dict[str, Any]:
-    return {"task": run.task.label, "cell": run.model.cell, "hidden_size": hidden,
+    return {"task": run.task.label, "cell": run.model.cell, "hidden_size": hidden, "init": run.model.init,
             "num_layers": run.model.num_layers, "optimizer": run.train.optimizer, "lr": run.train.lr,
             "batch_size": run.train.batch_size, "seed": run.train.seed}

@@ -1,7 +1,5 @@
 """Hydra callbacks, registered in conf/config.yaml under `hydra.callbacks`.
 
-* `ValidateBeforeRun`: a single run's config is checked before Hydra creates its output
-  directory, so a mistyped value costs a one-line message and leaves no half-made run behind.
 * `SummariseSweep`: at the end of a multirun, the sweep summary (see rnnexp.sweep). Hydra skips
   this hook when a job failed; the CLI then writes the summary itself.
 """
@@ -12,21 +10,6 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-
-from rnnexp.engine.checkpoint import check_resume
-from rnnexp.config import load_run_config
-from rnnexp.errors import Rejected, RnnexpError
-
-
-class ValidateBeforeRun(Callback):
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            run = load_run_config(config)
-            if run.train.resume:
-                check_resume(run)
-        except RnnexpError as err:
-            raise Rejected(err) from err  # Hydra would only warn about an Exception here
-
 
 class SummariseSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -122,7 +122,7 @@ def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], titl
 
 def summarise(root: Path, console: Optional[Console] = None) -> list[dict[str, Any]]:
     """Table on the console + summary.csv/.md/.png in `root`; returns the rows."""
-    from rnnexp.report.runlog import make_console
+    from rnnexp.report.console import make_console
     from rnnexp.sweep.plot import plot_sweep
 
     root = Path(root)

@@ -1,15 +1,21 @@
-"""The `Task` interface: what the data is and how it is scored. The training loop knows no more.
+"""The `Task` interface: the data of every split, how outputs are scored, which metrics follow.
+The engine knows tasks through this interface only, and never branches on which task it runs.
 
-A task produces batches and says, for a model's per-step outputs, which logits are scored against
-which targets (`readout`). Two shapes of task share one loop:
+A task produces batches and scores a model's per-step outputs (`score`): the loss to train on
+and sums that the engine adds up on the device and turns into metrics once per logging
+interval or epoch (`metrics`). Two shapes of task share one loop:
 
-* many-to-one (QRSU): every batch is independent, `Batch.reset` is always true, and the answer
-  is read at the last step;
-* streaming (echo, charlm): a batch is one chunk of `batch_size` parallel streams; the loop carries
-  the hidden state from chunk to chunk and `Batch.reset` marks the start of a new series.
+* many-to-one (QRSU, adding, copy): every batch is independent, `Batch.reset` is always true;
+* streaming (echo, charlm): a batch is one chunk of parallel streams; the engine carries the
+  hidden state from chunk to chunk and `Batch.reset` marks the start of a new series.
+
+Three splits: `train_batches(epoch)` (fresh or reshuffled every epoch, fixed by (seed, epoch)),
+and the fixed `eval_batches("val")` (selects: early stopping, the schedule, the best model) and
+`eval_batches("test")` (reports, once, with the best model). Validation and test data never
+depend on `train.batch_size`, so curves compare across batch sizes.
 
 A new task is one module in this package (a `Task` subclass with a `name` and a `Config`
-dataclass) and one YAML file in `conf/task/`; subclasses register themselves.
+dataclass; it registers itself) and one YAML file in `conf/task/`.
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ import numpy as np
 import torch
 
 from rnnexp.errors import ConfigError
+from rnnexp.tasks.scoring import Score, classification, mean_metrics
 
 _REGISTRY: dict[str, type["Task"]] = {}
+SPLITS = ("val", "test")
 
 
 @dataclass
 class Batch:
     inputs: torch.Tensor             # (B, T, features) float, or (B, T) token ids
-    targets: torch.Tensor            # (B,) for many-to-one, (B, T) for streaming
-    mask: Optional[torch.Tensor] = None  # (B, T) bool: which targets count (streaming)
+    targets: torch.Tensor            # (B,) many-to-one, (B, T) per step (streaming, copy)
+    mask: Optional[torch.Tensor] = None  # (B, T) bool: which steps are scored
     reset: bool = True               # start from a fresh (zero) hidden state
 
     def to(self, device: torch.device) -> "Batch":
@@ -40,19 +48,28 @@ class Batch:
         return Batch(self.inputs.to(device), self.targets.to(device), mask, self.reset)
 
 
+@dataclass
+class Example:
+    """One sequence to look inside the network with: a batch of one, and a label per time step
+    (the symbol, bit or character read at that step). Padding is already left out."""
+
+    batch: Batch
+    labels: list[str]
+
+
 class Task:
     name: ClassVar[str]
     Config: ClassVar[type]
     streaming: ClassVar[bool] = False
-    #: The metric a sweep optimises and its direction.
-    objective: ClassVar[tuple[str, str]] = ("val/accuracy", "max")
+    #: The validation metric that selects (best model, sweeps) and its direction.
+    objective: ClassVar[tuple[str, str]] = ("accuracy", "max")
     #: What one scored target is, for speeds ("chars/s").
     unit: ClassVar[str] = "targets"
 
     # Set by subclasses in __init__:
     input_size: int      # features per step (one-hot or bits); 0 when inputs are token ids
     vocab_size: int = 0  # > 0: inputs are token ids, the model embeds them
-    num_classes: int
+    num_classes: int     # outputs per step (1 for a regression)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -63,6 +80,7 @@ class Task:
     def validate_with(cls, task_cfg: Any, model_cfg: Any, train_cfg: Any) -> None:
         """Checks that need the model or training config too (override where needed)."""
 
+    # -- data --------------------------------------------------------------------------------
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of training epoch `epoch` (1-based), reproducible from (seed, epoch)."""
         raise NotImplementedError
@@ -71,12 +89,13 @@ class Task:
         """Batches in one training epoch (for the progress bar)."""
         raise NotImplementedError
 
-    def val_batches(self) -> Iterator[Batch]:
-        """The fixed held-out batches; the same every epoch."""
+    def eval_batches(self, split: str) -> Iterator[Batch]:
+        """The fixed held-out batches of `split` (one of SPLITS: "val", "test"); the same every time."""
         raise NotImplementedError
 
+    # -- scoring -----------------------------------------------------------------------------
     def readout(self, outputs: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-step logits (B, T, C) -> the scored logits (N, C) and their targets (N,)."""
+        """Per-step outputs (B, T, C) -> the scored outputs (N, C) and their targets (N,)."""
         if not self.streaming:
             return outputs[:, -1], batch.targets  # many-to-one: the answer at the last step
         logits, targets = outputs.reshape(-1, outputs.shape[-1]), batch.targets.reshape(-1)
@@ -85,20 +104,49 @@ class Task:
         keep = batch.mask.reshape(-1)
         return logits[keep], targets[keep]
 
-    def extra_metrics(self, loss: float, accuracy: float) -> dict[str, float]:
-        """Task-specific metrics derived from the validation loss/accuracy (e.g. bits per char)."""
+    def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
+        """The loss and metric sums of one batch (default: cross-entropy of the readout)."""
+        return classification(*self.readout(outputs, batch))
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        """Added-up sums -> named metrics; `loss` and `accuracy` at least (the engine prefixes
+        them with the split: train/loss, val/accuracy, test/...)."""
+        return mean_metrics(sums)
+
+    def baseline(self) -> dict[str, float]:
+        """Reference values a model that learned nothing scores (e.g. {"loss": 0.167})."""
         return {}
 
+    # -- what else a run shows or keeps ------------------------------------------------------
     def describe(self) -> str:
         return self.name
+
+    def max_lag(self) -> Optional[int]:
+        """The longest time lag the task can pose (for the chrono initialisation); None: unknown."""
+        return None
+
+    def example(self, text: Optional[str] = None) -> Example:
+        """A sequence to look inside the network with (figures of the hidden state): a fixed
+        validation example when `text` is None, else `text` parsed in the task's own alphabet
+        (a QRSU string such as "BaXbcYdE", a bit string, a prompt); a symbol outside the
+        alphabet is a one-line ConfigError."""
+        raise NotImplementedError
+
+    def sample(self, model: torch.nn.Module, device: torch.device, seed: int) -> Optional[str]:
+        """A text sample to log after an epoch (character models); None for most tasks."""
+        return None
 
     def artifacts(self) -> dict[str, str]:
         """Files (name -> text) to write into the run directory, e.g. a vocabulary."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint must hold to regenerate the same data (most tasks: nothing)."""
+        """What a checkpoint must hold to go on with the same data (a curriculum's stage, a
+        vocabulary); plain values only."""
         return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned (on resume)."""
 
 
 def task_class(name: Any) -> type[Task]:
@@ -119,6 +167,15 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(mixed) & ((1 << 63) - 1))
 
 
+def split_generator(seed: int, split: str) -> torch.Generator:
+    """The RNG of a fixed held-out split, from its own seed: independent of training, of the other
+    split and of other seeds' splits. Validation keeps the plain seed (its sets predate the test split)."""
+    if split == "val":
+        return torch.Generator().manual_seed(seed)
+    mixed = np.random.SeedSequence([seed, 7919]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(mixed) & ((1 << 63) - 1))
+
+
 def num_batches(total: int, batch_size: int) -> int:
     """Batches (or chunks) of at most `batch_size` that cover `total` items (or steps)."""
     return max(1, math.ceil(total / batch_size))
@@ -131,5 +188,5 @@ def _import_all() -> None:
     import rnnexp.tasks as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name != "base":
+        if info.name not in ("base", "scoring", "streams", "corpus"):
             importlib.import_module(f"rnnexp.tasks.{info.name}")

@@ -4,19 +4,21 @@
 trained with truncated BPTT: the state is carried across chunks and detached. The first `delay`
 steps of a series have no source bit and are masked out of the loss and the accuracy, which is
 the fraction of correct bits over all scored steps (right for any batch size and chunk length).
+Validation and test are `eval_streams` fixed series of `val_length` steps each, whatever the
+training batch size.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator, Optional
 
 import torch
 
-from rnnexp.errors import require
+from rnnexp.errors import ConfigError, require
 from rnnexp.tasks.streams import chunk_streams
-from rnnexp.tasks.base import Batch, Task, epoch_generator, num_batches
+from rnnexp.tasks.base import Batch, Example, Task, epoch_generator, num_batches, split_generator
 
 log = logging.getLogger("rnnexp")
 
@@ -29,7 +31,8 @@ class EchoConfig:
     series_length: int
     carry_state: bool
     val_length: int
-    val_seed: int
+    eval_streams: int
+    heldout_seed: int
     label: str
 
     def validate(self) -> None:
@@ -39,6 +42,7 @@ class EchoConfig:
                 f"use at least one chunk (>= task.chunk_length={self.chunk_length})")
         require(self.val_length > self.delay, "task.val_length", self.val_length,
                 f"use more steps than task.delay={self.delay}")
+        require(self.eval_streams >= 1, "task.eval_streams", self.eval_streams, "use an integer >= 1")
         require(self.series_length > self.delay, "task.series_length", self.series_length,
                 f"use more steps than task.delay={self.delay}")
 
@@ -61,8 +65,8 @@ class EchoTask(Task):
     def __init__(self, cfg: EchoConfig, batch_size: int, seed: int):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         self.input_size, self.num_classes = 1, 2
-        self.val_data = echo_series(batch_size, cfg.val_length, cfg.delay,
-                                    torch.Generator().manual_seed(cfg.val_seed))
+        self.heldout = {split: echo_series(cfg.eval_streams, cfg.val_length, cfg.delay,
+                                           split_generator(cfg.heldout_seed, split)) for split in ("val", "test")}
         if cfg.delay >= cfg.chunk_length:
             log.warning(f"warning: task.delay={cfg.delay} >= task.chunk_length={cfg.chunk_length}: no gradient "
                         f"path spans the delay, so this cannot be learned; use task.chunk_length > {cfg.delay}")
@@ -75,14 +79,29 @@ class EchoTask(Task):
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.series_length, self.cfg.chunk_length)
 
-    def val_batches(self) -> Iterator[Batch]:
-        inputs, targets, mask = self.val_data
+    def eval_batches(self, split: str) -> Iterator[Batch]:
+        inputs, targets, mask = self.heldout[split]
         return chunk_streams(inputs, targets, self.cfg.chunk_length, mask, self.cfg.carry_state)
+
+    def max_lag(self) -> int:
+        return self.cfg.delay
+
+    def example(self, text: Optional[str] = None) -> Example:
+        if text is None:
+            length = max(30, 3 * self.cfg.delay + 10)
+            inputs, targets, mask = (t[:1, :length] for t in self.heldout["val"])
+        else:
+            if not text or set(text) - {"0", "1"}:
+                raise ConfigError(f"example={text!r} is not a bit string; use 0s and 1s, e.g. example=0110100111")
+            bits = torch.tensor([[int(ch) for ch in text]])
+            inputs, targets = bits.float().unsqueeze(-1), torch.zeros_like(bits)
+            targets[:, self.cfg.delay:] = bits[:, : bits.shape[1] - self.cfg.delay]
+            mask = torch.arange(bits.shape[1]).unsqueeze(0) >= self.cfg.delay
+        labels = [str(int(b)) for b in inputs[0, :, 0].tolist()]
+        return Example(Batch(inputs, targets, mask), labels)
 
     def describe(self) -> str:
         carry = "carried across chunks" if self.cfg.carry_state else "reset every chunk (ablation)"
         return (f"echo: delay {self.cfg.delay}, chunks of {self.cfg.chunk_length} steps, {self.batch_size} "
-                f"streams x {self.cfg.series_length} steps per epoch, state {carry}")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
+                f"streams x {self.cfg.series_length} steps per epoch, state {carry}; validation and test "
+                f"{self.cfg.eval_streams} x {self.cfg.val_length} bits each")

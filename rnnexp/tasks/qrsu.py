@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.tasks.base import Batch, Task, epoch_generator, num_batches
+from rnnexp.tasks.base import Batch, Example, Task, epoch_generator, num_batches, split_generator
 
 SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")
 X, Y, FIRST_DISTRACTOR, BEGIN, END = 0, 1, 2, 6, 7
@@ -32,7 +32,7 @@ DIFFICULTIES: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
     "hard": ((100, 110), (10, 20), (50, 60)),  # the 1997 paper's setting
     "nightmare": ((300, 500), (10, 80), (250, 290)),
 }
-VAL_BATCH = 250  # validation batch size (fixed, independent of train.batch_size)
+EVAL_BATCH = 250  # validation and test batch size (fixed, independent of train.batch_size)
 
 
 @dataclass
@@ -44,7 +44,8 @@ class QRSUConfig:
     t2: Optional[list[int]]
     train_size: int
     val_size: int
-    val_seed: int
+    test_size: int
+    heldout_seed: int
     label: str
 
     def ranges(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -70,6 +71,7 @@ class QRSUConfig:
                 f"the shortest sequence must be longer than t2 max + 1 = {t2max + 1} (E is last)")
         require(self.train_size >= 1, "task.train_size", self.train_size, "use >= 1")
         require(self.val_size >= 1, "task.val_size", self.val_size, "use >= 1")
+        require(self.test_size >= 1, "task.test_size", self.test_size, "use >= 1")
 
 
 def generate(n: int, cfg: QRSUConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,9 +113,11 @@ class QRSUTask(Task):
     def __init__(self, cfg: QRSUConfig, batch_size: int, seed: int):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         self.input_size, self.num_classes = len(SYMBOLS), len(CLASSES)
-        # The validation set is generated once, from its own seed: curves compare across runs.
-        self.val_data = generate(cfg.val_size, cfg, torch.Generator().manual_seed(cfg.val_seed))
-        self._val_batches = list(batches_of(*self.val_data, VAL_BATCH))  # cut once, reused every epoch
+        # Validation and test sets are generated once, each from its own seed: curves compare
+        # across runs, and they are cut into batches once, reused every epoch.
+        sizes = {"val": cfg.val_size, "test": cfg.test_size}
+        self.heldout = {split: generate(n, cfg, split_generator(cfg.heldout_seed, split)) for split, n in sizes.items()}
+        self._eval_batches = {split: list(batches_of(*data, EVAL_BATCH)) for split, data in self.heldout.items()}
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         inputs, labels = generate(self.cfg.train_size, self.cfg, epoch_generator(self.seed, epoch))
@@ -122,10 +126,33 @@ class QRSUTask(Task):
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.train_size, self.batch_size)
 
-    def val_batches(self) -> Iterator[Batch]:
-        return iter(self._val_batches)
+    def eval_batches(self, split: str) -> Iterator[Batch]:
+        return iter(self._eval_batches[split])
+
+    def max_lag(self) -> int:
+        """From the first X/Y to the readout at the last step: the longest sequence minus the earliest t1."""
+        (_, lmax), (t1min, _), _ = self.cfg.ranges()
+        return lmax - t1min
+
+    def example(self, text: Optional[str] = None) -> Example:
+        if text is None:
+            inputs, labels = self.heldout["val"]
+            x = inputs[:1]
+            x = x[:, int((x[0].abs().sum(-1) > 0).nonzero()[0]):]  # leave the padding out
+            return Example(Batch(x, labels[:1]), [SYMBOLS[i] for i in x[0].argmax(-1).tolist()])
+        unknown = sorted(set(text) - set(SYMBOLS))
+        if unknown:
+            raise ConfigError(f"example={text!r} has symbols outside QRSU's alphabet: {''.join(unknown)!r}; "
+                              f"use {''.join(SYMBOLS)} (e.g. BaXbcYdE: B first, E last, X/Y twice)")
+        order = [SYMBOLS.index(ch) for ch in text if ch in "XY"]
+        if len(order) != 2:
+            raise ConfigError(f"example={text!r} has {len(order)} X/Y symbols; QRSU's answer is the order of exactly two")
+        ids = torch.tensor([[SYMBOLS.index(ch) for ch in text]])
+        target = torch.tensor([2 * order[0] + order[1]])
+        return Example(Batch(F.one_hot(ids, len(SYMBOLS)).float(), target), list(text))
 
     def describe(self) -> str:
         (lmin, lmax), (a, b), (c, d) = self.cfg.ranges()
         return (f"qrsu {self.cfg.difficulty}: length {lmin}-{lmax}, t1 {a}-{b}, t2 {c}-{d}; "
-                f"{self.cfg.train_size} fresh sequences per epoch, {self.cfg.val_size} held out")
+                f"{self.cfg.train_size} fresh sequences per epoch, {self.cfg.val_size} validation, "
+                f"{self.cfg.test_size} test")

@@ -1,0 +1,63 @@
+"""Stop requests: Ctrl-C and SIGTERM (and, under submitit, the cluster's pre-emption signal).
+
+A handler only records the signal; the loop looks at the record after every step, between
+validation batches and between epochs, hands its state to the callbacks (a checkpoint) and
+raises `Interrupted`. The first signal puts the old handler back, so a second Ctrl-C stops a
+stuck run at once.
+
+Under submitit (a SLURM or local submitit job) the pre-emption/time-out signal (USR2) belongs
+to submitit: it requeues the job. We record it like the others so the run checkpoints first,
+then hand the signal back to submitit's own handler, which requeues the job and exits; the
+requeued job finds its checkpoint and resumes by itself (see `run.resume_target`). SIGTERM is
+left to submitit there too (it only logs it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from rnnexp.errors import Interrupted
+
+
+def under_submitit() -> bool:
+    return bool(os.environ.get("SUBMITIT_EXECUTOR"))
+
+
+def _preemption_signal() -> int:
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], int]]:
+    """Yield `stop_requested()`: the number of the first signal received, or 0."""
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+    signals = [signal.SIGINT] + ([_preemption_signal()] if under_submitit() else [signal.SIGTERM])
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signum, previous[signum])
+
+    try:
+        for sig in signals:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave the signals alone
+        previous = {}
+    try:
+        yield lambda: received[0] if received else 0
+    except Interrupted as stop:
+        owner = previous.get(stop.signum)
+        if stop.signum != signal.SIGINT and under_submitit() and callable(owner):
+            _restore(previous)
+            owner(stop.signum, None)  # submitit: requeue this job (it exits the process)
+        raise
+    finally:
+        _restore(previous)
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)

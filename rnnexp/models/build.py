@@ -1,0 +1,86 @@
+"""Building the model for a task from the `model` config: its size (or a parameter budget), its
+initialisation (rnnexp.models.init), and a check that it fits in this machine's memory."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from torch import nn
+
+from rnnexp.errors import ResourceError
+from rnnexp.models.init import apply_init
+from rnnexp.models.recurrent import CELLS, RecurrentModel
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def parameter_count(cell: str, input_size: int, num_classes: int, hidden_size: int,
+                    num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None) -> int:
+    """Closed-form `count_parameters` of `RecurrentModel` (used to size a model to a budget)."""
+    gates = CELLS[cell][1]
+    if vocab_size > 0:
+        embedding_size = embedding_size or hidden_size
+        total, layer_in = vocab_size * embedding_size, embedding_size
+    else:
+        total, layer_in = 0, input_size
+    for _ in range(num_layers):
+        total += gates * hidden_size * (layer_in + hidden_size + 2)
+        layer_in = hidden_size
+    return total + hidden_size * num_classes + num_classes
+
+
+def hidden_size_for_budget(budget: int, cell: str, input_size: int, num_classes: int,
+                           num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None) -> int:
+    """The hidden size whose parameter count is closest to `budget` (the count grows with h)."""
+    def count(h: int) -> int:
+        return parameter_count(cell, input_size, num_classes, h, num_layers, vocab_size, embedding_size)
+
+    h = 1
+    while count(h + 1) <= budget:
+        h += 1
+    return h + 1 if abs(count(h + 1) - budget) < abs(count(h) - budget) else h
+
+
+def hidden_size(model_cfg: Any, task: Any) -> int:
+    if model_cfg.param_budget is None:
+        return model_cfg.hidden_size
+    return hidden_size_for_budget(model_cfg.param_budget, model_cfg.cell, task.input_size, task.num_classes,
+                                  model_cfg.num_layers, task.vocab_size, model_cfg.embedding_size)
+
+
+def build_model(model_cfg: Any, task: Any) -> RecurrentModel:
+    """The model for `task` from the validated `model` config, initialised as `model.init` says."""
+    model = RecurrentModel(model_cfg.cell, task.input_size, task.num_classes, hidden_size(model_cfg, task),
+                           model_cfg.num_layers, model_cfg.dropout, model_cfg.nonlinearity,
+                           task.vocab_size, model_cfg.embedding_size)
+    tmax = model_cfg.chrono_tmax if model_cfg.chrono_tmax is not None else task.max_lag()
+    apply_init(model.rnn, model_cfg.cell, model_cfg.init, forget_bias=model_cfg.forget_bias, chrono_tmax=tmax)
+    return model
+
+
+def available_memory() -> int:
+    """Bytes this process could still allocate (MemAvailable on Linux, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits_in_memory(model_cfg: Any) -> None:
+    """Refuse, before anything is allocated, a model whose weights, gradients and optimizer state
+    (4 float32 copies) cannot fit in free memory. The count is a lower bound (the recurrent
+    layers alone), so the check needs no task and runs with the config's validation."""
+    h, layers = model_cfg.hidden_size, model_cfg.num_layers
+    params = CELLS[model_cfg.cell][1] * h * (h + 2) * (2 * layers - 1)  # layers above the first read h inputs
+    need, have = 4 * 4 * params, available_memory()
+    if need > have:
+        raise ResourceError(f"model.hidden_size={h} with {layers} layer(s) has over {params:,} parameters and needs "
+                            f"~{need / 2**30:.1f} GiB for weights, gradients and optimizer state, but "
+                            f"{have / 2**30:.1f} GiB are free; use a smaller model.hidden_size or model.num_layers")
