@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import os
 import signal
 import subprocess
 import time
@@ -199,3 +200,27 @@ def test_the_resume_command_printed_for_an_interrupted_sweep_job_works(tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     res = json.loads((run_dir / "results.json").read_text())
     assert res["status"] == "completed" and res["cell"] == "rnn" and res["epochs_run"] == 6
+
+
+@pytest.mark.slow
+def test_a_preempted_submitit_job_checkpoints_is_requeued_and_resumes_by_itself(tmp_path, run_cfg):
+    """SLURM pre-empts with USR2 (submitit's signal); submitit's local executor behaves the same way."""
+    args = [*LONG, "train.epochs=20"]
+    proc = start(tmp_path, "-m", "hydra/launcher=submitit_local", *args)
+    job_dir = wait_for_epochs(tmp_path, 1, proc, pattern="multirun/*/*/0_*/run.log")
+    found = subprocess.run(["pgrep", "-f", "submitit.core._submit"], capture_output=True, text=True).stdout.split()
+    assert found, "the job runs in a submitit process"
+    for pid in found:
+        os.kill(int(pid), signal.SIGUSR2)  # what the cluster sends before pre-empting the job
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    log = (job_dir / "run.log").read_text()
+    assert "resuming at epoch" in log, "the requeued job found its checkpoint by itself"
+    assert list(tmp_path.glob("outputs/multirun/*/*/.submitit/*/*_log.err"))
+    submitit_log = "".join(p.read_text() for p in tmp_path.glob("outputs/multirun/*/*/.submitit/*/*_log.*"))
+    assert "Requeued job" in submitit_log, "submitit's own requeue, not a home-made one"
+    res = json.loads((job_dir / "results.json").read_text())
+    assert res["status"] == "completed" and res["epochs_run"] == 20
+    clean = run_cfg(tmp_path / "clean", *[a for a in args if a != "train.progress=lines"])
+    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
+    assert strip(res) == strip(clean), "and exactly as if it had never been stopped"
