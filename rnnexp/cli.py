@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rnnexp import run_dirs
+from rnnexp.argv import RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE, quote_free_text
 from rnnexp.sweep import summary as sweep
 from rnnexp.config import known_keys, load_run_config
 from rnnexp.engine.checkpoint import check_not_finished, resume_config
@@ -30,6 +31,7 @@ from rnnexp.engine.threads import parallel_jobs
 from rnnexp.errors import ConfigError, Interrupted, Rejected, RnnexpError
 from rnnexp.report.errors import run_reporting_errors
 from rnnexp.run import run_experiment
+from rnnexp.sweep.jobs import SweepState
 
 run_dirs.register()
 
@@ -39,6 +41,8 @@ def hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     jobs = parallel_jobs(hydra_cfg.launcher) if in_sweep else 1
+    if in_sweep and SweepState.stop_signal:  # Ctrl-C between two jobs of a sequential sweep
+        raise Interrupted(SweepState.stop_signal)
     try:
         return run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task),
                               parallel_jobs=jobs, in_sweep=in_sweep)
@@ -83,5 +87,11 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
 
 def main() -> None:
     sweep.current_sweep_dir = None  # set by the SummariseSweep callback if this turns out to be a sweep
-    run_reporting_errors(hydra_main, "rnnexp", on_error=_summarise_failed_sweep,
+
+    def entry() -> object:
+        # Paths and other free text work as typed in the shell (quotes, spaces, any letter).
+        sys.argv[1:] = quote_free_text(sys.argv[1:], RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE)
+        return hydra_main()
+
+    run_reporting_errors(entry, "rnnexp", on_error=_summarise_failed_sweep,
                          in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys())

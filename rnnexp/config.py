@@ -77,6 +77,8 @@ class TrainConfig:
     log_every_steps: int
     checkpoint_minutes: float
     insight_every: int
+    curriculum: Optional[list[Any]]
+    curriculum_threshold: float
     resume: Optional[str]
 
     def validate(self) -> None:
@@ -116,6 +118,8 @@ class TrainConfig:
         require(self.checkpoint_minutes >= 0, "train.checkpoint_minutes", self.checkpoint_minutes,
                 "use >= 0 (0 = after every epoch)")
         require(self.insight_every >= 0, "train.insight_every", self.insight_every, "use >= 0 epochs (0 = off)")
+        require(0 < self.curriculum_threshold <= 1, "train.curriculum_threshold", self.curriculum_threshold,
+                "use a validation accuracy 0 < threshold <= 1")
 
 
 @dataclass
@@ -135,9 +139,17 @@ def typed(schema: type[T], node: Any, prefix: str) -> T:
     known = {f.name for f in fields(schema)}
     for key in node.keys():
         if key not in known:
+            if prefix in SECTIONS:
+                from rnnexp.report.errors import unknown_key_message
+
+                raise ConfigError(unknown_key_message(f"{prefix}.{key}",
+                                                      tasks=[str(node.get("name"))] if prefix == "task" else None))
             raise ConfigError(f"{prefix}.{key} is not a known key; valid keys: {', '.join(sorted(known))}")
     try:
-        node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))  # resolve in the full config
+        from rnnexp.argv import literal_container
+
+        # Resolve in the full config, once: a literal "${" in free text (a prompt) stays text.
+        node = OmegaConf.create(literal_container(OmegaConf.to_container(node, resolve=True)))
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
@@ -172,7 +184,25 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
     run.model.validate()
     run.train.validate()
     task_cls.validate_with(run.task, run.model, run.train)
+    validate_curriculum(task_cls, run)
     return run
+
+
+def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
+    """Each stage of `train.curriculum` must be a valid value of the task's curriculum key."""
+    stages = run.train.curriculum
+    if not stages:
+        return
+    key = task_cls.curriculum_key
+    if key is None:
+        raise ConfigError(f"train.curriculum is not available for task={task_cls.name}; it steps through "
+                          f"task.difficulty (qrsu), task.length (adding) or task.delay (copy); use train.curriculum=null")
+    for index, value in enumerate(stages):
+        try:
+            task_cls.stage_config(run.task, value).validate()
+        except (ConfigError, TypeError) as err:
+            raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: "
+                              f"{str(err).split(' is invalid: ')[-1]}") from err
 
 
 def _stringify(node: DictConfig, key: str) -> DictConfig:

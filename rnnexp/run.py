@@ -23,11 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from rnnexp.config import RunConfig, load_run_config
 from rnnexp.engine import checkpoint as ckpt
 from rnnexp.engine.callbacks import Callback, Callbacks
+from rnnexp.engine.curriculum import Curriculum
 from rnnexp.engine.loop import Engine
 from rnnexp.engine.signals import stop_on_signals, under_submitit
 from rnnexp.engine.threads import apply_threads, choose_threads
 from rnnexp.errors import DivergedError, Interrupted, ResourceError, RnnexpError
 from rnnexp.files import write_json
+from rnnexp.insight.callback import InsightCallback
 from rnnexp.models.build import build_model, count_parameters
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS, completed_results, hparams, result_line, summary_rows
@@ -94,7 +96,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     resumed = engine.state if payload is not None else None
     tensorboard = TensorBoard(run_dir, OmegaConf.to_yaml(OmegaConf.create(ckpt.plain_config(cfg))), resumed)
     progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
-    callbacks = [*task_callbacks(run, engine, tensorboard, run_dir), tensorboard, progress,
+    callbacks = [*task_callbacks(run, engine), tensorboard, progress,
+                 InsightCallback(tensorboard.writer, run_dir, run.train.insight_every, task.example()),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes)]
     results.update(status="running", task=run.task.name, cell=run.model.cell, hidden_size=model.rnn.hidden_size,
                    parameters=params, threads=threads, device=str(device), history=engine.state.history)
@@ -138,9 +141,13 @@ def resume_target(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
     return ckpt.resume_config(cfg, overrides, Path(str(resume)).expanduser())
 
 
-def task_callbacks(run: RunConfig, engine: Engine, tensorboard: TensorBoard, run_dir: Path) -> list[Callback]:
-    """Callbacks that change what the loop trains on or looks inside it (before the reports)."""
-    return []
+def task_callbacks(run: RunConfig, engine: Engine) -> list[Callback]:
+    """Callbacks that change what the loop trains on or look inside it (before the reports, which
+    log what they add)."""
+    callbacks: list[Callback] = []
+    if run.train.curriculum:
+        callbacks.append(Curriculum(run.train.curriculum, run.train.curriculum_threshold))
+    return callbacks
 
 
 def batches_per_epoch(task: Any, run: RunConfig) -> int:

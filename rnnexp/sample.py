@@ -17,6 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from rnnexp.argv import SAMPLE_FREE_TEXT, quote_free_text
 from rnnexp.config import typed
 from rnnexp.errors import ConfigError, Rejected, RnnexpError, RunDirError, require
 from rnnexp.models.generate import generate_text
@@ -67,6 +68,10 @@ def sample(node: DictConfig) -> None:
 
 def main() -> None:
     # `rnnexp-sample <run dir>` means run=<run dir>
-    sys.argv[1:] = [f"run='{a}'" if "=" not in a and not a.startswith("-") and Path(a).is_dir() else a
-                    for a in sys.argv[1:]]
-    run_reporting_errors(sample_main, "rnnexp-sample", known_keys=[f.name for f in fields(SampleConfig)])
+    argv = [f"run={a}" if "=" not in a and not a.startswith("-") and Path(a).is_dir() else a for a in sys.argv[1:]]
+
+    def entry() -> None:
+        sys.argv[1:] = quote_free_text(argv, SAMPLE_FREE_TEXT)  # prompts and paths work as typed
+        sample_main()
+
+    run_reporting_errors(entry, "rnnexp-sample", known_keys=[f.name for f in fields(SampleConfig)])

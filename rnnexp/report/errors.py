@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from functools import lru_cache
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import yaml
 from hydra.errors import HydraException, OverrideParseException
@@ -99,8 +99,8 @@ def unknown_key_message(key: str, value: Optional[str] = None, argv: Optional[Se
 
 
 def _close_key(key: str, name: str, same_section: Sequence[str], known: Sequence[str]) -> Optional[str]:
-    """A key close to `key`: in its own section, then the same name in another (model.lr -> train.lr),
-    then anywhere (trian.epochs -> train.epochs)."""
+    """A key close to `key`: the same name in another section (model.lr -> train.lr), then a close
+    name in its own section (train.lrr -> train.lr), then anywhere (trian.epochs -> train.epochs)."""
     elsewhere = sorted(k for k in known if k.rsplit(".", 1)[-1] == name and not k.startswith("task."))
     if elsewhere:
         return elsewhere[0]
@@ -243,10 +243,10 @@ def selected_tasks(argv: Optional[Sequence[str]] = None) -> list[str]:
             continue
         try:
             override = parse_override(arg)
-            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+            values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
         except Exception:
             continue
-        chosen[key] = [str(v) for v in values if v is not None]
+        chosen[key] = [str(getattr(v, "text", v)) for v in values if v is not None]
     if chosen.get("task"):
         return chosen["task"]
     for preset in reversed(PRESETS):
@@ -272,7 +272,7 @@ def _unparsable_override(head: str, argv: Sequence[str]) -> str:
             continue
         except Exception:
             pass
-        fixed = f"{prefix}{key}={hydra_quote(value)}"
+        fixed = f"{prefix}{key}={hydra_quote(value, single=True)}"
         try:
             parse_override(fixed)
         except Exception:
@@ -299,7 +299,7 @@ def run_reporting_errors(entry: Callable[[], object], prog: str,
             raise rejected.error from None
     except Interrupted as stop:
         on_error("interrupted")
-        resume = shell_word(f"train.resume={hydra_quote(str(stop.run_dir))}") if stop.run_dir else "train.resume=RUN_DIR"
+        resume = shell_word(f"train.resume={hydra_quote(str(stop.run_dir), single=True)}") if stop.run_dir else "train.resume=RUN_DIR"
         print(f"{prog}: interrupted by signal {stop.signum}; checkpoint saved. Resume with: rnnexp {resume}",
               file=sys.stderr)
         sys.exit(EXIT_ON_SIGNAL.get(stop.signum, 130))

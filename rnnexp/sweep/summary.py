@@ -1,17 +1,21 @@
 """Sweep summaries: one table for a multirun (or any outputs directory), from the results files.
 
-    rnnexp-summary outputs/multirun/<date>/<time>     (also written at the end of every sweep)
+    rnnexp-summary outputs/multirun/2026-11-27/14-05-00     (also written at the end of every sweep)
 
 Reads every job's `results.json` (and its `.hydra/overrides.yaml`), so failed and diverged jobs
 are listed too; Hydra skips `on_multirun_end` when a job fails, so the CLI calls this itself then.
 Writes `summary.csv`, `summary.md` and `summary.png` (the final metric against the swept
-parameter, one line per model; also in TensorBoard under `summary/`) into the directory.
+parameter, one line per model; also in TensorBoard under `summary/`) into the directory, and
+says where they are. On the terminal the tables fit its width (the swept values as columns, fewer
+result columns when narrow, a short block per job when even that does not fit): numbers,
+overrides and paths are never split (the full-width table is summary.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import statistics
 import sys
@@ -19,8 +23,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from rich import box
 from rich.console import Console
 from rich.table import Table
+
+from rnnexp.argv import hydra_quote, shell_word
 
 current_sweep_dir: Optional[str] = None  # set when a multirun starts (see hydra_callbacks)
 
@@ -68,6 +75,7 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         values = [m["objective"] for m in members if m["objective"] is not None]
         reached = [m["target_epoch"] for m in members if m["target_epoch"] is not None]
         out.append({"config": key or "(all)", "runs": len(members),
+                    "params": {k: v for k, v in members[0]["params"].items() if k != "train.seed"},
                     "mean": statistics.fmean(values) if values else None,
                     "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
                     "reached": f"{len(reached)}/{len(members)}",
@@ -100,24 +108,151 @@ def write_summary(root: Path, rows: list[dict[str, Any]], groups: list[dict[str,
     (root / "summary.md").write_text("\n".join(lines) + "\n")
 
 
-def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], title: str, console: Console) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in COLUMNS:
-        table.add_column(column, overflow="fold")
+# The job table's result columns, most important first: (row key, header, digits). The narrower
+# the terminal, the more of the last ones are left out (they stay in summary.csv/.md).
+RESULT_COLUMNS = [("status", "status", 0), ("objective", "objective", 4), ("val_accuracy", "val acc", 4),
+                  ("val_loss", "val loss", 4), ("target_epoch", "target ep", 0), ("epochs", "epochs run", 0),
+                  ("train_seconds", "seconds", 1)]
+SEED_COLUMNS = [("runs", "runs", 0), ("mean", "mean", 4), ("std", "std", 4), ("reached", "reached", 0),
+                ("mean_target_epoch", "mean target ep", 1)]
+
+
+def varying_params(rows: list[dict[str, Any]], leave_out: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+    """The override keys whose value differs between jobs (in first-seen order), and those that
+    are the same in every job (with their value)."""
+    keys: list[str] = []
     for row in rows:
-        style = None if row["status"] == "completed" else "red"
-        cells = [_fmt(row[c]) for c in COLUMNS]
-        cells[0] = row["job"].split("_", 1)[0]  # the job number; the overrides column says the rest
-        table.add_row(*cells, style=style)
-    console.print(table)
+        keys += [k for k in row["params"] if k not in keys and k not in leave_out]
+    varying = [k for k in keys if len({row["params"].get(k) for row in rows}) > 1]
+    same = {k: rows[0]["params"][k] for k in keys if k not in varying}
+    return varying, same
+
+
+def _headers(keys: list[str], short: bool) -> list[str]:
+    """Column headers for override keys: `task.difficulty`, or `difficulty` where that is unique."""
+    if not short:
+        return list(keys)
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return [name if last.count(name) == 1 else key for key, name in zip(keys, last)]
+
+
+def _table(headers: list[str], lines: list[list[str]], right: set[int]) -> Table:
+    """A table whose cells never wrap: a layout that does not fit is replaced, never squeezed."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for i, header in enumerate(headers):
+        table.add_column(header, no_wrap=True, overflow="ellipsis", justify="right" if i in right else "left")
+    for cells in lines:
+        table.add_row(*cells)
+    return table
+
+
+def _width(renderable: Any) -> int:
+    """The widest line `renderable` prints when nothing limits it."""
+    probe = Console(width=10_000, file=io.StringIO(), record=True, color_system=None)
+    probe.print(renderable)
+    return max((len(line.rstrip()) for line in probe.export_text().splitlines()), default=0)
+
+
+def _job_label(row: dict[str, Any], numbered: bool) -> str:
+    return Path(row["job"]).name.split("_", 1)[0] if numbered else row["job"]
+
+
+def _print_words(console: Console, words: list[str], indent: str = "", first: str = "") -> None:
+    """Words packed into lines that fit the console, never split; a word wider than the console
+    (a long path) gets a line of its own, printed whole (the terminal folds it; copying keeps it)."""
+    line = first
+    for word in words:
+        candidate = f"{line} {word}" if line.strip() else f"{line}{word}"
+        if len(candidate) <= console.width or not line.strip():
+            line = candidate
+        else:
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+            line = f"{indent}{word}"
+    if line.strip():
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def _job_table(rows: list[dict[str, Any]], varying: list[str], width: int) -> Optional[Table]:
+    """The widest job table that fits `width`: all result columns, then fewer; None if even the
+    job, its parameters, status and objective do not fit."""
+    numbered = all(Path(r["job"]).name.split("_", 1)[0].isdigit() and "/" not in r["job"] for r in rows)
+    for keep in range(len(RESULT_COLUMNS), 1, -1):
+        for short in (False, True):
+            results = RESULT_COLUMNS[:keep]
+            headers = ["job"] + _headers(varying, short) + [header for _, header, _ in results]
+            first_result = 1 + len(varying)
+            right = {0} | set(range(first_result + 1, len(headers)))
+            lines = [[_job_label(r, numbered)] + [r["params"].get(k, "-") for k in varying]
+                     + [_fmt(r[key], digits) if digits else _fmt(r[key]) for key, _, digits in results] for r in rows]
+            table = _table(headers, lines, right)
+            if _width(table) <= width:
+                for i, r in enumerate(rows):
+                    if r["status"] != "completed":
+                        table.rows[i].style = "red"
+                return table
+    return None
+
+
+def _seed_table(groups: list[dict[str, Any]], varying: list[str], width: int) -> Optional[Table]:
+    for keep in range(len(SEED_COLUMNS), 2, -1):
+        for short in (False, True):
+            columns = SEED_COLUMNS[:keep]
+            headers = _headers(varying, short) + [header for _, header, _ in columns]
+            lines = [[g["params"].get(k, "-") for k in varying]
+                     + [_fmt(g[key], digits) if digits else _fmt(g[key]) for key, _, digits in columns] for g in groups]
+            table = _table(headers, lines, set(range(len(varying), len(headers))))
+            if _width(table) <= width:
+                return table
+    return None
+
+
+def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], title: str, console: Console,
+                  root: Optional[Path] = None) -> None:
+    """The jobs and the across-seeds means, readable at any width: one table where it fits (fewer
+    result columns when narrow), else one short block per job. Numbers, overrides and paths are
+    never split (summary.csv and summary.md keep every column)."""
+    _print_words(console, title.split(" "))
+    varying, same = varying_params(rows)
+    if same:
+        _print_words(console, [f"{k}={v}" for k, v in same.items()], indent="  ", first="every job:")
+    table = _job_table(rows, varying, console.width)
+    if table is not None:
+        console.print(table)
+    else:  # too narrow for a table: a block per job
+        for row in rows:
+            style = "" if row["status"] == "completed" else " (!)"
+            _print_words(console, [f"{k}={row['params'].get(k, '-')}" for k in varying], indent="    ",
+                         first=f"job {row['job']}{style}:")
+            _print_words(console, [f"{header} {_fmt(row[key], digits) if digits else _fmt(row[key])}"
+                                   for key, header, digits in RESULT_COLUMNS if row[key] is not None], indent="    ",
+                         first="   ")
+    for row in rows:
+        if row["status"] != "completed":
+            _print_words(console, f"{row['error'] or row['status']}".split(" "), indent="    ",
+                         first=f"job {row['job']} {row['status']}:")
+        if row["status"] == "interrupted" and root is not None:
+            resume = shell_word(f"train.resume={hydra_quote(str(Path(root).resolve() / row['job']), single=True)}")
+            console.print(f"    resume: rnnexp {resume}", soft_wrap=True, markup=False, highlight=False)
     if groups:
-        seeds = Table(title="across seeds", title_justify="left")
-        for column in ("config", "runs", "mean", "std", "reached", "mean target epoch"):
-            seeds.add_column(column)
-        for g in groups:
-            seeds.add_row(g["config"], str(g["runs"]), _fmt(g["mean"]), _fmt(g["std"]), g["reached"],
-                          _fmt(g["mean_target_epoch"], 1))
-        console.print(seeds)
+        seed_keys, _ = varying_params(groups, leave_out=("train.seed",))
+        console.print("across seeds:", markup=False, highlight=False)
+        seeds = _seed_table(groups, seed_keys, console.width)
+        if seeds is not None:
+            console.print(seeds)
+        else:
+            for g in groups:
+                _print_words(console, g["config"].split(" ") + [
+                    f"runs {g['runs']}", f"mean {_fmt(g['mean'])}", f"std {_fmt(g['std'])}", f"reached {g['reached']}",
+                    f"mean target ep {_fmt(g['mean_target_epoch'], 1)}"], indent="    ", first="  ")
+
+
+def print_written(root: Path, console: Console) -> None:
+    """Where the summary files are: one line, the path whole (the terminal folds it, copying keeps it)."""
+    names = [name for name in ("summary.png", "summary.md", "summary.csv") if (root / name).is_file()]
+    if names:
+        where = Path(root).resolve()
+        console.print(f"summary written: {where / names[0]}" + "".join(f", {name}" for name in names[1:]) +
+                      " (same folder)" * (len(names) > 1), soft_wrap=True, markup=False, highlight=False)
 
 
 def summarise(root: Path, console: Optional[Console] = None) -> list[dict[str, Any]]:
@@ -135,7 +270,8 @@ def summarise(root: Path, console: Optional[Console] = None) -> list[dict[str, A
     write_summary(root, rows, groups)
     plot_sweep(root, rows)
     failed = sum(r["status"] != "completed" for r in rows)
-    print_summary(rows, groups, f"{root}: {len(rows)} jobs, {failed} not completed", console)
+    print_summary(rows, groups, f"{len(rows)} jobs, {failed} not completed: {Path(root).resolve()}", console, root)
+    print_written(root, console)
     return rows
 
 
@@ -151,7 +287,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="rnnexp-summary", description="Summarise a sweep (or any outputs "
                                      "directory) from its jobs' results.json files: a table, summary.csv, "
                                      "summary.md and summary.png.")
-    parser.add_argument("directory", type=Path, help="a sweep directory (outputs/multirun/<date>/<time>) or outputs/")
+    parser.add_argument("directory", type=Path, help="a sweep directory (e.g. outputs/multirun/2026-11-27/14-05-00) or outputs/")
     args = parser.parse_args(argv)
     if not args.directory.is_dir():
         print(f"rnnexp-summary: error: {args.directory} is not a directory; give a sweep or outputs directory",

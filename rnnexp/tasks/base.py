@@ -21,7 +21,7 @@ dataclass; it registers itself) and one YAML file in `conf/task/`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Iterator, Optional
 
 import numpy as np
@@ -66,7 +66,13 @@ class Task:
     #: What one scored target is, for speeds ("chars/s").
     unit: ClassVar[str] = "targets"
 
+    #: The task key a curriculum (`train.curriculum`) steps through; None: no curriculum.
+    curriculum_key: ClassVar[Optional[str]] = None
+    #: The curriculum's current value of that key (training data only); None: the target.
+    stage: Any = None
+
     # Set by subclasses in __init__:
+    cfg: Any             # the task's config: the target (validation and test always use it)
     input_size: int      # features per step (one-hot or bits); 0 when inputs are token ids
     vocab_size: int = 0  # > 0: inputs are token ids, the model embeds them
     num_classes: int     # outputs per step (1 for a regression)
@@ -80,6 +86,21 @@ class Task:
     def validate_with(cls, task_cfg: Any, model_cfg: Any, train_cfg: Any) -> None:
         """Checks that need the model or training config too (override where needed)."""
 
+    # -- curriculum --------------------------------------------------------------------------
+    @classmethod
+    def stage_config(cls, cfg: Any, value: Any) -> Any:
+        """The task config of one curriculum stage: the target's, with `curriculum_key` = value."""
+        return replace(cfg, **{cls.curriculum_key: value})  # type: ignore[arg-type]
+
+    def set_stage(self, value: Any) -> None:
+        """Train on the stage `value` from the next epoch on (None: the target)."""
+        self.stage = value
+
+    @property
+    def train_cfg(self) -> Any:
+        """The config training data is drawn from: the curriculum's stage, else the target."""
+        return self.cfg if self.stage is None else self.stage_config(self.cfg, self.stage)
+
     # -- data --------------------------------------------------------------------------------
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         """The batches of training epoch `epoch` (1-based), reproducible from (seed, epoch)."""
@@ -90,7 +111,8 @@ class Task:
         raise NotImplementedError
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
-        """The fixed held-out batches of `split` (one of SPLITS: "val", "test"); the same every time."""
+        """The fixed held-out batches of `split` (one of SPLITS: "val", "test"; both on the target),
+        or "stage": held-out batches of the curriculum's current stage (tasks with a curriculum)."""
         raise NotImplementedError
 
     # -- scoring -----------------------------------------------------------------------------
@@ -143,10 +165,11 @@ class Task:
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must hold to go on with the same data (a curriculum's stage, a
         vocabulary); plain values only."""
-        return {}
+        return {"stage": self.stage}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned (on resume)."""
+        self.stage = state.get("stage")
 
 
 def task_class(name: Any) -> type[Task]:

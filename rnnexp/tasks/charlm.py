@@ -134,9 +134,10 @@ class CharLMTask(Task):
         return {"vocab.json": json.dumps(self.vocab, ensure_ascii=False)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"vocab": self.vocab}
+        return {**super().state_dict(), "vocab": self.vocab}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         if state.get("vocab") not in (None, self.vocab):
             raise DataError(f"task.corpus={self.cfg.corpus} has another vocabulary than the checkpoint's; resume "
                             f"with the corpus the run was trained on")

@@ -86,6 +86,7 @@ class CopyTask(Task):
     unit = "symbols"     # what `count` counts: recalled symbols, 10 per sequence
     streaming = False
     objective = ("loss", "min")
+    curriculum_key = "delay"
 
     def __init__(self, cfg: CopyConfig, batch_size: int, seed: int):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
@@ -98,12 +99,18 @@ class CopyTask(Task):
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         symbols = draw_symbols(self.cfg.train_size, epoch_generator(self.seed, epoch))
-        return batches_of(symbols, self.cfg.delay, self.batch_size)
+        return batches_of(symbols, self.train_cfg.delay, self.batch_size)
 
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.train_size, self.batch_size)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
+        if split == "stage":  # the curriculum's current stage: its own held-out set, made once per stage
+            key = f"stage:{self.stage}"
+            if key not in self._eval:
+                symbols = draw_symbols(self.cfg.val_size, split_generator(self.cfg.data_seed, "val"))
+                self._eval[key] = list(batches_of(symbols, self.train_cfg.delay, EVAL_BATCH))
+            return iter(self._eval[key])
         if split not in self._eval:
             raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
         return iter(self._eval[split])

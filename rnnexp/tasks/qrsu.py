@@ -11,7 +11,7 @@ tensor operations per epoch, no Python loop over sequences.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Optional
 
 import torch
@@ -109,6 +109,11 @@ class QRSUTask(Task):
     Config = QRSUConfig
     unit = "seqs"
     streaming = False
+    curriculum_key = "difficulty"
+
+    @classmethod
+    def stage_config(cls, cfg: QRSUConfig, value: str) -> QRSUConfig:
+        return replace(cfg, difficulty=value, length=None, t1=None, t2=None)
 
     def __init__(self, cfg: QRSUConfig, batch_size: int, seed: int):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
@@ -120,13 +125,19 @@ class QRSUTask(Task):
         self._eval_batches = {split: list(batches_of(*data, EVAL_BATCH)) for split, data in self.heldout.items()}
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
-        inputs, labels = generate(self.cfg.train_size, self.cfg, epoch_generator(self.seed, epoch))
+        inputs, labels = generate(self.cfg.train_size, self.train_cfg, epoch_generator(self.seed, epoch))
         return batches_of(inputs, labels, self.batch_size)
 
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.train_size, self.batch_size)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
+        if split == "stage":  # the curriculum's current stage: its own held-out set, made once per stage
+            key = f"stage:{self.stage}"
+            if key not in self._eval_batches:
+                data = generate(self.cfg.val_size, self.train_cfg, split_generator(self.cfg.heldout_seed, "val"))
+                self._eval_batches[key] = list(batches_of(*data, EVAL_BATCH))
+            return iter(self._eval_batches[key])
         return iter(self._eval_batches[split])
 
     def max_lag(self) -> int:

@@ -1,0 +1,44 @@
+"""A curriculum over difficulty (`train.curriculum`), as a callback: train on easier stages first.
+
+    rnnexp task=qrsu task.difficulty=hard train.curriculum=[easy,normal,moderate]
+
+Training data comes from the current stage (the task's `curriculum_key`: QRSU's difficulty, the
+adding problem's length, copy's delay); validation and test always come from the target, so
+early stopping, the best model and the reported numbers mean what they say. After each epoch the
+model is scored on a held-out set of the current stage; at `train.curriculum_threshold` accuracy
+it moves on, and after the last listed stage it trains on the target. The stage is the task's
+state, so it travels in checkpoints and a resumed run continues at it. Logged every epoch as
+`train/stage` (0 = the first listed stage, len(stages) = the target) and `stage/accuracy`.
+
+Curriculum learning for recurrent networks: Bengio et al. 2009 ("Curriculum learning"); Zaremba
+& Sutskever 2014 ("Learning to execute") for sequence lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rnnexp.engine.callbacks import Callback
+
+
+class Curriculum(Callback):
+    def __init__(self, stages: list[Any], threshold: float):
+        self.stages, self.threshold = list(stages), threshold
+
+    def position(self, stage: Any) -> int:
+        return len(self.stages) if stage is None else self.stages.index(stage)
+
+    def on_fit_start(self, engine: Any) -> None:
+        if engine.state.global_step == 0 and engine.state.epoch == 1:
+            engine.task.set_stage(self.stages[0])  # a fresh run; a resumed one keeps its saved stage
+
+    def on_epoch_end(self, engine: Any, metrics: dict[str, float]) -> None:
+        task = engine.task
+        index = self.position(task.stage)
+        metrics["train/stage"] = index
+        if task.stage is None:
+            return
+        accuracy = engine.evaluate("stage")["stage/accuracy"]
+        metrics["stage/accuracy"] = accuracy
+        if accuracy >= self.threshold:
+            task.set_stage(self.stages[index + 1] if index + 1 < len(self.stages) else None)

@@ -1,0 +1,182 @@
+"""Pictures of the inside of the network during training (TensorBoard) and at its end (PNG files).
+
+    InsightCallback(writer, run_dir, every_epochs, example)
+
+* after epoch 1 and every `every_epochs`-th epoch: TensorBoard images `insight/states`,
+  `insight/gradients_through_time`, `insight/gates` (LSTM/GRU) at global step = the epoch, and
+  scalars `insight/grad_norm_h_first` / `insight/grad_norm_h_last` (d loss / d h_t at the first
+  and last step) and, for gated cells, `insight/closed_<gate>` / `insight/open_<gate>` (last layer);
+* at the end of training: states.png, gradients_through_time.png, gates.png in the run
+  directory from the final model, and for a character model (task.vocab_size > 0) units.html and
+  the text `insight/units` in TensorBoard.
+
+`every_epochs` 0 turns all of it off. One replay of one example per picture time: never in the
+training step. The model's mode, weights and gradients and torch's global RNG are left as they
+were (exact resume relies on it). A failure to draw is a warning, never the end of a run.
+
+Drawing (matplotlib, ~0.3-1 s a set) would cost more than a whole epoch of a small model, so only
+the replay (milliseconds) runs in the training process; a separate process draws, and its
+images reach TensorBoard at the next epoch end (or at the end of training, which waits for them).
+Where no process can be started, the drawing happens inline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import warnings
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from rnnexp.engine.callbacks import Callback
+from rnnexp.insight import FILES, UNITS_FILE, Insight, draw_figures, look, unit_states, units_markdown, units_report
+
+
+class InsightCallback(Callback):
+    def __init__(self, writer: Optional[Any], run_dir: Path | str, every_epochs: int, example: Any):
+        self.writer = writer
+        self.run_dir = Path(run_dir)
+        self.every = int(every_epochs or 0)
+        self.example = example
+        self.last_epoch: Optional[int] = None
+        self.pool: Optional[ProcessPoolExecutor] = None
+        self.pending: list[tuple[int, Future]] = []
+
+    # -- hooks -------------------------------------------------------------------------------
+    def due(self, epoch: int) -> bool:
+        return self.every > 0 and (epoch == 1 or epoch % self.every == 0)
+
+    def on_epoch_end(self, engine: Any, metrics: dict[str, float]) -> None:
+        epoch = int(metrics.get("epoch", engine.state.epoch))
+        self.last_epoch = epoch
+        if self.writer is None or not self.due(epoch):
+            return
+        self._guarded(engine, lambda: self._log(engine, epoch))
+
+    def on_fit_end(self, engine: Any) -> None:
+        if self.every <= 0:
+            return
+        self._guarded(engine, lambda: self._save(engine))
+        self._guarded(engine, lambda: self._collect(wait=True))
+        self.close()
+
+    def on_interrupt(self, engine: Any) -> None:
+        self._guarded(engine, lambda: self._collect(wait=False))
+        self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    # -- work --------------------------------------------------------------------------------
+    def _guarded(self, engine: Any, work: Callable[[], None]) -> None:
+        device = torch.device(getattr(engine, "device", "cpu"))
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=cuda):  # belt and braces: nothing here draws
+                work()
+        except Exception as exc:  # noqa: BLE001 - a picture must never cost a run
+            warnings.warn(f"insight figures failed: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+
+    def _look(self, engine: Any) -> Insight:
+        return look(engine.model, engine.task, self.example)
+
+    def _submit(self, function: Callable[..., Any], *args: Any) -> Future:
+        """Run `function(*args)` in the drawing process (inline where none can be started)."""
+        if self.pool is None:
+            try:
+                self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_leave_signals_to_the_run)
+                return self.pool.submit(function, *args)
+            except (OSError, ValueError, AssertionError, RuntimeError):  # e.g. inside a daemonic worker
+                self.pool = None
+        if self.pool is not None:
+            return self.pool.submit(function, *args)
+        done: Future = Future()
+        done.set_result(function(*args))
+        return done
+
+    def _collect(self, wait: bool) -> None:
+        """Images drawn so far (all of them when `wait`) into TensorBoard at their epochs."""
+        still = []
+        for epoch, future in self.pending:
+            if not (wait or future.done()):
+                still.append((epoch, future))
+                continue
+            drawn = future.result()
+            for name, rgb in drawn["images"].items():
+                self.writer.add_image(f"insight/{name}", rgb, global_step=epoch, dataformats="HWC")
+            for name, value in drawn["scalars"].items():
+                self.writer.add_scalar(f"insight/{name}", value, epoch)
+        self.pending = still
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _log(self, engine: Any, epoch: int) -> None:
+        insight = self._look(engine)
+        self.pending.append((epoch, self._submit(draw_epoch, detached(insight), epoch)))
+        self._collect(wait=False)
+
+    def _save(self, engine: Any) -> None:
+        insight = self._look(engine)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        pngs = self._submit(save_pngs, detached(insight), self.run_dir)
+        if insight.character_model:
+            page, found = units_report(insight)
+            (self.run_dir / UNITS_FILE).write_text(page, encoding="utf-8")
+            if self.writer is not None:
+                _, names = unit_states(insight.replay)
+                step = self.last_epoch if self.last_epoch is not None else int(engine.state.epoch)
+                self.writer.add_text("insight/units", units_markdown(found, names), global_step=step)
+                self.writer.flush()
+        pngs.result()
+
+
+def draw_epoch(insight: Insight, epoch: int) -> dict[str, Any]:
+    """In the drawing process: one epoch's figures as RGB arrays, and its scalars (d loss / d h_t
+    at the first and last step; the share of closed and open gates in the last layer)."""
+    from rnnexp.insight.figures import figure_to_rgb, gate_saturation
+
+    images = {name: figure_to_rgb(fig) for name, fig in draw_figures(insight, title=f"epoch {epoch}").items()}
+    scalars: dict[str, float] = {}
+    grads = insight.gradients
+    if len(grads):
+        scalars.update(grad_norm_h_first=float(grads[0]), grad_norm_h_last=float(grads[-1]))
+    last = len(insight.replay.layers) - 1
+    for (layer, gate), (closed, opened) in gate_saturation(insight.replay).items():
+        if layer == last:
+            scalars.update({f"closed_{gate}": closed, f"open_{gate}": opened})
+    return {"images": images, "scalars": scalars}
+
+
+def save_pngs(insight: Insight, run_dir: Path) -> None:
+    """In the drawing process: the end-of-training PNG files."""
+    from rnnexp.insight.figures import save_png
+
+    for name, fig in draw_figures(insight).items():
+        save_png(fig, run_dir / FILES[name])
+
+
+def detached(value: Any) -> Any:
+    """A copy without autograd history, on the CPU, that can be sent to another process."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: detached(getattr(value, f.name)) for f in fields(value) if f.init})
+    if isinstance(value, (list, tuple)):
+        return type(value)(detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: detached(v) for k, v in value.items()}
+    return value
+
+
+def _leave_signals_to_the_run() -> None:
+    """The drawing process ignores Ctrl-C and SIGTERM: the run stops it when it stops."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

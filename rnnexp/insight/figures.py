@@ -1,0 +1,203 @@
+"""The pictures of the inside of a network (all of rnnexp.insight's matplotlib is here).
+
+Figures are built as `matplotlib.figure.Figure` objects on the Agg canvas directly, without
+pyplot: no global figure registry, no backend switch, nothing to close, safe from any thread.
+
+* `states_figure`: every hidden unit (rows) over the time steps (columns), one panel per layer,
+  and for an LSTM a second panel per layer with the cell states; diverging colours centred on 0.
+* `gradients_figure`: the norm of d loss / d h_t against t, log scale (how far back a loss reaches).
+* `gates_figure`: LSTM/GRU gates, the mean over units against time and the share of gate values
+  saturated, closed (< 0.05) or open (> 0.95): the open and closed mouths.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from rnnexp.models.replay import SIGMOID_GATES, Replay
+
+CMAP = "RdBu_r"
+MAX_TICK_LABELS = 40        # tick labels on a time axis at most (multi-character labels)
+MAX_CHAR_TICK_LABELS = 100  # ... when every label is one character (a text read by a char model)
+LOW, HIGH = 0.05, 0.95
+_SHOWN = {"\n": "↵", " ": "␣", "\t": "⇥", "\r": "␍"}
+_GATE_TITLES = {"i": "input i", "f": "forget f", "o": "output o", "r": "reset r", "z": "update z"}
+
+
+def display_label(label: str) -> str:
+    """A step's label as shown on an axis: whitespace made visible."""
+    return "".join(_SHOWN.get(ch, ch) for ch in str(label)) if label != "" else "·"
+
+
+def tick_positions(steps: int, max_labels: int = MAX_TICK_LABELS) -> list[int]:
+    """The steps that get a tick label: all of them up to `max_labels`, else every k-th."""
+    every = max(1, math.ceil(steps / max_labels))
+    return list(range(0, steps, every))
+
+
+def label_time_axis(ax, labels: Sequence[str], max_labels: Optional[int] = None,
+                    xlabel: str = "time step t (input read at t)") -> None:
+    """The example's labels along the x axis (thinned out when the sequence is long: at most 40,
+    or 100 when every label is a single character)."""
+    shown = [display_label(label) for label in labels]
+    short = all(len(text) <= 1 for text in shown)
+    if max_labels is None:
+        max_labels = MAX_CHAR_TICK_LABELS if short else MAX_TICK_LABELS
+    positions = tick_positions(len(labels), max_labels)
+    ax.set_xticks(positions)
+    ax.set_xticklabels([shown[p] for p in positions], parse_math=False, fontsize=8 if short else 7,
+                       rotation=0 if max((len(shown[p]) for p in positions), default=0) <= 2 else 90)
+    ax.set_xlabel(xlabel)
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
+def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: str) -> None:
+    """values (H, T): a row per unit, centred diverging colours and a colour bar."""
+    limit = float(np.abs(values).max()) if values.size else 0.0
+    limit = limit if limit > 0 and math.isfinite(limit) else 1.0
+    image = ax.imshow(values, aspect="auto", cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("unit")
+    label_time_axis(ax, labels)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01)
+
+
+def _width(steps: int) -> float:
+    return min(20.0, max(6.0, 2.0 + 0.22 * steps))
+
+
+def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Optional[str] = None) -> Figure:
+    """Every hidden unit over time for sample `sample` of the replay; an LSTM gets its cell
+    states too; one panel per layer (bottom layer first)."""
+    panels: list[tuple[np.ndarray, str]] = []
+    count = len(rep.layers)
+    for k, layer in enumerate(rep.layers):
+        where = f" (layer {k + 1} of {count})" if count > 1 else ""
+        panels.append((_numpy(layer.h[sample]).T, f"hidden states h{where}"))
+        if layer.c is not None:
+            panels.append((_numpy(layer.c[sample]).T, f"cell states c{where}"))
+    units = panels[0][0].shape[0]
+    per_panel = min(6.0, max(1.8, 0.12 * units + 1.2))
+    height = min(18.0, per_panel * len(panels)) + (0.4 if title else 0.0)
+    fig = Figure(figsize=(_width(len(labels)), height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (values, panel_title) in zip(axes, panels):
+        _heatmap(fig, ax, values, labels, panel_title)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def gradients_figure(norms: torch.Tensor | Sequence[float], labels: Sequence[str],
+                     readout_at_end: bool = True, title: Optional[str] = None) -> Figure:
+    """The norm of d loss / d h_t (last layer) against t on a log scale. With `readout_at_end`
+    (a many-to-one task) the top axis counts the steps before the readout."""
+    values = np.asarray(_numpy(norms) if isinstance(norms, torch.Tensor) else norms, dtype=float)
+    steps = np.arange(len(values))
+    fig = Figure(figsize=(_width(len(values)), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    positive = values > 0
+    if positive.any():
+        ax.semilogy(steps[positive], values[positive], marker="o", markersize=3, linewidth=1.2)
+    else:
+        ax.text(0.5, 0.5, "no gradient reaches the hidden states (nothing scored?)",
+                transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlim(-0.5, max(0.5, len(values) - 0.5))
+    ax.set_ylabel("‖∂ loss / ∂ h_t‖ (last layer)")
+    ax.grid(True, which="major", alpha=0.3)
+    label_time_axis(ax, labels)
+    if readout_at_end and len(values):
+        last = len(values) - 1
+        top = ax.secondary_xaxis("top", functions=(lambda t: last - t, lambda s: last - s))
+        top.set_xlabel("steps before the readout")
+    ax.set_title(title or "gradients through time", fontsize=10)
+    return fig
+
+
+def gate_saturation(rep: Replay, sample: Optional[int] = None, low: float = LOW,
+                    high: float = HIGH) -> dict[tuple[int, str], tuple[float, float]]:
+    """(layer, gate) -> (share closed (< low), share open (> high)) of the sigmoid gates' values
+    over units and steps (of one sample, or of all). Empty for a plain RNN."""
+    shares: dict[tuple[int, str], tuple[float, float]] = {}
+    for k, layer in enumerate(rep.layers):
+        for name in SIGMOID_GATES[rep.cell]:
+            values = layer.gates[name].detach()
+            if sample is not None:
+                values = values[sample]
+            shares[(k, name)] = (float((values < low).float().mean()), float((values > high).float().mean()))
+    return shares
+
+
+def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
+                 title: Optional[str] = None) -> Optional[Figure]:
+    """Per layer: the mean of each gate over units against time, and the share of its values
+    closed (< 0.05) / open (> 0.95). None for a plain RNN (no gates)."""
+    names = SIGMOID_GATES[rep.cell]
+    if not names:
+        return None
+    shares = gate_saturation(rep, sample)
+    count = len(rep.layers)
+    fig = Figure(figsize=(_width(len(labels)) + 4.0, min(18.0, 3.4 * count) + (0.4 if title else 0.0)),
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(count, 2, squeeze=False, width_ratios=[3, 1])
+    colours = {name: f"C{i}" for i, name in enumerate(names)}
+    for k, layer in enumerate(rep.layers):
+        where = f" (layer {k + 1} of {count})" if count > 1 else ""
+        ax, bars = axes[k]
+        for name in names:
+            ax.plot(_numpy(layer.gates[name][sample].mean(-1)), label=_GATE_TITLES.get(name, name),
+                    color=colours[name], marker="o", markersize=2.5, linewidth=1.2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("mean over units")
+        ax.set_title(f"gates{where}", fontsize=10)
+        ax.legend(loc="upper right", fontsize=8, ncols=len(names))
+        ax.grid(True, alpha=0.3)
+        label_time_axis(ax, labels)
+        rows = np.arange(len(names))
+        closed = np.array([shares[(k, n)][0] for n in names])
+        opened = np.array([shares[(k, n)][1] for n in names])
+        bars.barh(rows, closed, color="#2b5d8a", label=f"closed (< {LOW})")
+        bars.barh(rows, opened, left=closed, color="#e8a33d", label=f"open (> {HIGH})")
+        bars.barh(rows, 1 - closed - opened, left=closed + opened, color="#dddddd", label="in between")
+        for row, (c, o) in enumerate(zip(closed, opened)):
+            bars.text(0.99, row, f"{c:.0%} / {o:.0%}", ha="right", va="center", fontsize=8)
+        bars.set_yticks(rows)
+        bars.set_yticklabels(list(names))
+        bars.invert_yaxis()
+        bars.set_xlim(0, 1)
+        bars.set_xlabel("share of values")
+        bars.set_title("closed / open mouths", fontsize=10)
+        if k == 0:
+            bars.legend(loc="lower center", bbox_to_anchor=(0.5, 1.12), fontsize=7, ncols=1)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def figure_to_rgb(fig: Figure) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of the figure (for TensorBoard's add_image)."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_png(fig: Figure, path: Path | str, dpi: int = 100) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi)
+    return path

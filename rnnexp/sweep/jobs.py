@@ -1,0 +1,90 @@
+"""A sweep as a whole: its planned jobs, Ctrl-C in the sweep's own process, the command that resumes it.
+
+At the start of a multirun (the `SummariseSweep` callback) rnnexp writes `jobs.json` into the sweep
+directory: every job the basic sweeper will run (the product of the swept values, presets included),
+and the one command that resumes the whole sweep:
+
+    rnnexp -m <the sweep's own overrides> hydra.sweep.dir=<that directory> train.resume=auto
+
+With `train.resume=auto` each job looks at its own directory: a completed job is kept (its
+objective is read back), an interrupted one continues from its checkpoint, one that never ran
+starts. The summary lists every planned job, also those that never started.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+PLAN = "jobs.json"
+
+
+class SweepState:
+    """The sweep running in this process (set by the callback at the start of a multirun)."""
+
+    directory: Optional[str] = None
+    stop_signal: int = 0  # a Ctrl-C / SIGTERM the sweep's own process received
+
+
+def planned_jobs(config: DictConfig) -> Optional[list[list[str]]]:
+    """Each job's overrides, in launch order, for Hydra's basic sweeper; None for sweepers that
+    decide as they go (Optuna)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).endswith("BasicSweeper"):
+        return None
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def resume_command(config: DictConfig) -> str:
+    """The one command that resumes this sweep, quoted so that it pastes into a shell."""
+    task = [o for o in config.hydra.overrides.task if not o.startswith("train.resume=")]
+    own = [o for o in config.hydra.overrides.hydra
+           if not o.startswith(("hydra.sweep.dir=", "hydra.mode=", "hydra.job_logging", "hydra.hydra_logging"))]
+    words = ["rnnexp", "-m", *task, *own, f"hydra.sweep.dir={config.hydra.sweep.dir}", "train.resume=auto"]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def write_plan(config: DictConfig) -> None:
+    directory = Path(str(config.hydra.sweep.dir))
+    directory.mkdir(parents=True, exist_ok=True)
+    jobs = planned_jobs(config)
+    plan = {"resume": resume_command(config),
+            "jobs": None if jobs is None else [{"job": n, "overrides": o} for n, o in enumerate(jobs)]}
+    (directory / PLAN).write_text(json.dumps(plan, indent=2))
+
+
+def read_plan(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / PLAN
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def catch_stop_signals() -> None:
+    """In the sweep's own process: the first Ctrl-C (or SIGTERM) is recorded, not raised, so the
+    running jobs (which get it too) can save their checkpoints and report back; the sweep then
+    stops with a summary. A second Ctrl-C stops at once."""
+
+    def record(signum: int, frame: Any) -> None:
+        SweepState.stop_signal = SweepState.stop_signal or signum
+        print("rnnexp: stopping the sweep; running jobs save their checkpoints (Ctrl-C again to stop at once)",
+              file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, record)
+    except ValueError:  # not the main thread
+        pass
