@@ -31,7 +31,7 @@ from rnnexp.engine.threads import parallel_jobs
 from rnnexp.errors import ConfigError, Interrupted, Rejected, RnnexpError
 from rnnexp.report.errors import run_reporting_errors
 from rnnexp.run import run_experiment
-from rnnexp.sweep.jobs import SweepState
+from rnnexp.sweep.jobs import SweepState, read_plan
 
 run_dirs.register()
 
@@ -74,10 +74,15 @@ class ValidateBeforeRun(Callback):
 
 
 def _summarise_failed_sweep(message: str) -> Optional[str]:
-    """Hydra skips on_multirun_end when a job failed: write the sweep summary here instead."""
+    """Hydra skips on_multirun_end when a job failed or the sweep was stopped: write the sweep
+    summary here instead; a stopped sweep says how to resume it as a whole."""
     if sweep.current_sweep_dir is None:
         return None
     rows = sweep.summarise_after_sweep(sweep.current_sweep_dir)
+    if message == "interrupted" or SweepState.stop_signal:
+        resume = read_plan(Path(sweep.current_sweep_dir)).get("resume", "rnnexp -m ... train.resume=auto")
+        return (f"sweep stopped ({sweep.count_line(rows)}; checkpoints saved, summary in "
+                f"{sweep.current_sweep_dir}/summary.md); resume the whole sweep with: {resume}")
     failed = [r for r in rows if r["status"] != "completed"]
     if not failed:
         return message
@@ -86,7 +91,8 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
 
 
 def main() -> None:
-    sweep.current_sweep_dir = None  # set by the SummariseSweep callback if this turns out to be a sweep
+    sweep.current_sweep_dir = SweepState.directory = None  # set by SummariseSweep if this is a sweep
+    SweepState.stop_signal = 0
 
     def entry() -> object:
         # Paths and other free text work as typed in the shell (quotes, spaces, any letter).
@@ -94,4 +100,5 @@ def main() -> None:
         return hydra_main()
 
     run_reporting_errors(entry, "rnnexp", on_error=_summarise_failed_sweep,
-                         in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys())
+                         in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys(),
+                         stopped=lambda: SweepState.stop_signal)

@@ -26,6 +26,7 @@ import multiprocessing
 import signal
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -44,7 +45,8 @@ class InsightCallback(Callback):
         self.example = example
         self.last_epoch: Optional[int] = None
         self.pool: Optional[ProcessPoolExecutor] = None
-        self.pending: list[tuple[int, Future]] = []
+        self.inline = False  # no drawing process could be started (or it died): draw here
+        self.pending: list[tuple[int, Future, Callable[[], Any]]] = []
 
     # -- hooks -------------------------------------------------------------------------------
     def due(self, epoch: int) -> bool:
@@ -65,8 +67,7 @@ class InsightCallback(Callback):
         self.close()
 
     def on_interrupt(self, engine: Any) -> None:
-        self._guarded(engine, lambda: self._collect(wait=False))
-        self.close()
+        self.close()  # a stop: pictures still being drawn are dropped
 
     def close(self) -> None:
         if self.pool is not None:
@@ -87,29 +88,40 @@ class InsightCallback(Callback):
     def _look(self, engine: Any) -> Insight:
         return look(engine.model, engine.task, self.example)
 
-    def _submit(self, function: Callable[..., Any], *args: Any) -> Future:
-        """Run `function(*args)` in the drawing process (inline where none can be started)."""
-        if self.pool is None:
+    def _submit(self, function: Callable[..., Any], *args: Any) -> tuple[Future, Callable[[], Any]]:
+        """Run `function(*args)` in the drawing process (inline where none can be started); the
+        future, and the work itself to redo inline should that process die."""
+        work = lambda: function(*args)  # noqa: E731
+        if self.pool is None and not self.inline:
             try:
                 self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_leave_signals_to_the_run)
-                return self.pool.submit(function, *args)
             except (OSError, ValueError, AssertionError, RuntimeError):  # e.g. inside a daemonic worker
-                self.pool = None
+                self.inline = True
         if self.pool is not None:
-            return self.pool.submit(function, *args)
+            try:
+                return self.pool.submit(function, *args), work
+            except (BrokenProcessPool, RuntimeError):
+                self.inline, self.pool = True, None
         done: Future = Future()
-        done.set_result(function(*args))
-        return done
+        done.set_result(work())
+        return done, work
+
+    def _result(self, future: Future, work: Callable[[], Any]) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool:  # the drawing process died (a signal to its process group, memory)
+            self.inline, self.pool = True, None
+            return work()
 
     def _collect(self, wait: bool) -> None:
         """Images drawn so far (all of them when `wait`) into TensorBoard at their epochs."""
         still = []
-        for epoch, future in self.pending:
+        for epoch, future, work in self.pending:
             if not (wait or future.done()):
-                still.append((epoch, future))
+                still.append((epoch, future, work))
                 continue
-            drawn = future.result()
+            drawn = self._result(future, work)
             for name, rgb in drawn["images"].items():
                 self.writer.add_image(f"insight/{name}", rgb, global_step=epoch, dataformats="HWC")
             for name, value in drawn["scalars"].items():
@@ -120,13 +132,13 @@ class InsightCallback(Callback):
 
     def _log(self, engine: Any, epoch: int) -> None:
         insight = self._look(engine)
-        self.pending.append((epoch, self._submit(draw_epoch, detached(insight), epoch)))
+        self.pending.append((epoch, *self._submit(draw_epoch, detached(insight), epoch)))
         self._collect(wait=False)
 
     def _save(self, engine: Any) -> None:
         insight = self._look(engine)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        pngs = self._submit(save_pngs, detached(insight), self.run_dir)
+        pngs, redo = self._submit(save_pngs, detached(insight), self.run_dir)
         if insight.character_model:
             page, found = units_report(insight)
             (self.run_dir / UNITS_FILE).write_text(page, encoding="utf-8")
@@ -135,7 +147,7 @@ class InsightCallback(Callback):
                 step = self.last_epoch if self.last_epoch is not None else int(engine.state.epoch)
                 self.writer.add_text("insight/units", units_markdown(found, names), global_step=step)
                 self.writer.flush()
-        pngs.result()
+        self._result(pngs, redo)
 
 
 def draw_epoch(insight: Insight, epoch: int) -> dict[str, Any]:

@@ -286,10 +286,12 @@ def _unparsable_override(head: str, argv: Sequence[str]) -> str:
 
 def run_reporting_errors(entry: Callable[[], object], prog: str,
                          on_error: Callable[[str], Optional[str]] = lambda message: None,
-                         in_sweep: Callable[[], bool] = lambda: False, known_keys: Sequence[str] = ()) -> None:
+                         in_sweep: Callable[[], bool] = lambda: False, known_keys: Sequence[str] = (),
+                         stopped: Callable[[], int] = lambda: 0) -> None:
     """Run a Hydra entry point; print any problem as one line and exit with its code.
 
-    `on_error(message)` may write a sweep summary and return a better message."""
+    `on_error(message)` may write a sweep summary and return a better message. `stopped()` is the
+    signal a sweep's own process received: a job that failed because of it is a stop, not an error."""
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us instead of Hydra's multi-line report
     try:
@@ -298,14 +300,21 @@ def run_reporting_errors(entry: Callable[[], object], prog: str,
         except Rejected as rejected:
             raise rejected.error from None
     except Interrupted as stop:
-        on_error("interrupted")
+        sweep_message = on_error("interrupted")  # a sweep: its summary and the command that resumes it
         resume = shell_word(f"train.resume={hydra_quote(str(stop.run_dir), single=True)}") if stop.run_dir else "train.resume=RUN_DIR"
-        print(f"{prog}: interrupted by signal {stop.signum}; checkpoint saved. Resume with: rnnexp {resume}",
+        print(f"{prog}: {sweep_message}" if sweep_message else
+              f"{prog}: interrupted by signal {stop.signum}; checkpoint saved. Resume with: rnnexp {resume}",
               file=sys.stderr)
         sys.exit(EXIT_ON_SIGNAL.get(stop.signum, 130))
+    except KeyboardInterrupt:  # a second Ctrl-C: at once
+        print(f"{prog}: stopped at once; the last checkpoints stay (resume as printed before, or with "
+              f"train.resume=RUN_DIR)", file=sys.stderr)
+        sys.exit(130)
     except (RnnexpError, HydraException, OmegaConfBaseException) as err:
         if show_traceback:
             raise
+        if stopped():
+            _exit_stopped(prog, stopped(), on_error)
         message = str(err) if isinstance(err, RnnexpError) else one_line_hydra_error(err, known_keys)
         message = on_error(message) or message
         print(f"{prog}: error: {message}", file=sys.stderr)
@@ -326,11 +335,18 @@ def run_reporting_errors(entry: Callable[[], object], prog: str,
     except Exception as err:  # a job of a sweep crashed: summarise, then report it as one line
         if show_traceback or not in_sweep():
             raise
+        if stopped():  # e.g. submitit reports the jobs that Ctrl-C stopped as failed
+            _exit_stopped(prog, stopped(), on_error)
         print(f"{prog}: error: {on_error(f'{type(err).__name__}: {err}')}", file=sys.stderr)
         sys.exit(1)
     finally:
         if not show_traceback:
             os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def _exit_stopped(prog: str, signum: int, on_error: Callable[[str], Optional[str]]) -> None:
+    print(f"{prog}: {on_error('interrupted') or f'interrupted by signal {signum}'}", file=sys.stderr)
+    sys.exit(EXIT_ON_SIGNAL.get(signum, 130))
 
 
 def _null_group_message() -> str:

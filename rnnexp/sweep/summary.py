@@ -28,12 +28,33 @@ from rich.console import Console
 from rich.table import Table
 
 from rnnexp.argv import hydra_quote, shell_word
+from rnnexp.sweep.jobs import read_plan
 
 current_sweep_dir: Optional[str] = None  # set when a multirun starts (see hydra_callbacks)
 
 
 def read_jobs(root: Path) -> list[dict[str, Any]]:
-    """One row per results.json under `root`: overrides, status, metrics."""
+    """One row per results.json under `root` (overrides, status, metrics), and one per job the
+    sweep planned (jobs.json) that left no results: never started, or killed before it could say."""
+    rows = read_results(root)
+    done = {row["job"].split("_", 1)[0] for row in rows}
+    for planned in (read_plan(root).get("jobs") or []):
+        number = str(planned["job"])
+        if number in done:
+            continue
+        started = any(root.glob(f"{number}_*"))
+        overrides = [o for o in planned["overrides"] if not o.startswith("hydra")]
+        rows.append({**{key: None for key in ROW_KEYS}, "job": number, "overrides": " ".join(overrides),
+                     "params": dict(o.split("=", 1) for o in overrides if "=" in o),
+                     "status": "no result" if started else "not started", "error": ""})
+    return sorted(rows, key=lambda row: _job_sort_key(Path(row["job"]).name))
+
+
+ROW_KEYS = ("objective_name", "objective", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs",
+            "target_epoch", "train_seconds", "cell")
+
+
+def read_results(root: Path) -> list[dict[str, Any]]:
     rows = []
     for path in sorted(root.rglob("results.json"), key=lambda p: _job_sort_key(p.parent.name)):
         try:
@@ -43,13 +64,14 @@ def read_jobs(root: Path) -> list[dict[str, Any]]:
         overrides_file = path.parent / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
         objective = res.get("objective") or {}
-        final = res.get("final") or {}
+        final, test = res.get("final") or {}, res.get("test") or {}
         rows.append({
             "job": str(path.parent.relative_to(root)) if path.parent != root else ".",
             "overrides": " ".join(o for o in overrides or [] if not o.startswith("hydra")),
             "params": dict(o.split("=", 1) for o in overrides or [] if "=" in o and not o.startswith("hydra")),
             "status": res.get("status", "unknown"),
             "objective_name": objective.get("name", ""), "objective": objective.get("value"),
+            "test_accuracy": test.get("test/accuracy"), "test_loss": test.get("test/loss"),
             "val_accuracy": final.get("val/accuracy"), "val_loss": final.get("val/loss"),
             "epochs": res.get("epochs_run"), "target_epoch": res.get("target_epoch"),
             "train_seconds": res.get("train_seconds"), "cell": res.get("cell"), "error": res.get("error", ""),
@@ -89,8 +111,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-COLUMNS = ["job", "overrides", "status", "objective", "val_accuracy", "val_loss", "epochs", "target_epoch",
-           "train_seconds", "error"]
+COLUMNS = ["job", "overrides", "status", "objective", "test_accuracy", "test_loss", "val_accuracy", "val_loss",
+           "epochs", "target_epoch", "train_seconds", "error"]
 
 
 def write_summary(root: Path, rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
@@ -110,7 +132,8 @@ def write_summary(root: Path, rows: list[dict[str, Any]], groups: list[dict[str,
 
 # The job table's result columns, most important first: (row key, header, digits). The narrower
 # the terminal, the more of the last ones are left out (they stay in summary.csv/.md).
-RESULT_COLUMNS = [("status", "status", 0), ("objective", "objective", 4), ("val_accuracy", "val acc", 4),
+RESULT_COLUMNS = [("status", "status", 0), ("objective", "objective", 4), ("test_accuracy", "test acc", 4),
+                  ("val_accuracy", "val acc", 4),
                   ("val_loss", "val loss", 4), ("target_epoch", "target ep", 0), ("epochs", "epochs run", 0),
                   ("train_seconds", "seconds", 1)]
 SEED_COLUMNS = [("runs", "runs", 0), ("mean", "mean", 4), ("std", "std", 4), ("reached", "reached", 0),
@@ -227,8 +250,8 @@ def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], titl
                                    for key, header, digits in RESULT_COLUMNS if row[key] is not None], indent="    ",
                          first="   ")
     for row in rows:
-        if row["status"] != "completed":
-            _print_words(console, f"{row['error'] or row['status']}".split(" "), indent="    ",
+        if row["status"] != "completed" and row["error"]:
+            _print_words(console, f"{row['error']}".split(" "), indent="    ",
                          first=f"job {row['job']} {row['status']}:")
         if row["status"] == "interrupted" and root is not None:
             resume = shell_word(f"train.resume={hydra_quote(str(Path(root).resolve() / row['job']), single=True)}")
@@ -269,10 +292,17 @@ def summarise(root: Path, console: Optional[Console] = None) -> list[dict[str, A
         return rows
     write_summary(root, rows, groups)
     plot_sweep(root, rows)
-    failed = sum(r["status"] != "completed" for r in rows)
-    print_summary(rows, groups, f"{len(rows)} jobs, {failed} not completed: {Path(root).resolve()}", console, root)
+    print_summary(rows, groups, f"{count_line(rows)}: {Path(root).resolve()}", console, root)
     print_written(root, console)
     return rows
+
+
+def count_line(rows: list[dict[str, Any]]) -> str:
+    """"24 jobs: 20 completed, 2 interrupted, 2 not started"."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return f"{len(rows)} jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def summarise_after_sweep(sweep_dir: Any) -> list[dict[str, Any]]:

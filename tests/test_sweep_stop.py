@@ -1,0 +1,88 @@
+"""Ctrl-C on a whole sweep, as a terminal sends it (to the process group), and resuming the sweep
+as a whole with the one command it prints."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import ENV
+
+QUICK_THEN_LONG = ["task=qrsu", "task.difficulty=normal", "task.train_size=3000", "model.hidden_size=6",
+                   "train.target_accuracy=null", "train.insight_every=0"]
+
+
+def start_sweep(cwd: Path, *args: str) -> subprocess.Popen:
+    # A session of its own, so that the test can signal the whole group as a terminal's Ctrl-C does.
+    return subprocess.Popen(["rnnexp", "-m", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(path_glob: str, cwd: Path, proc: subprocess.Popen, text: str = "] epoch ", timeout: float = 120) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for path in cwd.glob(path_glob):
+            if text in path.read_text():
+                return path.parent
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"nothing matched {path_glob}")
+
+
+def job_dirs(cwd: Path) -> dict[str, Path]:
+    return {p.name.split("_", 1)[0]: p for p in cwd.glob("outputs/multirun/*/*/*_*") if p.is_dir()}
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_sweep_saves_every_job_and_one_command_resumes_the_whole_sweep(tmp_path):
+    proc = start_sweep(tmp_path, *QUICK_THEN_LONG, "train.epochs=2,60,61")
+    wait_for("outputs/multirun/*/*/1_*/run.log", tmp_path, proc)  # job 0 done, job 1 training
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("rnnexp: sweep stopped (3 jobs: 1 completed, 1 interrupted, "
+                                                      "1 not started"), last
+    summary = next(tmp_path.glob("outputs/multirun/*/*/summary.md")).read_text()
+    assert "not started" in summary and "interrupted" in summary and "completed" in summary
+    jobs = job_dirs(tmp_path)
+    assert (jobs["1"] / "checkpoint.pt").is_file()
+    assert json.loads((jobs["1"] / "results.json").read_text())["status"] == "interrupted"
+    done_before = (jobs["0"] / "results.json").read_bytes()
+
+    command = last.split("resume the whole sweep with: ", 1)[1]
+    resumed = subprocess.run(shlex.split(command), cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    jobs = job_dirs(tmp_path)
+    assert (jobs["0"] / "results.json").read_bytes() == done_before, "a completed job is kept as it was"
+    assert "resuming at epoch" in (jobs["1"] / "run.log").read_text(), "an interrupted job continues"
+    results = {n: json.loads((d / "results.json").read_text()) for n, d in jobs.items()}
+    assert [results[n]["status"] for n in "012"] == ["completed"] * 3
+    assert [results[n]["epochs_run"] for n in "012"] == [2, 60, 61], "the job that never started ran"
+    assert "3 jobs: 3 completed" in resumed.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_parallel_sweep_is_one_clean_line_and_exit_130(tmp_path):
+    proc = start_sweep(tmp_path, "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", *QUICK_THEN_LONG,
+                       "train.epochs=60", "model=rnn,gru,lstm")
+    wait_for("outputs/multirun/*/*/*_*/run.log", tmp_path, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("rnnexp:")]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert lines[-1].startswith("rnnexp: sweep stopped (3 jobs:") and "train.resume=auto" in lines[-1]
+    plan = json.loads(next(tmp_path.glob("outputs/multirun/*/*/jobs.json")).read_text())
+    assert len(plan["jobs"]) == 3
+    rows = next(tmp_path.glob("outputs/multirun/*/*/summary.csv")).read_text().strip().splitlines()
+    assert len(rows) == 1 + 3, "every job is in the summary, also one that never started"
+    for job in job_dirs(tmp_path).values():
+        res = json.loads((job / "results.json").read_text())
+        assert res["status"] == "interrupted" and (job / "checkpoint.pt").is_file()
+        assert "train.resume=" in res["resume"]
