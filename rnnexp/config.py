@@ -18,6 +18,18 @@ from rnnexp.errors import ConfigError, require, require_choice
 from rnnexp.models.recurrent import CELLS
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+
+
+def per_cell(cell: str, choices: Any) -> Any:
+    """`${rnnexp_per_cell:${model.cell},{rnn: a, lstm: b, gru: c}}`: the choice for the chosen cell,
+    so one preset (experiment=long_lags) can recommend the setting that works for each cell."""
+    if cell not in choices:
+        raise ConfigError(f"this preset has no setting for model.cell={cell}; it knows {', '.join(choices)}")
+    return choices[cell]
+
+
+if not OmegaConf.has_resolver("rnnexp_per_cell"):
+    OmegaConf.register_new_resolver("rnnexp_per_cell", per_cell)
 SECTIONS = ("task", "model", "train")
 
 

@@ -15,7 +15,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from rnnexp.models.recurrent import RecurrentModel, count_parameters
+from rnnexp.models.build import count_parameters
+from rnnexp.models.recurrent import RecurrentModel
 
 CASES = [  # (label, cell, hidden, vocab, batch, steps per chunk, input features)
     ("QRSU lstm h4 (lecture)", "lstm", 4, 0, 32, 8, 8),
