@@ -119,7 +119,7 @@ def _key(r: dict[str, Any]) -> tuple:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tasks", nargs="*", default=["qrsu"], choices=["qrsu", "adding", "copy"])
+    parser.add_argument("tasks", nargs="*", default=["qrsu"], help="qrsu, adding, copy (default: qrsu)")
     parser.add_argument("--difficulties", nargs="+", default=["hard", "nightmare"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/long_lags"))
     parser.add_argument("--report", type=Path, help="only print the tables of an earlier --out")
     args = parser.parse_args()
+    unknown = set(args.tasks) - {"qrsu", "adding", "copy"}
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(sorted(unknown))}; choose from qrsu, adding, copy")
     if args.report:
         print(tables(json.loads((args.report / "runs.json").read_text())))
         return

@@ -1,0 +1,68 @@
+"""`rnnexp-inspect`: pictures of the inside of a finished run's best model, for one example.
+
+    rnnexp-inspect run=outputs/runs/2026-11-27/14-05-00_qrsu-moderate_lstm example=BaXbcYdE
+    rnnexp-inspect outputs/runs/2026-11-27/14-05-00_echo-d3-c20_gru example=0110100111
+    rnnexp-inspect run=RUN_DIR example="ROMEO: it's"  out=pictures/
+
+Writes states.png (every hidden and cell state over the example's steps), gradients_through_time.png
+(|d loss / d h_t| for every step), gates.png (LSTM, GRU) and, for a character model, units.html
+into `out` (default: RUN_DIR/inspect). Without `example=` it uses the run's fixed validation
+example. The example is read in the task's own alphabet (QRSU symbols, bits, characters); a symbol
+outside it is a one-line error. Arguments are key=value words, so any text works as typed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+from omegaconf import OmegaConf
+
+from rnnexp.errors import ConfigError
+
+KEYS = ("run", "example", "out")
+
+
+def parse(argv: list[str]) -> dict[str, str]:
+    """key=value words (a bare directory is run=...); anything else is a one-line error."""
+    args: dict[str, str] = {}
+    for word in argv:
+        key, sep, value = word.partition("=")
+        if not sep and Path(word).is_dir():
+            key, value = "run", word
+        elif key not in KEYS or not sep:
+            raise ConfigError(f"{word!r} is not an argument of rnnexp-inspect; use run=RUN_DIR [example=TEXT] [out=DIR]")
+        args[key] = value
+    if "run" not in args:
+        raise ConfigError("rnnexp-inspect needs run=RUN_DIR (a run directory with best.pt)")
+    return args
+
+
+def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list[Path]:
+    from rnnexp.config import load_run_config
+    from rnnexp.insight import inspect
+    from rnnexp.models.load import load_best, model_from_payload
+    from rnnexp.tasks import build_task
+
+    payload = load_best(run_dir)
+    run = load_run_config(OmegaConf.create(payload["config"]))  # the run's own config
+    task = build_task(run.task, run.train.batch_size, run.train.seed)
+    task.load_state_dict(payload["task"])
+    model = model_from_payload(payload, task, torch.device("cpu"))
+    example = task.example(text)
+    title = f"{run.task.label} / {run.model.cell}, best model (epoch {payload['epoch']})"
+    return inspect(model, task, example, out or run_dir / "inspect", title=title)
+
+
+def main() -> None:
+    from rnnexp.report.errors import run_reporting_errors
+
+    def entry() -> None:
+        args = parse(sys.argv[1:])
+        out = Path(args["out"]).expanduser() if "out" in args else None
+        for path in inspect_run(Path(args["run"]).expanduser(), args.get("example"), out):
+            print(path)
+
+    run_reporting_errors(entry, "rnnexp-inspect")

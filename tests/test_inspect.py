@@ -1,0 +1,58 @@
+"""The inside view through the real run path and the `rnnexp-inspect` command."""
+
+import sys
+
+import pytest
+
+from rnnexp import inspect as inspect_cli
+
+RUN = ["task=qrsu", "model=lstm", "train.epochs=5", "train.target_accuracy=null", "task.train_size=320",
+       "task.val_size=200", "task.test_size=200"]
+
+
+def images(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    acc.Reload()
+    return [e.step for e in acc.Images(tag)] if tag in acc.Tags()["images"] else []
+
+
+def test_a_run_logs_the_pictures_at_the_chosen_epochs_and_writes_pngs(run_cfg, tmp_path):
+    run_cfg(tmp_path, *RUN, "train.insight_every=2")
+    run_dir = tmp_path / "run"
+    for tag in ("insight/states", "insight/gradients_through_time", "insight/gates"):
+        assert images(run_dir, tag) == [1, 2, 4], tag
+    for name in ("states.png", "gradients_through_time.png", "gates.png"):
+        assert (run_dir / name).stat().st_size > 1000
+
+
+def test_insight_every_0_turns_it_off(run_cfg, tmp_path):
+    run_cfg(tmp_path, *RUN, "train.insight_every=0")
+    assert images(tmp_path / "run", "insight/states") == [] and not (tmp_path / "run" / "states.png").exists()
+
+
+def inspect_main(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["rnnexp-inspect", *args])
+    code = 0
+    try:
+        inspect_cli.main()
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    return code, *capsys.readouterr()
+
+
+def test_inspect_writes_the_pictures_of_a_given_example_and_refuses_an_unknown_symbol(run_cfg, tmp_path,
+                                                                                    monkeypatch, capsys):
+    run_cfg(tmp_path, *RUN, "train.insight_every=0")
+    run_dir = tmp_path / "run"
+    capsys.readouterr()  # the training run's own output
+    code, out, err = inspect_main(monkeypatch, capsys, f"run={run_dir}", "example=BaXbcYdE", f"out={tmp_path / 'pics'}")
+    assert code == 0, err
+    assert sorted(p.split("/")[-1] for p in out.split()) == ["gates.png", "gradients_through_time.png", "states.png"]
+    assert all((tmp_path / "pics" / name).stat().st_size > 1000 for name in ("states.png", "gates.png"))
+    code, out, err = inspect_main(monkeypatch, capsys, f"run={run_dir}", "example=BaZbE")
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "'Z'" in err and "outside QRSU's alphabet" in err
+    code, _, err = inspect_main(monkeypatch, capsys, str(run_dir), "colour=red")
+    assert code == 2 and "run=RUN_DIR" in err
