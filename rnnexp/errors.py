@@ -5,7 +5,7 @@ Every message names the problem and the fix; `HYDRA_FULL_ERROR=1` shows the trac
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 
 class RnnexpError(Exception):
@@ -64,3 +64,4 @@ class Interrupted(BaseException):
         super().__init__(signum)
         self.signum = signum
         self.run_dir = run_dir
+        self.hand_back: Optional[Callable[[], None]] = None  # the signal's owner (submitit), once state is saved

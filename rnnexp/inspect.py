@@ -47,7 +47,9 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list
     from rnnexp.tasks import build_task
 
     payload = load_best(run_dir)
-    run = load_run_config(OmegaConf.create(payload["config"]))  # the run's own config
+    config = OmegaConf.create(payload["config"])  # the run's own config, looked at here on the CPU
+    config.train.device, config.train.resume = "cpu", None
+    run = load_run_config(config)
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     task.load_state_dict(payload["task"])
     model = model_from_payload(payload, task, torch.device("cpu"))

@@ -50,6 +50,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
         stop.run_dir = str(run_dir)
         results.update(status="interrupted", error=f"stopped by signal {stop.signum}",
                        resume=f"rnnexp \"train.resume='{run_dir}'\"")
+        if stop.hand_back is not None:  # submitit: its handler requeues the job and exits
+            write_json(run_dir / RESULTS, {**results, "wall_seconds": round(time.time() - started, 3)})
+            stop.hand_back()
         raise
     except RnnexpError as err:
         results.update(status="diverged" if isinstance(err, DivergedError) else "failed", error=str(err))
@@ -105,9 +108,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         con.start_log.info(line)
 
     try:
-        with stop_on_signals() as stop_requested:
+        with stop_on_signals() as stop_requested:  # (a stop during the test is recorded and ignored)
             engine.fit(Callbacks(callbacks), stop_requested)
-        test = engine.test()
+            test = engine.test()
     except (MemoryError, torch.OutOfMemoryError) as err:
         raise ResourceError(f"out of memory while training ({type(err).__name__}); lower model.hidden_size, "
                             f"train.batch_size or the sequence length, or use train.device=cpu") from err

@@ -158,7 +158,9 @@ def test_resume_uses_the_runs_own_config_not_todays_yaml(run_cfg, tmp_path, comp
     # Today's yaml now says something else (lr, width, data sizes); the command line only resumes.
     today = compose_cfg("train.progress=lines", "train.threads=1", *SHORT, "train.lr=0.5", "model.hidden_size=9",
                         "task.train_size=100", f"train.resume={tmp_path / 'edited'}")
-    run_experiment(today, tmp_path / "edited", overrides=[f"train.resume={tmp_path / 'edited'}", "train.epochs=3"])
+    # model=lstm again on the command line names the same cell: not a change, whatever lstm.yaml now says
+    run_experiment(today, tmp_path / "edited", overrides=["model=lstm", f"train.resume={tmp_path / 'edited'}",
+                                                          "train.epochs=3"])
     resumed = json.loads((tmp_path / "edited" / "results.json").read_text())
     strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
     assert strip(resumed) == strip(clean) and resumed["hidden_size"] == 4
@@ -169,3 +171,16 @@ def test_best_model_and_task_state_travel_in_the_checkpoint(run_cfg, tmp_path):
     payload = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert payload["best_model"] is not None and payload["config"]["train"]["epochs"] == 3
     assert "task" in payload and payload["loop"]["best_epoch"] is not None
+
+
+def test_a_run_that_reached_its_target_can_be_continued_past_it(run_cfg, tmp_path):
+    from rnnexp.errors import RunDirError
+
+    done = run_cfg(tmp_path, "model=lstm", "train.seed=0", "train.insight_every=0")
+    reached = done["target_epoch"]
+    assert reached is not None
+    with pytest.raises(RunDirError, match="train.target_accuracy=null"):
+        run_cfg(tmp_path, f"train.resume={tmp_path / 'run'}", "train.epochs=100")
+    more = run_cfg(tmp_path, f"train.resume={tmp_path / 'run'}", "train.target_accuracy=null",
+                   f"train.epochs={reached + 2}")
+    assert more["epochs_run"] == reached + 2 and more["status"] == "completed"

@@ -29,8 +29,10 @@ CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 FORMAT = 2  # bump when the payload changes incompatibly
 
 #: What may differ on resume; any other key given on the command line must equal the run's own.
-RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.threads", "train.device", "train.progress",
-             "train.checkpoint_minutes", "train.resume")
+RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.threads",
+             "train.device", "train.progress", "train.checkpoint_minutes", "train.resume")
+#: A group given again on resume is compared by the option it names, not by today's YAML of it.
+GROUP_OPTION = {"task": "task.name", "model": "model.cell"}
 #: Groups that only select other config; on resume the run's own config stands in for them.
 PRESET_GROUPS = ("experiment", "hparams_search")
 
@@ -76,8 +78,12 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
     differ = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
-        if "=" not in override or key.startswith("hydra") or key in PRESET_GROUPS:
+        if override.startswith("~"):
+            differ.append(f"{key} (deleted)")
             continue
+        if "=" not in override or key.startswith("hydra") or key in PRESET_GROUPS or key == "train":
+            continue
+        key = GROUP_OPTION.get(key, key)  # model=gru: the cell, whatever today's conf/model/gru.yaml says
         given = OmegaConf.select(cfg, key, default=None)
         if key in RESUMABLE:
             OmegaConf.update(saved, key, given, force_add=True)
@@ -98,8 +104,9 @@ def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None
     limit = run.train.time_limit_minutes
     if (loop["epoch"] > run.train.epochs or (loop["target_epoch"] is not None and run.train.target_accuracy)
             or (limit is not None and loop["seconds"] >= limit * 60)):
+        reached = " or set train.target_accuracy=null (it reached its target)" if loop["target_epoch"] else ""
         raise RunDirError(f"{run_dir} has already finished ({len(loop['history'])} epochs); to continue it, raise "
-                          f"train.epochs or train.time_limit_minutes")
+                          f"train.epochs or train.time_limit_minutes{reached}")
 
 
 # -- save and restore --------------------------------------------------------------------------
@@ -146,8 +153,9 @@ def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
     """A checkpoint's contents, or a one-line RunDirError (missing, torn, another version)."""
     path = Path(path)
     if not path.is_file():
-        raise RunDirError(f"{path} does not exist: no {what} in that run directory "
-                          f"(was it started with this rnnexp, and did it finish an epoch?)")
+        raise RunDirError(f"{path} does not exist: no {what} in that run directory (was it started with this "
+                          f"rnnexp, and did it write a checkpoint: at its end, on Ctrl-C, or train.checkpoint_minutes "
+                          f"after its start?)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
     except Exception as err:  # torn or foreign file: torch raises many kinds
@@ -174,10 +182,10 @@ class Checkpoints(Callback):
         position = (engine.state.epoch, engine.state.global_step)
         if position == self.saved_step:
             return
-        save_checkpoint(self.run_dir, engine, self.config)
-        if engine.state.best_epoch != self.best_written:
+        if engine.state.best_epoch != self.best_written:  # first, so a checkpoint never names a newer best
             save_best(self.run_dir, engine, self.config)
             self.best_written = engine.state.best_epoch
+        save_checkpoint(self.run_dir, engine, self.config)
         self.saved_at, self.saved_step = time.monotonic(), position
 
     def on_fit_start(self, engine: Any) -> None:

@@ -15,7 +15,8 @@ The loop knows tasks through `Task` only (batches, `score`, `metrics`), never br
 task or the cell type (the carried state is whatever torch's layer returns), and writes
 nothing: TensorBoard, the console, checkpoints, figures and curricula are callbacks
 (`rnnexp.engine.callbacks`). Metric sums stay on the device and reach the host once per
-logging interval and once per epoch, not once per step.
+logging interval and once per epoch (no `.item()` per step; a streaming task's masked selection
+of scored steps may still synchronise on a GPU).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class Engine:
         self.best_model: Optional[dict[str, torch.Tensor]] = None  # weights of the best epoch, in memory
         self.stop_requested: Callable[[], int] = lambda: 0
         self.finished = False  # set when the epoch just ended is the last one
+        self._speed = 0.0      # scored targets per second of the last epoch's training
         objective, direction = task.objective
         self.objective_key, self.maximise = f"val/{objective}", direction == "max"
 
@@ -120,7 +122,8 @@ class Engine:
                 raise
             metrics = self._end_epoch(val)
             callbacks.on_epoch_end(self, metrics)
-            self._check_stop(callbacks)
+            if not self.finished:  # the last epoch is done: a stop now changes nothing
+                self._check_stop(callbacks)
         callbacks.on_fit_end(self)
         return s
 
@@ -159,7 +162,8 @@ class Engine:
                 s.sums, s.interval, s.grad_norm = epoch_sums.to_host(), interval.to_host(), float(grad_norm)
                 self._check_stop(callbacks)
         s.sums, s.interval, s.grad_norm = epoch_sums.to_host(), interval.to_host(), float(grad_norm)
-        self._speed = (s.sums.get("count", 0.0) - counted_before) / max(1e-9, time.perf_counter() - self._epoch_clock)
+        if s.sums.get("count", 0.0) > counted_before:  # not when a resumed epoch only had to be validated
+            self._speed = (s.sums["count"] - counted_before) / max(1e-9, time.perf_counter() - self._epoch_clock)
 
     def _clip_gradients(self) -> torch.Tensor:
         """The gradient norm before clipping (clipping to train.grad_clip when set)."""

@@ -3,11 +3,12 @@
 A handler only records the signal; the loop looks at the record after every step, between
 validation batches and between epochs, hands its state to the callbacks (a checkpoint) and
 raises `Interrupted`. The first signal puts the old handler back, so a second Ctrl-C stops a
-stuck run at once.
+stuck run at once. A stop after the last epoch (during the test) changes nothing.
 
 Under submitit (a SLURM or local submitit job) the pre-emption/time-out signal (USR2) belongs
 to submitit: it requeues the job. We record it like the others so the run checkpoints first,
-then hand the signal back to submitit's own handler, which requeues the job and exits; the
+then (`Interrupted.hand_back`, once results.json says "interrupted") hand the signal back to
+submitit's own handler, which requeues the job and exits; the
 requeued job finds its checkpoint and resumes by itself (see `run.resume_target`). SIGTERM is
 left to submitit there too (it only logs it).
 """
@@ -51,8 +52,8 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
     except Interrupted as stop:
         owner = previous.get(stop.signum)
         if stop.signum != signal.SIGINT and under_submitit() and callable(owner):
-            _restore(previous)
-            owner(stop.signum, None)  # submitit: requeue this job (it exits the process)
+            # submitit's handler requeues the job and exits: the run calls it once its results are written
+            stop.hand_back = lambda: owner(stop.signum, None)
         raise
     finally:
         _restore(previous)

@@ -67,7 +67,9 @@ class InsightCallback(Callback):
         self.close()
 
     def on_interrupt(self, engine: Any) -> None:
-        self.close()  # a stop: pictures still being drawn are dropped
+        if self.writer is not None and self.pending:
+            self._guarded(engine, lambda: self._collect(wait=True))  # a resumed run does not draw them again
+        self.close()
 
     def close(self) -> None:
         if self.pool is not None:
@@ -101,7 +103,7 @@ class InsightCallback(Callback):
         if self.pool is not None:
             try:
                 return self.pool.submit(function, *args), work
-            except (BrokenProcessPool, RuntimeError):
+            except (BrokenProcessPool, RuntimeError, AssertionError, OSError):  # e.g. a daemonic worker
                 self.inline, self.pool = True, None
         done: Future = Future()
         done.set_result(work())

@@ -33,6 +33,8 @@ class TensorBoard(Callback):
         if resume_from is not None:
             carry_over_events(earlier, self.writer, epoch=len(resume_from.history), step=resume_from.global_step)
         else:
+            for path in earlier:  # a job directory reused from scratch (a sweep resumed before its first checkpoint)
+                path.unlink()
             self.writer.add_text("config", "```\n" + config_yaml + "\n```", 0)
 
     def on_log(self, engine: Any, metrics: dict[str, float]) -> None:
@@ -75,8 +77,8 @@ def carry_over_events(old: list[Path], writer: SummaryWriter, epoch: int, step: 
             if not event.HasField("summary"):
                 continue  # file version / session markers: the new writer writes its own
             limit = lambda tag: step if tag.startswith(STEP_TAGS) else epoch  # noqa: E731
-            values = [v for v in event.summary.value
-                      if not v.tag.startswith("_hparams_") and event.step <= limit(v.tag)]
+            values = [v for v in event.summary.value  # end-of-run entries come again at the new end
+                      if not v.tag.startswith(("_hparams_", "test/", "insight/units")) and event.step <= limit(v.tag)]
             if values:
                 event.summary.CopyFrom(Summary(value=values))
                 writer.file_writer.add_event(event)
