@@ -33,9 +33,10 @@ EPOCHS = {"hard": 100, "nightmare": 60}
 TRAIN_SIZE = 1000  # QRSU sequences per epoch (the lecture's and the preset's)
 
 
-def qrsu_runs(difficulties: list[str], seeds: list[int]) -> list[dict[str, Any]]:
+def qrsu_runs(difficulties: list[str], seeds: list[int], cells: list[str]) -> list[dict[str, Any]]:
     runs = []
-    for difficulty, (cell, inits), seed in itertools.product(difficulties, INITS.items(), seeds):
+    chosen = {cell: inits for cell, inits in INITS.items() if cell in cells}
+    for difficulty, (cell, inits), seed in itertools.product(difficulties, chosen.items(), seeds):
         for init, curriculum in itertools.product(inits, CURRICULA[difficulty]):
             runs.append({"group": f"qrsu {difficulty}", "cell": cell, "init": init, "curriculum": curriculum,
                          "seed": seed, "args": ["experiment=long_lags", f"model={cell}", f"model.init={init}",
@@ -122,19 +123,24 @@ def main() -> None:
     parser.add_argument("tasks", nargs="*", default=["qrsu"], help="qrsu, adding, copy (default: qrsu)")
     parser.add_argument("--difficulties", nargs="+", default=["hard", "nightmare"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"])
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one torch thread each)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--minutes", type=float, default=10.0, help="time limit of each adding/copy run")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/long_lags"))
-    parser.add_argument("--report", type=Path, help="only print the tables of an earlier --out")
+    parser.add_argument("--report", type=Path, nargs="+", help="only print the tables of earlier --out folders")
     args = parser.parse_args()
     unknown = set(args.tasks) - {"qrsu", "adding", "copy"}
     if unknown:
         parser.error(f"unknown task(s) {', '.join(sorted(unknown))}; choose from qrsu, adding, copy")
-    if args.report:
-        print(tables(json.loads((args.report / "runs.json").read_text())))
+    if args.report:  # later folders replace earlier ones' rows of the same configuration and seed
+        merged: dict[tuple, dict[str, Any]] = {}
+        for folder in args.report:
+            for run in json.loads((folder / "runs.json").read_text()):
+                merged[(*_key(run), run["seed"])] = run
+        print(tables(list(merged.values())))
         return
-    runs = qrsu_runs(args.difficulties, args.seeds) if "qrsu" in args.tasks else []
+    runs = qrsu_runs(args.difficulties, args.seeds, args.cells) if "qrsu" in args.tasks else []
     runs += long_t_runs([t for t in args.tasks if t != "qrsu"], args.seeds, args.minutes)
     args.out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
