@@ -31,7 +31,8 @@ from typing import Iterator, Optional
 import torch
 
 from rnnexp.errors import ConfigError, require
-from rnnexp.tasks.base import SPLITS, Batch, Example, Task, epoch_generator, num_batches, split_generator
+from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
+                               split_generator)
 from rnnexp.tasks.scoring import Score, regression
 
 TOLERANCE = 0.04                # |error| below this counts as correct (Hochreiter & Schmidhuber 1997)
@@ -51,10 +52,7 @@ class AddingConfig:
 
     def validate(self) -> None:
         require(self.length >= 2, "task.length", self.length, "use an integer >= 2 (one marker in each half)")
-        require(self.train_size >= 1, "task.train_size", self.train_size, "use an integer >= 1")
-        require(self.val_size >= 1, "task.val_size", self.val_size, "use an integer >= 1")
-        require(self.test_size >= 1, "task.test_size", self.test_size, "use an integer >= 1")
-        require(self.data_seed >= 0, "task.data_seed", self.data_seed, "use an integer >= 0")
+        check_sizes(self, "data_seed")
 
 
 def draw_sequences(n: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

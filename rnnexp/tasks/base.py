@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Iterator, Optional
 import numpy as np
 import torch
 
-from rnnexp.errors import ConfigError
+from rnnexp.errors import ConfigError, require
 from rnnexp.tasks.scoring import Score, classification, mean_metrics
 
 _REGISTRY: dict[str, type["Task"]] = {}
@@ -197,6 +197,14 @@ def split_generator(seed: int, split: str) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
     mixed = np.random.SeedSequence([seed, 7919]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(mixed) & ((1 << 63) - 1))
+
+
+def check_sizes(cfg: Any, seed_key: str) -> None:
+    """The sizes every sequence task has: fresh training sequences per epoch, fixed validation
+    and test sets, and the seed of those two (a one-line ConfigError naming the key)."""
+    for key in ("train_size", "val_size", "test_size"):
+        require(getattr(cfg, key) >= 1, f"task.{key}", getattr(cfg, key), "use an integer >= 1")
+    require(getattr(cfg, seed_key) >= 0, f"task.{seed_key}", getattr(cfg, seed_key), "use an integer >= 0")
 
 
 def num_batches(total: int, batch_size: int) -> int:

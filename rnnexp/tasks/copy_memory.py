@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from rnnexp.errors import ConfigError, require
-from rnnexp.tasks.base import SPLITS, Batch, Example, Task, epoch_generator, num_batches, split_generator
+from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
+                               split_generator)
 from rnnexp.tasks.scoring import Score
 
 BLANK, DELIMITER, CATEGORIES = 0, 9, 10
@@ -53,10 +54,7 @@ class CopyConfig:
 
     def validate(self) -> None:
         require(self.delay >= 1, "task.delay", self.delay, "use an integer >= 1")
-        require(self.train_size >= 1, "task.train_size", self.train_size, "use an integer >= 1")
-        require(self.val_size >= 1, "task.val_size", self.val_size, "use an integer >= 1")
-        require(self.test_size >= 1, "task.test_size", self.test_size, "use an integer >= 1")
-        require(self.data_seed >= 0, "task.data_seed", self.data_seed, "use an integer >= 0")
+        check_sizes(self, "data_seed")
 
 
 def draw_symbols(n: int, generator: torch.Generator) -> torch.Tensor:

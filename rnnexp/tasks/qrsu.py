@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.tasks.base import Batch, Example, Task, epoch_generator, num_batches, split_generator
+from rnnexp.tasks.base import Batch, Example, Task, check_sizes, epoch_generator, num_batches, split_generator
 
 SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")
 X, Y, FIRST_DISTRACTOR, BEGIN, END = 0, 1, 2, 6, 7
@@ -69,9 +69,7 @@ class QRSUConfig:
                 f"every t2 must come after every t1 (t1 max is {t1max})")
         require(t2max < lmin - 1, "task.length", self.ranges()[0],
                 f"the shortest sequence must be longer than t2 max + 1 = {t2max + 1} (E is last)")
-        require(self.train_size >= 1, "task.train_size", self.train_size, "use >= 1")
-        require(self.val_size >= 1, "task.val_size", self.val_size, "use >= 1")
-        require(self.test_size >= 1, "task.test_size", self.test_size, "use >= 1")
+        check_sizes(self, "heldout_seed")
 
 
 def generate(n: int, cfg: QRSUConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
