@@ -43,7 +43,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
     line's (on resume they may change only the keys in `checkpoint.RESUMABLE`)."""
     run_dir = Path(run_dir)
     results: dict[str, Any] = {"status": "starting", "run_dir": str(run_dir)}
-    started = time.time()
+    started, had_results = time.time(), (run_dir / RESULTS).exists()
     try:
         return _run(cfg, run_dir, list(overrides), parallel_jobs, in_sweep, results, started)
     except Interrupted as stop:
@@ -63,8 +63,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
     finally:
         results.setdefault("wall_seconds", round(time.time() - started, 3))
         results.setdefault("epochs_run", len(results.get("history", [])))  # epochs finished before it stopped
-        # A run that never started (a refused resume, a bad config) must not overwrite anything.
-        if results["status"] not in ("completed", "skipped") and "task" in results and run_dir.is_dir():
+        # A run that never started must not overwrite an earlier run's results (a refused resume);
+        # a sweep job that never started (a bad config) still says why in its own directory.
+        started_here = "task" in results or (in_sweep and not had_results)
+        if results["status"] not in ("completed", "skipped") and started_here and run_dir.is_dir():
             write_json(run_dir / RESULTS, results)
 
 

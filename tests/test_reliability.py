@@ -15,6 +15,7 @@ from rnnexp.run_dirs import claim_fresh_dir
 from tests.test_cli import ENV, rnnexp, scalars, snapshot
 
 LONG = ["task=qrsu", "task.difficulty=normal", "task.train_size=3000", "model.hidden_size=6", "train.epochs=6",
+        "train.checkpoint_minutes=0",
         "train.target_accuracy=null", "train.progress=lines"]
 
 
@@ -89,7 +90,7 @@ def test_sigint_and_sigterm_checkpoint_and_exit_with_the_documented_code(tmp_pat
     assert proc.returncode == code, err
     assert f"train.resume='{run_dir}'" in err.strip().splitlines()[-1]
     payload = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    assert payload["loop"]["batch"] > 0, "a stop mid-epoch saves the position inside the epoch"
+    assert payload["loop"]["global_step"] > 0, "the stop saved the position it came at (mid-epoch, mostly)"
     res = json.loads((run_dir / "results.json").read_text())
     assert res["status"] == "interrupted"
     assert scalars(run_dir, "val/accuracy"), "the TensorBoard log was closed with its data"
@@ -102,17 +103,37 @@ def test_sigint_and_sigterm_checkpoint_and_exit_with_the_documented_code(tmp_pat
 
 
 @pytest.mark.slow
-def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    args = ["model=rnn", "train.optimizer=sgd", "train.lr=0.01", "train.epochs=1", "train.target_accuracy=null"]
-    assert rnnexp(*args, cwd=tmp_path).returncode == 0
-    (run_dir,) = list((tmp_path / "outputs" / "runs").glob("*/*"))
-    good = (run_dir / "checkpoint.pt").read_bytes()
-    proc = rnnexp(f"train.resume={run_dir}", "train.epochs=3", "train.lr=1e30", cwd=tmp_path)
+def test_divergence_stops_with_a_message_and_exit_3(tmp_path):
+    proc = rnnexp("model=rnn", "train.optimizer=sgd", "train.lr=1e30", "train.epochs=2", cwd=tmp_path)
     assert proc.returncode == 3
     line = proc.stderr.strip().splitlines()[-1]
-    assert "the loss became" in line and "epoch 2" in line and "train.lr" in line and "grad_clip" in line
-    assert (run_dir / "checkpoint.pt").read_bytes() == good
+    assert "the training loss became" in line and "epoch 1, steps" in line and "train.lr" in line and "grad_clip" in line
+    (run_dir,) = list((tmp_path / "outputs" / "runs").glob("*/*"))
     assert json.loads((run_dir / "results.json").read_text())["status"] == "diverged"
+
+
+def test_a_run_that_diverges_keeps_its_last_good_checkpoint(run_cfg, tmp_path, monkeypatch):
+    from rnnexp.errors import DivergedError
+    from rnnexp.tasks.qrsu import QRSUTask
+
+    score, steps = QRSUTask.score, {"n": 0}
+
+    def nan_from_the_fifth_step_of_epoch_3(self, outputs, batch):  # 10 training steps an epoch
+        result = score(self, outputs, batch)
+        if outputs.requires_grad:  # a training step (evaluation runs without gradients)
+            steps["n"] += 1
+            if steps["n"] > 24:
+                result.loss = result.loss * float("nan")
+                result.sums["loss"] = result.sums["loss"] * float("nan")
+        return result
+
+    monkeypatch.setattr(QRSUTask, "score", nan_from_the_fifth_step_of_epoch_3)
+    with pytest.raises(DivergedError, match="at epoch 3, steps 21-30"):
+        run_cfg(tmp_path, "task.train_size=320", "task.val_size=100", "task.test_size=100", "train.epochs=4",
+                "train.target_accuracy=null", "train.checkpoint_minutes=0", "train.insight_every=0")
+    payload = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert (payload["loop"]["epoch"], payload["loop"]["batch"]) == (3, 0), "the checkpoint after epoch 2 stays"
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "diverged"
 
 
 def test_a_diverging_job_is_marked_in_a_sweep_and_the_others_go_on(tmp_path, monkeypatch, capsys):
@@ -186,7 +207,7 @@ def test_a_refused_resume_leaves_the_earlier_run_as_it_was(tmp_path, run_cfg):
 
 
 @pytest.mark.slow
-def test_the_resume_command_printed_for_an_interrupted_sweep_job_works(tmp_path):
+def test_the_resume_command_printed_for_an_interrupted_sweep_works(tmp_path):
     import shlex
 
     proc = start(tmp_path, "-m", "model=rnn,gru", *LONG)
@@ -194,13 +215,13 @@ def test_the_resume_command_printed_for_an_interrupted_sweep_job_works(tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    command = err.strip().splitlines()[-1].split("Resume with: ", 1)[1]
-    assert "=rnn" in command  # the job directory, whose name holds '=' and ','
+    command = err.strip().splitlines()[-1].split("resume the whole sweep with: ", 1)[1]
+    assert "train.resume=auto" in command and "model=rnn,gru" in command
     resumed = subprocess.run(shlex.split(command), cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     res = json.loads((run_dir / "results.json").read_text())
     assert res["status"] == "completed" and res["cell"] == "rnn" and res["epochs_run"] == 6
-
+    assert "resuming at epoch" in (run_dir / "run.log").read_text()
 
 @pytest.mark.slow
 def test_a_preempted_submitit_job_checkpoints_is_requeued_and_resumes_by_itself(tmp_path, run_cfg):

@@ -53,7 +53,8 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
         owner = previous.get(stop.signum)
         if stop.signum != signal.SIGINT and under_submitit() and callable(owner):
             # submitit's handler requeues the job and exits: the run calls it once its results are written
-            stop.hand_back = lambda: owner(stop.signum, None)
+            signum = stop.signum
+            stop.hand_back = lambda: owner(signum, None)
         raise
     finally:
         _restore(previous)

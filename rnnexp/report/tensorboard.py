@@ -69,11 +69,14 @@ class TensorBoard(Callback):
 def carry_over_events(old: list[Path], writer: SummaryWriter, epoch: int, step: int) -> None:
     """Copy into `writer` what a checkpoint at (epoch, step) had seen from the earlier event
     files, then delete those files."""
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
 
     for path in old:
-        for event in EventFileLoader(str(path)).Load():
+        # Raw records, parsed as written (EventFileLoader would migrate scalars to another form).
+        for record in RawEventFileLoader(str(path)).Load():
+            event = Event.FromString(record)
             if not event.HasField("summary"):
                 continue  # file version / session markers: the new writer writes its own
             limit = lambda tag: step if tag.startswith(STEP_TAGS) else epoch  # noqa: E731
