@@ -320,3 +320,23 @@ def test_the_quoting_a_message_shows_pastes_into_bash(arg):
 
     word = shell_word(arg)
     assert subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, text=True).stdout == arg
+
+
+def test_the_end_of_run_table_fits_80_columns_and_keeps_the_run_directory_whole():
+    import io
+
+    from rich.console import Console
+
+    from rnnexp.report.console import print_summary
+
+    run_dir = "/home/someone/experiments/outputs/runs/2026-11-27/14-05-00_qrsu-moderate_lstm-with-a-long-name"
+    rows = [("epochs run", "100 / 100 (all epochs run)"), ("best val/accuracy (selects)", "0.9920 at epoch 87"),
+            ("test/accuracy (best model)", "0.9830"), ("train seqs/s", "15,234"), ("run directory", run_dir)]
+    for width in (80, 200):
+        out = io.StringIO()
+        print_summary(Console(width=width, file=out, no_color=True), "qrsu-moderate / lstm", rows)
+        text = out.getvalue()
+        table_lines = [line for line in text.splitlines() if not line.startswith("run directory:")]
+        assert all(len(line) <= width for line in table_lines), text
+        assert f"run directory: {run_dir}" in text.splitlines(), "the path is whole on one line, to copy"
+        assert "0.9920 at epoch 87" in text and "15,234" in text
