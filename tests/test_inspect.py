@@ -2,7 +2,6 @@
 
 import sys
 
-import pytest
 
 from rnnexp import inspect as inspect_cli
 
