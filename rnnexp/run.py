@@ -118,6 +118,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
                             f"train.batch_size or the sequence length, or use train.device=cpu") from err
     finally:
         progress.close()
+        tensorboard.writer.flush()  # also on a stop or an error: what was logged is on disk
 
     results.update(completed_results(run, engine, test))
     results["wall_seconds"] = round(time.time() - started, 3)
