@@ -185,7 +185,7 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
     for key in cfg.keys():
         if key not in SECTIONS and key != "hydra":
             raise ConfigError(f"+{key}=... is not a key rnnexp knows (top-level keys: {', '.join(SECTIONS)}); "
-                              f"remove it, or set a known key such as train.{key} (--help lists them)")
+                              f"remove it; settings live under task.*, model.* and train.* (--help lists them)")
     task_cls = task_class(cfg.task.get("name"))
     run = RunConfig(
         task=typed(task_cls.Config, cfg.task, "task"),

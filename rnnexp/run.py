@@ -32,7 +32,7 @@ from rnnexp.files import write_json
 from rnnexp.insight.callback import InsightCallback
 from rnnexp.models.build import build_model, count_parameters
 from rnnexp.report import console as con
-from rnnexp.report.results import RESULTS, completed_results, hparams, result_line, summary_rows
+from rnnexp.report.results import RESULTS, completed_results, hparams, progress_results, result_line, summary_rows
 from rnnexp.report.tensorboard import TensorBoard
 from rnnexp.tasks import build_task
 
@@ -119,6 +119,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     finally:
         progress.close()
         tensorboard.writer.flush()  # also on a stop or an error: what was logged is on disk
+        results.update(progress_results(run, engine))  # a stopped run says what it reached too
 
     results.update(completed_results(run, engine, test))
     results["wall_seconds"] = round(time.time() - started, 3)
@@ -169,7 +170,7 @@ def start_lines(run: RunConfig, task: Any, model: Any, params: int, device: str,
              f"model: {run.model.cell} hidden {model.rnn.hidden_size}{budget} x {run.model.num_layers} layer(s)"
              f"{init}: {params:,} parameters",
              f"training: {run.train.optimizer} lr {run.train.lr:g}, batch {run.train.batch_size}, "
-             f"up to {run.train.epochs} epochs, seed {run.train.seed}"
+             f"up to {run.train.epochs} epoch{'s' * (run.train.epochs != 1)}, seed {run.train.seed}"
              + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else ""),
              f"device: {device}"]
     s = engine.state

@@ -196,6 +196,10 @@ def test_long_sequences_get_thinned_tick_labels():
     texts = tick_texts(gradients_figure(torch.rand(steps) + 0.1, chars).axes[0])
     assert texts == [chars[t] for t in range(0, steps, 3)]  # single characters: up to 100
     assert tick_positions(20) == list(range(20))
+    qrsu = ["B"] + ["abcd"[t % 4] for t in range(1, 104)] + ["E"]
+    qrsu[13], qrsu[55] = "X", "Y"  # odd positions: a thinning to every 2nd step would skip them
+    texts = tick_texts(gradients_figure(torch.rand(len(qrsu)) + 0.1, qrsu).axes[0])
+    assert "X" in texts and "Y" in texts and texts[0] == "B" and texts[-1] == "E", "the symbols that matter"
 
 
 def test_figures_render_to_pixels():

@@ -36,6 +36,9 @@ def display_label(label: str) -> str:
     return "".join(_SHOWN.get(ch, ch) for ch in str(label)) if label != "" else "·"
 
 
+RARE_LABELS = 10  # at most this many rare symbols are labelled on top of the thinned ticks
+
+
 def tick_positions(steps: int, max_labels: int = MAX_TICK_LABELS) -> list[int]:
     """The steps that get a tick label: all of them up to `max_labels`, else every k-th."""
     every = max(1, math.ceil(steps / max_labels))
@@ -45,12 +48,18 @@ def tick_positions(steps: int, max_labels: int = MAX_TICK_LABELS) -> list[int]:
 def label_time_axis(ax, labels: Sequence[str], max_labels: Optional[int] = None,
                     xlabel: str = "time step t (input read at t)") -> None:
     """The example's labels along the x axis (thinned out when the sequence is long: at most 40,
-    or 100 when every label is a single character)."""
+    or 100 when every label is a single character; a few symbols that occur at most twice, such as
+    QRSU's X and Y, are always labelled)."""
     shown = [display_label(label) for label in labels]
     short = all(len(text) <= 1 for text in shown)
     if max_labels is None:
         max_labels = MAX_CHAR_TICK_LABELS if short else MAX_TICK_LABELS
     positions = tick_positions(len(labels), max_labels)
+    if len(positions) < len(labels):  # thinned: still label a few rare symbols (QRSU's X and Y, B, E)
+        counts = {text: shown.count(text) for text in set(shown)}
+        rare = {p for p, text in enumerate(shown) if counts[text] <= 2}
+        if len(rare) <= RARE_LABELS:
+            positions = sorted(set(positions) | rare)
     ax.set_xticks(positions)
     ax.set_xticklabels([shown[p] for p in positions], parse_math=False, fontsize=8 if short else 7,
                        rotation=0 if max((len(shown[p]) for p in positions), default=0) <= 2 else 90)

@@ -85,10 +85,12 @@ class ConsoleProgress(Callback):
         self.bar: Any = None
         self.epoch_started = self.last_line = time.monotonic()
         self.estimated = False
+        self.partial = False
 
     def on_fit_start(self, engine: Any) -> None:
         s = engine.state
         self.epoch_started = self.last_line = time.monotonic()
+        self.partial = s.batch > 0  # a resumed epoch that started part-way tells nothing about an epoch's time
         if self.mode != "bar":
             return
         narrow = self.console.width < 100
@@ -126,7 +128,9 @@ class ConsoleProgress(Callback):
             self.progress.update(self.bar, completed=(s.epoch - 1) * self.batches,
                                  description=f"epoch {min(s.epoch, self.epochs)}/{self.epochs}")
         epoch_log.info(line)
-        if not self.estimated:  # the run's expected duration, once an epoch has been timed
+        if self.partial:
+            self.partial = False
+        elif not self.estimated:  # the run's expected duration, once a whole epoch has been timed
             self.estimated = True
             took = time.monotonic() - self.epoch_started
             left = self.epochs - int(metrics["epoch"])

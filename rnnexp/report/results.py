@@ -18,22 +18,25 @@ def stopped_by(run: RunConfig, state: Any) -> str:
     return "all epochs run"
 
 
-def completed_results(run: RunConfig, engine: Any, test: dict[str, float]) -> dict[str, Any]:
-    """The results of a finished fit: final, best (by the validation objective) and test metrics."""
+def progress_results(run: RunConfig, engine: Any) -> dict[str, Any]:
+    """What the epochs so far say: final and best (by the validation objective) metrics; also
+    written for a run that was stopped or failed."""
     s, task = engine.state, engine.task
-    best = next(h for h in s.history if h["epoch"] == s.best_epoch)
     name, direction = task.objective
-    return {
-        "status": "completed", "stopped_by": stopped_by(run, s), "epochs_run": len(s.history),
-        "target_accuracy": run.train.target_accuracy, "target_epoch": s.target_epoch,
-        "train_seconds": round(s.seconds, 3),
-        "final": {k: v for k, v in s.history[-1].items() if "/" in k},
-        "best": {"epoch": s.best_epoch, **{k: v for k, v in best.items() if k.startswith("val/")}},
-        "test": test,
-        "baseline": task.baseline(),
-        "objective": {"name": f"val/{name}", "direction": direction, "value": s.best_value},
-        "history": s.history,
-    }
+    done = {"epochs_run": len(s.history), "target_accuracy": run.train.target_accuracy,
+            "target_epoch": s.target_epoch, "train_seconds": round(s.seconds, 3), "baseline": task.baseline()}
+    if not s.history:
+        return done
+    best = next(h for h in s.history if h["epoch"] == s.best_epoch)
+    return {**done, "final": {k: v for k, v in s.history[-1].items() if "/" in k},
+            "best": {"epoch": s.best_epoch, **{k: v for k, v in best.items() if k.startswith("val/")}},
+            "objective": {"name": f"val/{name}", "direction": direction, "value": s.best_value}}
+
+
+def completed_results(run: RunConfig, engine: Any, test: dict[str, float]) -> dict[str, Any]:
+    """The results of a finished fit: final, best and test metrics (of the best model)."""
+    return {**progress_results(run, engine), "status": "completed", "stopped_by": stopped_by(run, engine.state),
+            "test": test, "history": engine.state.history}
 
 
 def summary_rows(run: RunConfig, results: dict[str, Any], unit: str, run_dir: str) -> list[tuple[str, str]]:

@@ -104,6 +104,10 @@ class CharLMTask(Task):
         loss = metrics["loss"]
         return {**metrics, "bpc": loss / math.log(2), "perplexity": math.exp(min(loss, 50.0))}
 
+    def baseline(self) -> dict[str, float]:
+        """A model that knows only the vocabulary: every character equally likely."""
+        return {"loss": math.log(self.vocab_size), "bpc": math.log2(self.vocab_size)}
+
     def max_lag(self) -> int:
         return self.cfg.chunk_length  # what truncated BPTT can learn across
 

@@ -11,6 +11,7 @@ training batch size.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -82,6 +83,10 @@ class EchoTask(Task):
     def eval_batches(self, split: str) -> Iterator[Batch]:
         inputs, targets, mask = self.heldout[split]
         return chunk_streams(inputs, targets, self.cfg.chunk_length, mask, self.cfg.carry_state)
+
+    def baseline(self) -> dict[str, float]:
+        """Chance: fair random bits."""
+        return {"loss": math.log(2), "accuracy": 0.5}
 
     def max_lag(self) -> int:
         return self.cfg.delay

@@ -11,6 +11,7 @@ tensor operations per epoch, no Python loop over sequences.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Iterator, Optional
 
@@ -137,6 +138,10 @@ class QRSUTask(Task):
                 self._eval_batches[key] = list(batches_of(*data, EVAL_BATCH))
             return iter(self._eval_batches[key])
         return iter(self._eval_batches[split])
+
+    def baseline(self) -> dict[str, float]:
+        """Chance: the four classes are equally likely."""
+        return {"loss": math.log(len(CLASSES)), "accuracy": 1 / len(CLASSES)}
 
     def max_lag(self) -> int:
         """From the first X/Y to the readout at the last step: the longest sequence minus the earliest t1."""
