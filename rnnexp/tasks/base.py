@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import numpy as np
 import torch
@@ -95,6 +95,14 @@ class Task:
     def set_stage(self, value: Any) -> None:
         """Train on the stage `value` from the next epoch on (None: the target)."""
         self.stage = value
+
+    def stage_batches(self, make: Callable[[Any], list[Batch]]) -> Iterator[Batch]:
+        """`eval_batches("stage")`: held-out batches of the curriculum's current stage, made once
+        per stage by `make(stage config)` and kept."""
+        cache = self.__dict__.setdefault("_stage_batches", {})
+        if self.stage not in cache:
+            cache[self.stage] = make(self.train_cfg)
+        return iter(cache[self.stage])
 
     @property
     def train_cfg(self) -> Any:

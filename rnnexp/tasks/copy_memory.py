@@ -103,12 +103,10 @@ class CopyTask(Task):
         return num_batches(self.cfg.train_size, self.batch_size)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
-        if split == "stage":  # the curriculum's current stage: its own held-out set, made once per stage
-            key = f"stage:{self.stage}"
-            if key not in self._eval:
-                symbols = draw_symbols(self.cfg.val_size, split_generator(self.cfg.data_seed, "val"))
-                self._eval[key] = list(batches_of(symbols, self.train_cfg.delay, EVAL_BATCH))
-            return iter(self._eval[key])
+        if split == "stage":
+            seed = self.cfg.data_seed
+            return self.stage_batches(lambda cfg: list(batches_of(
+                draw_symbols(self.cfg.val_size, split_generator(seed, "val")), cfg.delay, EVAL_BATCH)))
         if split not in self._eval:
             raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
         return iter(self._eval[split])

@@ -131,12 +131,10 @@ class QRSUTask(Task):
         return num_batches(self.cfg.train_size, self.batch_size)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
-        if split == "stage":  # the curriculum's current stage: its own held-out set, made once per stage
-            key = f"stage:{self.stage}"
-            if key not in self._eval_batches:
-                data = generate(self.cfg.val_size, self.train_cfg, split_generator(self.cfg.heldout_seed, "val"))
-                self._eval_batches[key] = list(batches_of(*data, EVAL_BATCH))
-            return iter(self._eval_batches[key])
+        if split == "stage":
+            seed = self.cfg.heldout_seed
+            return self.stage_batches(lambda cfg: list(batches_of(
+                *generate(self.cfg.val_size, cfg, split_generator(seed, "val")), EVAL_BATCH)))
         return iter(self._eval_batches[split])
 
     def baseline(self) -> dict[str, float]:
