@@ -26,18 +26,22 @@ from rnnexp import run_dirs
 from rnnexp.argv import RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE, quote_free_text
 from rnnexp.sweep import summary as sweep
 from rnnexp.config import known_keys, load_run_config
-from rnnexp.engine.checkpoint import check_not_finished, resume_config
-from rnnexp.engine.threads import parallel_jobs
 from rnnexp.errors import ConfigError, Interrupted, Rejected, RnnexpError
 from rnnexp.report.errors import run_reporting_errors
-from rnnexp.run import run_experiment
 from rnnexp.sweep.jobs import SweepState, read_plan
+
+# Start-up: `rnnexp --help` and a config error must not wait for `import torch` (1.4-2 s, several
+# times the rest). Nothing imported above imports torch (the task modules name it through
+# rnnexp.lazy); what does (the run, checkpoints, the thread policy) is imported where it is used.
 
 run_dirs.register()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://rnnexp.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
+    from rnnexp.engine.threads import parallel_jobs
+    from rnnexp.run import run_experiment
+
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     jobs = parallel_jobs(hydra_cfg.launcher) if in_sweep else 1
@@ -66,6 +70,8 @@ class ValidateBeforeRun(Callback):
             if resume is None:
                 load_run_config(config)
                 return
+            from rnnexp.engine.checkpoint import check_not_finished, resume_config
+
             run_dir = Path(str(resume)).expanduser()
             cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
             check_not_finished(load_run_config(cfg), payload, run_dir)

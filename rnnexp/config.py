@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.models.recurrent import CELLS
+from rnnexp.models.cells import GATE_BLOCKS, check_fits_in_memory
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
@@ -47,7 +47,7 @@ class ModelConfig:
     chrono_tmax: Optional[float]
 
     def validate(self) -> None:
-        require_choice("model.cell", self.cell, CELLS)  # the model factory's names
+        require_choice("model.cell", self.cell, GATE_BLOCKS)  # the model factory's names
         require(self.hidden_size >= 1, "model.hidden_size", self.hidden_size, "use an integer >= 1")
         require(self.num_layers >= 1, "model.num_layers", self.num_layers, "use an integer >= 1")
         require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use 0 <= dropout < 1")
@@ -60,8 +60,6 @@ class ModelConfig:
 
         check_init(self.cell, self.init, self.nonlinearity)
         if self.param_budget is None:
-            from rnnexp.models.build import check_fits_in_memory
-
             check_fits_in_memory(self)
         if self.chrono_tmax is not None:
             require(self.chrono_tmax >= 2, "model.chrono_tmax", self.chrono_tmax, "use a time range >= 2 steps, or null (the task's longest lag)")

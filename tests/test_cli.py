@@ -85,3 +85,56 @@ def test_bad_input_through_the_console_script(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "rnnexp: error: model.hidden_size=-3 is invalid: use an integer >= 1"
     assert not (tmp_path / "outputs").exists()
+
+
+# Start-up: checking a config (and --help) must not import torch, which costs 1.4-2 s (rnnexp.lazy).
+# Run in a fresh interpreter: in this one, the test session has imported torch long ago.
+CHECK_WITHOUT_TORCH = """
+import sys
+from hydra import compose, initialize_config_module
+import rnnexp.cli
+from rnnexp.config import known_keys, load_run_config
+from rnnexp.errors import ConfigError
+
+BAD = {"qrsu": "task.difficulty=foo", "echo": "task.delay=-1", "charlm": "task.chunk_length=0",
+       "adding": "task.length=1", "copy": "task.delay=0"}
+with initialize_config_module(config_module="rnnexp.conf", version_base="1.3"):
+    for task, bad in BAD.items():
+        load_run_config(compose(config_name="config", overrides=[f"task={task}"]))  # every check runs
+        for override in (bad, "train.lr=-1", "model.init=identity"):
+            try:
+                load_run_config(compose(config_name="config", overrides=[f"task={task}", override]))
+            except ConfigError:
+                continue
+            raise SystemExit(f"task={task} {override}: no ConfigError")
+known_keys()
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_checking_a_config_does_not_import_torch(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TORCH], cwd=tmp_path, env=ENV, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "torch imported: False"
+
+
+MAIN_WITHOUT_TORCH = """
+import sys
+from rnnexp.cli import main
+sys.argv = ["rnnexp", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit_:
+    print("exit code:", exit_.code or 0)
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("arg,code", [("--help", 0), ("train.lr=-1", 2), ("task.difficulty=foo", 2),
+                                      ("model=foo", 2), ("train.threads=0", 2)])
+def test_help_and_config_errors_do_not_import_torch(tmp_path, arg, code):
+    proc = subprocess.run([sys.executable, "-c", MAIN_WITHOUT_TORCH, arg], cwd=tmp_path, env=ENV, check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-2:] == [f"exit code: {code}", "torch imported: False"], proc.stderr
+    assert not (tmp_path / "outputs").exists()

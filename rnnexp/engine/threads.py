@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 from threadpoolctl import threadpool_limits
+
+from rnnexp.lazy import torch  # on first use: parallel_jobs() needs no torch
 
 # Below this many parameters a second thread gains < 10% on an idle machine and loses 3-5x beside a
 # busy process (scripts/bench_threads.py; numbers in README.md).

@@ -1,16 +1,16 @@
-"""Building the model for a task from the `model` config: its size (or a parameter budget), its
-initialisation (rnnexp.models.init), and a check that it fits in this machine's memory."""
+"""Building the model for a task from the `model` config: its size (or a parameter budget) and its
+initialisation (rnnexp.models.init). The check that it fits in this machine's memory runs with the
+config's validation, before torch is imported: rnnexp.models.cells.check_fits_in_memory."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 from torch import nn
 
-from rnnexp.errors import ResourceError
+from rnnexp.models.cells import GATE_BLOCKS
 from rnnexp.models.init import apply_init
-from rnnexp.models.recurrent import CELLS, RecurrentModel
+from rnnexp.models.recurrent import RecurrentModel
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -20,7 +20,7 @@ def count_parameters(model: nn.Module) -> int:
 def parameter_count(cell: str, input_size: int, num_classes: int, hidden_size: int,
                     num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None) -> int:
     """Closed-form `count_parameters` of `RecurrentModel` (used to size a model to a budget)."""
-    gates = CELLS[cell][1]
+    gates = GATE_BLOCKS[cell]
     if vocab_size > 0:
         embedding_size = embedding_size or hidden_size
         total, layer_in = vocab_size * embedding_size, embedding_size
@@ -59,28 +59,3 @@ def build_model(model_cfg: Any, task: Any) -> RecurrentModel:
     tmax = model_cfg.chrono_tmax if model_cfg.chrono_tmax is not None else task.max_lag()
     apply_init(model.rnn, model_cfg.cell, model_cfg.init, forget_bias=model_cfg.forget_bias, chrono_tmax=tmax)
     return model
-
-
-def available_memory() -> int:
-    """Bytes this process could still allocate (MemAvailable on Linux, else physical memory)."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_fits_in_memory(model_cfg: Any) -> None:
-    """Refuse, before anything is allocated, a model whose weights, gradients and optimizer state
-    (4 float32 copies) cannot fit in free memory. The count is a lower bound (the recurrent
-    layers alone), so the check needs no task and runs with the config's validation."""
-    h, layers = model_cfg.hidden_size, model_cfg.num_layers
-    params = CELLS[model_cfg.cell][1] * h * (h + 2) * (2 * layers - 1)  # layers above the first read h inputs
-    need, have = 4 * 4 * params, available_memory()
-    if need > have:
-        raise ResourceError(f"model.hidden_size={h} with {layers} layer(s) has over {params:,} parameters and needs "
-                            f"~{need / 2**30:.1f} GiB for weights, gradients and optimizer state, but "
-                            f"{have / 2**30:.1f} GiB are free; use a smaller model.hidden_size or model.num_layers")

@@ -35,15 +35,12 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import torch
-from torch import nn
-
 from rnnexp.errors import ConfigError, require_choice
+from rnnexp.lazy import torch  # on first use: config checks need no torch
 
 INITS = ("default", "forget_bias", "chrono", "identity")
 
 GATED_CELLS = ("lstm", "gru")
-LAYER_TYPES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 # Gate index (in PyTorch's packed layout) of the gate that keeps the state: LSTM f, GRU z.
 KEEP_GATE = {"lstm": 1, "gru": 1}
 LSTM_INPUT_GATE = 0
@@ -67,7 +64,7 @@ def check_init(cell: str, init: str, nonlinearity: str) -> None:
                           f"2015), not model.nonlinearity={nonlinearity}; use model.nonlinearity=relu")
 
 
-def apply_init(rnn: nn.RNNBase, cell: str, init: str, *, forget_bias: float = 1.0,
+def apply_init(rnn: torch.nn.RNNBase, cell: str, init: str, *, forget_bias: float = 1.0,
                chrono_tmax: Optional[float] = None,
                generator: Optional[torch.Generator] = None) -> None:
     """Initialise `rnn` (an nn.RNN/LSTM/GRU of `cell`) in place as `init` says (see the module).
@@ -75,7 +72,10 @@ def apply_init(rnn: nn.RNNBase, cell: str, init: str, *, forget_bias: float = 1.
     `chrono_tmax` is the longest lag T_max in steps (required by chrono, >= 2). Random draws use
     `generator` if given, else torch's global RNG, so a seeded run is reproducible.
     """
-    if not isinstance(rnn, LAYER_TYPES.get(cell, ())):
+    # torch's layer classes, imported here: check_init (the config check) must not need torch
+    from rnnexp.models.recurrent import CELLS
+
+    if not isinstance(rnn, CELLS[cell][0] if cell in CELLS else ()):
         raise ValueError(f"cell {cell!r} does not match the layer {type(rnn).__name__}")
     check_init(cell, init, getattr(rnn, "nonlinearity", "tanh"))
     with torch.no_grad():
@@ -98,14 +98,14 @@ def _empty_for(generator: Optional[torch.Generator], *shape: int) -> torch.Tenso
     return torch.empty(*shape, dtype=torch.float64, device=device)
 
 
-def _layer_biases(rnn: nn.RNNBase) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _layer_biases(rnn: torch.nn.RNNBase) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(bias_ih, bias_hh) of every layer and direction, in layer order."""
     params = dict(rnn.named_parameters())
     return [(params[name], params[name.replace("bias_ih", "bias_hh")])
             for name in params if name.startswith("bias_ih")]
 
 
-def set_keep_gate_bias(rnn: nn.RNNBase, cell: str, value: float) -> None:
+def set_keep_gate_bias(rnn: torch.nn.RNNBase, cell: str, value: float) -> None:
     """LSTM forget gate / GRU update gate: bias_ih slice = value, bias_hh slice = 0."""
     h = rnn.hidden_size
     for bias_ih, bias_hh in _layer_biases(rnn):
@@ -113,7 +113,7 @@ def set_keep_gate_bias(rnn: nn.RNNBase, cell: str, value: float) -> None:
         _gate(bias_hh, KEEP_GATE[cell], h).zero_()
 
 
-def set_chrono_biases(rnn: nn.RNNBase, cell: str, tmax: Optional[float],
+def set_chrono_biases(rnn: torch.nn.RNNBase, cell: str, tmax: Optional[float],
                       generator: Optional[torch.Generator] = None) -> None:
     """Chrono: keep-gate bias log(U[1, tmax - 1]) per unit; the LSTM's input gate gets its negative."""
     if tmax is None or not math.isfinite(tmax) or tmax < 2:
@@ -130,7 +130,7 @@ def set_chrono_biases(rnn: nn.RNNBase, cell: str, tmax: Optional[float],
             _gate(bias_hh, LSTM_INPUT_GATE, h).zero_()
 
 
-def set_identity_recurrence(rnn: nn.RNNBase, generator: Optional[torch.Generator] = None) -> None:
+def set_identity_recurrence(rnn: torch.nn.RNNBase, generator: Optional[torch.Generator] = None) -> None:
     """IRNN: weight_hh = I, biases 0, weight_ih ~ N(0, 0.001^2), on every layer."""
     for name, param in rnn.named_parameters():
         if name.startswith("weight_hh"):

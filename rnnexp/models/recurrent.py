@@ -18,16 +18,14 @@ import torch
 from torch import nn
 
 from rnnexp.errors import ConfigError
+from rnnexp.models.cells import GATE_BLOCKS
 
 State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 
-# name -> (torch layer, gate blocks per weight matrix). An RNN has one block; a GRU three (reset,
-# update, candidate); an LSTM four (input, forget, cell, output): hence the 4x weights.
-CELLS: dict[str, tuple[type[nn.RNNBase], int]] = {
-    "rnn": (nn.RNN, 1),
-    "gru": (nn.GRU, 3),
-    "lstm": (nn.LSTM, 4),
-}
+# name -> (torch layer, gate blocks per weight matrix). The names and their gate blocks live in
+# rnnexp.models.cells, which the config check reads without importing torch.
+_LAYERS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+CELLS: dict[str, tuple[type[nn.RNNBase], int]] = {name: (_LAYERS[name], gates) for name, gates in GATE_BLOCKS.items()}
 
 
 def make_recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,

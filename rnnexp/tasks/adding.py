@@ -28,9 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-import torch
-
 from rnnexp.errors import ConfigError, require
+from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
                                split_generator)
 from rnnexp.tasks.scoring import Score, regression

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import numpy as np
-import torch
 
 from rnnexp.errors import ConfigError, require
+from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.scoring import Score, classification, mean_metrics
 
 _REGISTRY: dict[str, type["Task"]] = {}

@@ -15,8 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
-import torch
-
+from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.corpus import load_corpus
 from rnnexp.errors import ConfigError, DataError, require
 from rnnexp.tasks.scoring import mean_metrics

@@ -27,10 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-import torch
-import torch.nn.functional as F
-
 from rnnexp.errors import ConfigError, require
+from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
                                split_generator)
 from rnnexp.tasks.scoring import Score

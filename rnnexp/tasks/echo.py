@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-import torch
-
 from rnnexp.errors import ConfigError, require
+from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.streams import chunk_streams
 from rnnexp.tasks.base import Batch, Example, Task, epoch_generator, num_batches, split_generator
 

@@ -15,10 +15,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Iterator, Optional
 
-import torch
-import torch.nn.functional as F
-
 from rnnexp.errors import ConfigError, require, require_choice
+from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import Batch, Example, Task, check_sizes, epoch_generator, num_batches, split_generator
 
 SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")

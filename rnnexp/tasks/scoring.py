@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-import torch.nn.functional as F
+from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 
 
 @dataclass

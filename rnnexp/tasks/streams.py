@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-import torch
-
+from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import Batch
 
 
