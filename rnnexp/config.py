@@ -39,6 +39,9 @@ class ModelConfig:
     hidden_size: int
     num_layers: int
     dropout: float
+    input_dropout: float
+    weight_drop: float
+    tie_weights: bool
     nonlinearity: str
     embedding_size: Optional[int]
     param_budget: Optional[int]
@@ -51,6 +54,12 @@ class ModelConfig:
         require(self.hidden_size >= 1, "model.hidden_size", self.hidden_size, "use an integer >= 1")
         require(self.num_layers >= 1, "model.num_layers", self.num_layers, "use an integer >= 1")
         require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use 0 <= dropout < 1")
+        require(0.0 <= self.input_dropout < 1.0, "model.input_dropout", self.input_dropout, "use 0 <= dropout < 1")
+        require(0.0 <= self.weight_drop < 1.0, "model.weight_drop", self.weight_drop, "use 0 <= dropout < 1")
+        if self.tie_weights and self.embedding_size not in (None, self.hidden_size):
+            raise ConfigError(f"model.tie_weights shares the embedding with the output layer, so model.embedding_size "
+                              f"must equal model.hidden_size ({self.embedding_size} != {self.hidden_size}); "
+                              f"set model.embedding_size=null or model.tie_weights=false")
         require_choice("model.nonlinearity", self.nonlinearity, ("relu", "tanh"))
         if self.embedding_size is not None:
             require(self.embedding_size >= 1, "model.embedding_size", self.embedding_size, "use >= 1 or null")
@@ -72,6 +81,7 @@ class TrainConfig:
     momentum: float
     weight_decay: float
     grad_clip: Optional[float]
+    precision: str
     batch_size: int
     epochs: int
     time_limit_minutes: Optional[float]
@@ -82,6 +92,7 @@ class TrainConfig:
     lr_factor: float
     seed: int
     device: str
+    cuda_graph: str
     threads: str
     progress: str
     log_every_steps: int
@@ -98,6 +109,7 @@ class TrainConfig:
         require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "use >= 0")
         if self.grad_clip is not None:
             require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "use a norm > 0 or null")
+        require_choice("train.precision", self.precision, ("fp32", "bf16"))
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "use an integer >= 1")
         require(self.epochs >= 1, "train.epochs", self.epochs, "use an integer >= 1")
         if self.time_limit_minutes is not None:
@@ -112,6 +124,7 @@ class TrainConfig:
         require(self.seed >= 0, "train.seed", self.seed, "use an integer >= 0")
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                 "train.device", self.device, "use auto, cpu, cuda or cuda:N")
+        require_choice("train.cuda_graph", self.cuda_graph, ("auto", "off"))
         require(self.threads == "auto" or (self.threads.isdigit() and int(self.threads) >= 1),
                 "train.threads", self.threads, "use auto or an integer >= 1")
         if self.device.startswith("cuda"):
@@ -123,6 +136,8 @@ class TrainConfig:
             require(not index or (index.isdigit() and int(index) < torch.cuda.device_count()), "train.device",
                     self.device, f"this machine has {torch.cuda.device_count()} CUDA device(s): use cuda:0 .. "
                                  f"cuda:{torch.cuda.device_count() - 1}")
+            require(self.precision != "bf16" or torch.cuda.is_bf16_supported(), "train.precision", self.precision,
+                    "this GPU has no bfloat16; use train.precision=fp32")
         require_choice("train.progress", self.progress, ("auto", "bar", "lines"))
         require(self.log_every_steps >= 1, "train.log_every_steps", self.log_every_steps, "use an integer >= 1")
         require(self.checkpoint_minutes >= 0, "train.checkpoint_minutes", self.checkpoint_minutes,
@@ -193,6 +208,9 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
     run.task.validate()
     run.model.validate()
     run.train.validate()
+    if run.model.tie_weights and not task_cls.token_inputs:
+        raise ConfigError(f"model.tie_weights needs a task with token inputs and outputs (charlm), not "
+                          f"task={task_cls.name}; use model.tie_weights=false")
     task_cls.validate_with(run.task, run.model, run.train)
     validate_curriculum(task_cls, run)
     return run

@@ -30,7 +30,10 @@ FORMAT = 2  # bump when the payload changes incompatibly
 
 #: What may differ on resume; any other key given on the command line must equal the run's own.
 RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.threads",
-             "train.device", "train.progress", "train.checkpoint_minutes", "train.resume")
+             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")
+#: Keys added after runs were saved without them: the value that trains as those runs did.
+ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "model.input_dropout": 0.0,
+              "model.weight_drop": 0.0, "model.tie_weights": False}
 #: A group given again on resume is compared by the option it names, not by today's YAML of it.
 GROUP_OPTION = {"task": "task.name", "model": "model.cell"}
 #: Groups that only select other config; on resume the run's own config stands in for them.
@@ -74,7 +77,7 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
     if not run_dir.is_dir():
         raise RunDirError(f"train.resume={run_dir} is not a directory; give the run directory printed at its start")
     payload = load_payload(run_dir / CHECKPOINT)
-    saved = OmegaConf.create(payload["config"])
+    saved = with_added_keys(OmegaConf.create(payload["config"]))
     differ = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -97,6 +100,14 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
         raise RunDirError(f"cannot resume {run_dir}: the command line changes {'; '.join(differ)}; a resume uses the "
                           f"run's own config and may change only {', '.join(RESUMABLE[:-1])}; start a new run instead")
     return saved, payload
+
+
+def with_added_keys(saved: DictConfig) -> DictConfig:
+    """A saved config with the keys added since it was saved, at the values it trained with."""
+    for key, value in ADDED_KEYS.items():
+        if OmegaConf.select(saved, key, default=None) is None:
+            OmegaConf.update(saved, key, value, force_add=True)
+    return saved
 
 
 def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None:

@@ -21,17 +21,19 @@ of scored steps may still synchronise on a GPU).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
 
 from rnnexp.config import TrainConfig
 from rnnexp.engine.callbacks import Callback
+from rnnexp.engine.cuda_graph import GraphedTrainStep, graphs_wanted
 from rnnexp.errors import DivergedError, Interrupted
 from rnnexp.models.recurrent import State, carry_hidden_state
 from rnnexp.tasks.base import Batch, Task
@@ -58,12 +60,14 @@ class LoopState:
     carried: Optional[State] = None  # the hidden state carried into the next chunk
 
 
-def make_optimizer(cfg: TrainConfig, params: Iterator[nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter], capturable: bool = False) -> torch.optim.Optimizer:
+    """`capturable`: the optimizer's step counts stay on the GPU, so a CUDA graph can record its step."""
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, capturable=capturable)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               capturable=capturable)
 
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Optional[Any]:
@@ -73,23 +77,31 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Option
 
 
 class Sums:
-    """Metric sums added up on the device (float64, so counts and resumes stay exact)."""
+    """Metric sums added up on the device in float64 (so counts and resumes stay exact): one
+    vector, one add per step (a task returns the same keys for every batch)."""
 
     def __init__(self, device: torch.device, start: Optional[dict[str, float]] = None):
         self.device = device
-        self.values = {k: torch.tensor(v, dtype=torch.float64, device=device) for k, v in (start or {}).items()}
+        self.keys: list[str] = list(start or {})
+        self.total: Optional[torch.Tensor] = (
+            torch.tensor([start[k] for k in self.keys], dtype=torch.float64, device=device) if start else None)
 
     def add(self, sums: dict[str, torch.Tensor]) -> None:
-        for key, value in sums.items():
-            value = value.detach().to(torch.float64)
-            self.values[key] = self.values[key] + value if key in self.values else value
+        keys = list(sums)
+        vector = torch.stack([v.detach() for v in sums.values()]).to(torch.float64)
+        if self.total is None:
+            self.keys, self.total = keys, vector
+        elif keys == self.keys:
+            self.total += vector
+        else:  # a batch with other keys: merge by name (never in the tasks here; kept correct anyway)
+            merged = self.to_host()
+            for key, value in zip(keys, vector.tolist()):
+                merged[key] = merged.get(key, 0.0) + value
+            self.__init__(self.device, merged)  # type: ignore[misc]
 
     def to_host(self) -> dict[str, float]:
         """One host sync for all the sums."""
-        if not self.values:
-            return {}
-        keys = list(self.values)
-        return dict(zip(keys, torch.stack([self.values[k] for k in keys]).tolist()))
+        return {} if self.total is None else dict(zip(self.keys, self.total.tolist()))
 
 
 class Engine:
@@ -97,7 +109,12 @@ class Engine:
 
     def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device):
         self.task, self.model, self.cfg, self.device = task, model, cfg, device
-        self.optimizer = make_optimizer(cfg, model.parameters())
+        self.params = list(model.parameters())
+        graphed = graphs_wanted(cfg.cuda_graph, device)
+        self.optimizer = make_optimizer(cfg, self.params, capturable=graphed)
+        self._no_norm = torch.zeros((), device=device)
+        # The step the loop runs: `train_step` itself, or on a GPU the same step as a CUDA graph.
+        self.step = GraphedTrainStep(self.train_step, self.optimizer) if graphed else self.train_step
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.state = LoopState()
         self.best_model: Optional[dict[str, torch.Tensor]] = None  # weights of the best epoch, in memory
@@ -128,27 +145,18 @@ class Engine:
         return s
 
     def _train_epoch(self, callbacks: Callback) -> None:
-        s, task, model, every = self.state, self.task, self.model, self.cfg.log_every_steps
-        model.train()
+        s, every = self.state, self.cfg.log_every_steps
+        self.model.train()
         self._epoch_clock, counted_before = time.perf_counter(), s.sums.get("count", 0.0)
         epoch_sums, interval = Sums(self.device, s.sums), Sums(self.device, s.interval)
         grad_norm = torch.tensor(s.grad_norm, dtype=torch.float64, device=self.device)
         last_progress = time.perf_counter()
         for index, batch in self._batches(s.epoch, skip=s.batch):
             batch = batch.to(self.device)
-            start = None if batch.reset else s.carried
-            outputs, state = model(batch.inputs, start)                      # 1. forward
-            score = task.score(outputs, batch)                               # 2. loss
-            # Truncated BPTT: the next chunk starts from this state's values, but gradients
-            # stop here (the graph of this chunk is freed after backward).
-            s.carried = carry_hidden_state(state)
-            if score.loss is not None:  # a chunk may score nothing (echo: before the first delay)
-                self.optimizer.zero_grad(set_to_none=True)                   # 3. zero_grad
-                score.loss.backward()                                        # 4. backward
-                grad_norm = grad_norm + self._clip_gradients()
-                self.optimizer.step()                                        # 5. step
-            epoch_sums.add(score.sums)
-            interval.add(score.sums)
+            s.carried, sums, norm = self.step(batch, None if batch.reset else s.carried)
+            epoch_sums.add(sums)
+            interval.add(sums)
+            grad_norm += norm
             s.batch, s.global_step = index + 1, s.global_step + 1
             if s.global_step % every == 0:  # fixed steps, so a resumed run logs the same points
                 self._log_interval(callbacks, interval)
@@ -165,12 +173,38 @@ class Engine:
         if s.sums.get("count", 0.0) > counted_before:  # not when a resumed epoch only had to be validated
             self._speed = (s.sums["count"] - counted_before) / max(1e-9, time.perf_counter() - self._epoch_clock)
 
+    def train_step(self, batch: Batch, start: Optional[State]) -> tuple[Optional[State], dict[str, torch.Tensor], torch.Tensor]:
+        """The five steps on one batch, from hidden state `start` (None: zeros). Returns the state
+        to carry into the next chunk, the batch's metric sums and the gradient norm before clipping."""
+        with self._precision():
+            outputs, state = self.model(batch.inputs, start)                 # 1. forward
+            score = self.task.score(outputs, batch)                          # 2. loss
+        norm = self._no_norm
+        if score.loss is not None:  # a chunk may score nothing (echo: before the first delay)
+            self.optimizer.zero_grad(set_to_none=True)                       # 3. zero_grad
+            score.loss.backward()                                            # 4. backward
+            norm = self._clip_gradients()
+            self.optimizer.step()                                            # 5. step
+        # Truncated BPTT: the next chunk starts from this state's values, but gradients stop
+        # here (the graph of this chunk is freed after backward).
+        return carry_hidden_state(state), score.sums, norm
+
+    def _precision(self) -> ContextManager[Any]:
+        """bf16 autocast (train.precision=bf16: matrix products in bfloat16, losses and weights in
+        float32), or nothing."""
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def _clip_gradients(self) -> torch.Tensor:
-        """The gradient norm before clipping (clipping to train.grad_clip when set)."""
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        """The gradient norm before clipping (clipping to train.grad_clip when set): one foreach
+        kernel for all the parameters, no host sync."""
         if self.cfg.grad_clip is not None:
-            return nn.utils.clip_grad_norm_(params, self.cfg.grad_clip).to(torch.float64)
-        return torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])).to(torch.float64)
+            return nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip, foreach=True)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if hasattr(nn.utils, "get_total_norm"):  # torch >= 2.6
+            return nn.utils.get_total_norm(grads, foreach=True)
+        return torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
 
     def _log_interval(self, callbacks: Callback, interval: Sums) -> None:
         metrics = self.task.metrics(interval.to_host())
@@ -200,7 +234,8 @@ class Engine:
         s.history.append(metrics)
         self.finished = reached or self._out_of_time() or s.epoch >= self.cfg.epochs
         s.epoch, s.batch, s.sums, s.grad_norm = s.epoch + 1, 0, {}, 0.0
-        s.carried = None  # each epoch starts a fresh series
+        # (s.carried stays: a new pass starts from zeros by itself (Batch.reset), and an epoch that
+        # is a window into a pass, train.batches_per_epoch, goes on from where the last one stopped)
         return metrics
 
     def _improves(self, val: dict[str, float]) -> bool:
@@ -218,12 +253,29 @@ class Engine:
             return float(torch.linalg.vector_norm(torch.stack([p.norm() for p in self.model.parameters()])))
 
     def _batches(self, epoch: int, skip: int) -> Iterator[tuple[int, Batch]]:
+        """Epoch `epoch`'s batches from position `skip` on (resuming mid-epoch: the data is
+        regenerated, the done part skipped). With train.batches_per_epoch = N an epoch is a window
+        of N batches that goes on through the task's data: epoch 1 is the first N batches of the
+        first pass over it, epoch 2 the next N, and a new pass (fresh data) starts where one runs
+        out; a long corpus is read through, not its first N chunks again and again."""
         limit = self.cfg.batches_per_epoch
-        for index, batch in enumerate(self.task.train_batches(epoch)):
-            if limit is not None and index >= limit:
-                return
-            if index >= skip:  # resuming mid-epoch: the data is regenerated, the done part skipped
-                yield index, batch
+        if limit is None:
+            for index, batch in enumerate(self.task.train_batches(epoch)):
+                if index >= skip:
+                    yield index, batch
+            return
+        passes, offset = divmod((epoch - 1) * limit, self.task.train_batch_count())
+        index = 0
+        while True:
+            for position, batch in enumerate(self.task.train_batches(passes + 1)):
+                if position < offset:
+                    continue
+                if index >= skip:
+                    yield index, batch
+                index += 1
+                if index == limit:
+                    return
+            passes, offset = passes + 1, 0
 
     def _out_of_time(self) -> bool:
         limit = self.cfg.time_limit_minutes

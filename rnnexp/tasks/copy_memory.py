@@ -113,12 +113,12 @@ class CopyTask(Task):
         """Cross-entropy over every step (the loss); accuracy over the 10 recalled symbols."""
         targets = batch.targets
         summed = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="sum")
-        steps = torch.tensor(float(targets.numel()), device=outputs.device)
+        steps = torch.full((), float(targets.numel()), device=outputs.device)
         with torch.no_grad():
             recalled = outputs[:, -RECALLED:].argmax(-1) == targets[:, -RECALLED:]
         return Score(summed / steps, {"loss": summed.detach(), "steps": steps,
                                       "correct": recalled.sum().float(),
-                                      "count": torch.tensor(float(recalled.numel()), device=outputs.device)})
+                                      "count": torch.full((), float(recalled.numel()), device=outputs.device)})
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         return {"loss": sums.get("loss", 0.0) / max(1.0, sums.get("steps", 0.0)),

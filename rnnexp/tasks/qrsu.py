@@ -93,12 +93,16 @@ def generate(n: int, cfg: QRSUConfig, generator: torch.Generator) -> tuple[torch
 
 
 def batches_of(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-    """Split into batches, trimming each to its own longest sequence (padding is all-zero columns)."""
-    padded = inputs.abs().sum(-1) == 0
-    for start in range(0, len(labels), batch_size):
-        x = inputs[start:start + batch_size]
-        first_used = int((~padded[start:start + batch_size]).any(0).nonzero()[0])
-        yield Batch(x[:, first_used:], labels[start:start + batch_size])
+    """Split into batches, trimming each to its own longest sequence (padding is all-zero columns).
+    The batches' lengths are found in one pass over the whole set, not one per batch."""
+    n, steps = inputs.shape[:2]
+    lengths = (inputs.abs().sum(-1) != 0).sum(1)
+    groups = -(-n // batch_size)
+    longest = torch.zeros(groups * batch_size, dtype=lengths.dtype)
+    longest[:n] = lengths
+    for index, length in enumerate(longest.view(groups, batch_size).amax(1).tolist()):
+        start = index * batch_size
+        yield Batch(inputs[start:start + batch_size, steps - length:], labels[start:start + batch_size])
 
 
 class QRSUTask(Task):

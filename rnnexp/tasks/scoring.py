@@ -2,7 +2,8 @@
 
 A task's `score` returns a `Score`: the loss (a scalar tensor with its graph, or None when the
 batch scores nothing) and `sums`, 0-dim tensors that the engine adds up on the device over a
-logging interval or an epoch (no host sync per step). The task's `metrics` turns the added-up
+logging interval or an epoch (no host sync per step, and no copy from the host either, so a
+CUDA graph can record the scoring with the rest of the step). The task's `metrics` turns the added-up
 sums (now floats) into named metrics. Two kinds cover the tasks here:
 
 * classification: cross-entropy; sums `loss` (per-target loss x count), `correct`, `count`;
@@ -35,7 +36,7 @@ def classification(logits: torch.Tensor, targets: torch.Tensor) -> Score:
     if targets.numel() == 0:
         return nothing_scored(logits.device)
     loss = F.cross_entropy(logits, targets)
-    count = torch.tensor(float(targets.numel()), device=logits.device)
+    count = torch.full((), float(targets.numel()), device=logits.device)
     with torch.no_grad():
         correct = (logits.argmax(-1) == targets).sum().float()
     return Score(loss, {"loss": loss.detach() * count, "correct": correct, "count": count})
@@ -47,7 +48,7 @@ def regression(predictions: torch.Tensor, targets: torch.Tensor, tolerance: floa
         return nothing_scored(predictions.device)
     error = predictions.reshape(-1) - targets.reshape(-1).to(predictions.dtype)
     loss = (error ** 2).mean()
-    count = torch.tensor(float(targets.numel()), device=predictions.device)
+    count = torch.full((), float(targets.numel()), device=predictions.device)
     with torch.no_grad():
         correct = (error.abs() < tolerance).sum().float()
     return Score(loss, {"loss": loss.detach() * count, "correct": correct, "count": count})
