@@ -78,7 +78,11 @@ def test_threads_auto_gives_small_models_one_thread_and_parallel_jobs_a_share():
 
     cpu = torch.device("cpu")
     assert choose_threads("auto", SMALL_MODEL_PARAMS - 1, cpu)[0] == 1
-    assert choose_threads("auto", SMALL_MODEL_PARAMS, cpu)[0] == available_cores()
+    assert choose_threads("auto", SMALL_MODEL_PARAMS, cpu, busy_elsewhere=0.0)[0] == available_cores()
+    # A large model leaves alone the cores other processes keep busy (at least one thread).
+    cores = available_cores()
+    assert choose_threads("auto", 10**7, cpu, busy_elsewhere=1.0)[0] == max(1, cores - 1)
+    assert choose_threads("auto", 10**7, cpu, busy_elsewhere=float(cores))[0] == 1
     assert choose_threads("auto", 10**7, cpu, parallel_jobs=available_cores())[0] == 1
     assert choose_threads("3", 244, cpu) == (3, "set by train.threads")
     assert parallel_jobs(OmegaConf.create({"n_jobs": 2})) == 2

@@ -4,13 +4,19 @@ For the small models here the cost of a step is Python and OpenMP overhead, not 
 2-core machine a hidden-4 LSTM runs as fast on one thread as on two, and 10-100x slower on two
 when another process keeps a core busy (the OpenMP workers spin waiting for it). So `auto`
 gives small models one thread, large ones a fair share of the cores, and parallel sweep jobs
-cores / jobs each. `scripts/bench_threads.py` measures the trade-off on a machine.
+cores / jobs each. A large model does not take the cores other processes keep busy either: at
+the start `auto` measures, over a quarter of a second, how much of the machine the others use
+(/proc/stat, less this process), and leaves those cores alone (beside one busy process on 2 cores
+the LSTM 256 language model ran at 7.5k chars/s on one thread and 4.2k on two).
+`scripts/bench.py threads` measures auto against every fixed choice, idle and beside 1 and 2
+busy processes.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import time
+from typing import Any, Optional
 
 from threadpoolctl import threadpool_limits
 
@@ -30,8 +36,10 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def choose_threads(setting: str, num_params: int, device: torch.device, parallel_jobs: int = 1) -> tuple[int, str]:
-    """(threads, reason) for `train.threads` = `setting` ("auto" or a count)."""
+def choose_threads(setting: str, num_params: int, device: Any, parallel_jobs: int = 1,
+                   busy_elsewhere: Optional[float] = None) -> tuple[int, str]:
+    """(threads, reason) for `train.threads` = `setting` ("auto" or a count). `busy_elsewhere`:
+    cores other processes keep busy (measured when None and it matters)."""
     if setting != "auto":
         return int(setting), "set by train.threads"
     if device.type == "cuda":
@@ -42,7 +50,35 @@ def choose_threads(setting: str, num_params: int, device: torch.device, parallel
         return 1, f"small model ({num_params:,} parameters): one thread avoids OpenMP waits"
     if parallel_jobs > 1:
         return share, f"{share} of {cores} cores for each of {parallel_jobs} parallel jobs"
+    if share > 1:
+        busy = busy_cores_elsewhere() if busy_elsewhere is None else busy_elsewhere
+        free = max(1, min(share, cores - round(busy)))
+        if free < share:
+            return free, f"{free} of {cores} cores: other processes keep {busy:.1f} busy"
     return share, f"all {cores} cores for a large model ({num_params:,} parameters)"
+
+
+def busy_cores_elsewhere(seconds: float = 0.25) -> float:
+    """How many cores other processes keep busy: the machine's busy time over `seconds` (Linux's
+    /proc/stat) less this process's own. 0 where /proc/stat cannot be read."""
+    try:
+        before, own_before = _busy_and_total(), time.process_time()
+        time.sleep(seconds)
+        after, own_after = _busy_and_total(), time.process_time()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    elapsed = (after[1] - before[1]) / max(1, os.cpu_count() or 1)  # wall seconds seen by /proc/stat
+    busy = (after[0] - before[0]) - (own_after - own_before)
+    return max(0.0, busy / max(elapsed, 1e-9))
+
+
+def _busy_and_total() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
 
 
 def parallel_jobs(launcher_cfg: Any) -> int:
