@@ -55,7 +55,9 @@ def build_model(model_cfg: Any, task: Any) -> RecurrentModel:
     """The model for `task` from the validated `model` config, initialised as `model.init` says."""
     model = RecurrentModel(model_cfg.cell, task.input_size, task.num_classes, hidden_size(model_cfg, task),
                            model_cfg.num_layers, model_cfg.dropout, model_cfg.nonlinearity,
-                           task.vocab_size, model_cfg.embedding_size)
+                           task.vocab_size, model_cfg.embedding_size, model_cfg.input_dropout,
+                           model_cfg.weight_drop, model_cfg.tie_weights)
     tmax = model_cfg.chrono_tmax if model_cfg.chrono_tmax is not None else task.max_lag()
     apply_init(model.rnn, model_cfg.cell, model_cfg.init, forget_bias=model_cfg.forget_bias, chrono_tmax=tmax)
+    model.apply_weight_drop()
     return model

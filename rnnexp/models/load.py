@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rnnexp.config import ModelConfig, typed
-from rnnexp.engine.checkpoint import BEST, load_payload
+from rnnexp.engine.checkpoint import BEST, load_payload, with_added_keys
 from rnnexp.errors import RunDirError
 from rnnexp.models.build import build_model
 from rnnexp.models.recurrent import RecurrentModel
@@ -28,7 +28,8 @@ def load_best(run_dir: Path, key: str = "run") -> dict[str, Any]:
 def model_from_payload(payload: dict[str, Any], task: Optional[Any], device: torch.device) -> RecurrentModel:
     """The best model, rebuilt with the run's own model config for `task` (or, for a character
     model without its corpus at hand, for the vocabulary saved with it) and its weights loaded."""
-    model_cfg = typed(ModelConfig, OmegaConf.create(payload["config"]["model"]), "model")
+    saved = with_added_keys(OmegaConf.create(payload["config"]))
+    model_cfg = typed(ModelConfig, saved.model, "model")
     model_cfg = replace(model_cfg, hidden_size=payload["hidden_size"], param_budget=None, init="default")
     if task is None:
         vocab = payload["task"].get("vocab") or ""

@@ -2,9 +2,18 @@
 
     inputs (B, T, features) or token ids (B, T)
       -> encoder: identity for one-hot/bit features, nn.Embedding for token ids
+         (then dropout `input_dropout`)
       -> rnn: nn.RNN (ReLU or tanh), nn.LSTM or nn.GRU, chosen by name in `CELLS`
-      -> head: nn.Linear(hidden, classes), applied at every step
+         (dropout between layers; `weight_drop`: DropConnect on the hidden-to-hidden weights)
+      -> head: nn.Linear(hidden, classes), applied at every step (after dropout; with
+         `tie_weights` it shares the embedding's weights)
     returns (logits (B, T, classes), final hidden state)
+
+The regularisers for language models are the ones LSTM language-model research found (each off
+by default): dropout on the embeddings and outputs (Zaremba et al. 2014), DropConnect on the
+recurrent weights (Wan et al. 2013; Merity et al. 2018, AWD-LSTM: it keeps the fused kernel, as
+the dropped weights are the same at every time step), and tied input and output embeddings
+(Press & Wolf 2017; Inan et al. 2017).
 
 The hidden state is whatever torch's layer uses (a tensor, or an (h, c) tuple for the LSTM);
 `carry_hidden_state` detaches either form so a streaming task can carry it to the next chunk.
@@ -41,10 +50,23 @@ def make_recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layer
     return layer_cls(**kwargs)
 
 
+class DropConnect(nn.Module):
+    """A parametrization: the weight with a fresh dropout mask at every forward pass in training
+    (torch.nn.utils.parametrize recomputes it on access; the fused RNN picks it up)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(weight, self.p, self.training)
+
+
 class RecurrentModel(nn.Module):
     def __init__(self, cell: str, input_size: int, num_classes: int, hidden_size: int,
                  num_layers: int = 1, dropout: float = 0.0, nonlinearity: str = "relu",
-                 vocab_size: int = 0, embedding_size: Optional[int] = None):
+                 vocab_size: int = 0, embedding_size: Optional[int] = None, input_dropout: float = 0.0,
+                 weight_drop: float = 0.0, tie_weights: bool = False):
         super().__init__()
         self.cell = cell
         if vocab_size > 0:
@@ -53,12 +75,27 @@ class RecurrentModel(nn.Module):
             input_size = embedding_size
         else:
             self.encoder = nn.Identity()
+        self.input_drop = nn.Dropout(input_dropout)
         self.rnn = make_recurrent_layer(cell, input_size, hidden_size, num_layers, dropout, nonlinearity)
+        self.weight_drop = weight_drop
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, num_classes)
+        if tie_weights:
+            if not (vocab_size == num_classes and embedding_size == hidden_size):
+                raise ConfigError(f"model.tie_weights needs token inputs and outputs of the same vocabulary and "
+                                  f"model.embedding_size = model.hidden_size ({embedding_size} != {hidden_size}); "
+                                  f"set model.embedding_size=null or model.tie_weights=false")
+            self.head.weight = self.encoder.weight  # type: ignore[union-attr]
+
+    def apply_weight_drop(self) -> None:
+        """DropConnect on every hidden-to-hidden weight matrix (after initialisation, which sets
+        the weights themselves)."""
+        if self.weight_drop > 0:
+            for layer in range(self.rnn.num_layers):
+                nn.utils.parametrize.register_parametrization(self.rnn, f"weight_hh_l{layer}", DropConnect(self.weight_drop))
 
     def forward(self, inputs: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        hidden, state = self.rnn(self.encoder(inputs), state)
+        hidden, state = self.rnn(self.input_drop(self.encoder(inputs)), state)
         return self.head(self.drop(hidden)), state
 
 

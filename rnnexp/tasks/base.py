@@ -63,6 +63,9 @@ class Task:
     streaming: ClassVar[bool] = False
     #: The validation metric that selects (best model, sweeps) and its direction.
     objective: ClassVar[tuple[str, str]] = ("accuracy", "max")
+    #: Token ids in and a distribution over the same tokens out (a language model): the model
+    #: embeds them, and may tie its output layer to the embedding.
+    token_inputs: ClassVar[bool] = False
     #: What one scored target is, for speeds ("chars/s").
     unit: ClassVar[str] = "targets"
 

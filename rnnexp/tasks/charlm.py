@@ -57,6 +57,7 @@ class CharLMTask(Task):
     Config = CharLMConfig
     unit = "chars"
     streaming = True
+    token_inputs = True
     objective = ("loss", "min")
 
     @classmethod
