@@ -26,7 +26,9 @@ def test_targets_are_inputs_delayed_per_stream_across_chunks(compose_cfg):
     assert [b.reset for b in batches] == [True] + [False] * 6
     inputs = torch.cat([b.inputs[..., 0] for b in batches], 1).long()
     targets = torch.cat([b.targets for b in batches], 1)
-    mask = torch.cat([b.mask for b in batches], 1)
+    # A chunk scored at every step carries no mask (None: all scored).
+    mask = torch.cat([torch.ones_like(b.targets, dtype=torch.bool) if b.mask is None else b.mask for b in batches], 1)
+    assert batches[0].mask is not None and all(b.mask is None for b in batches[1:])
     assert inputs.shape == (5, 50)
     assert torch.equal(targets[:, 5:], inputs[:, :-5])
     assert not mask[:, :5].any() and mask[:, 5:].all()

@@ -146,7 +146,17 @@ def restore(payload: dict[str, Any], engine: Any) -> None:
     from rnnexp.engine.loop import LoopState
 
     engine.model.load_state_dict(payload["model"])
+    # The implementation flags (fused, foreach, capturable) are this device's, not the saved run's:
+    # a CPU run resumed on a GPU steps with the GPU's capturable kernels.
+    implementation = [{k: g.get(k) for k in ("fused", "foreach", "capturable") if k in g}
+                      for g in engine.optimizer.param_groups]
     engine.optimizer.load_state_dict(payload["optimizer"])
+    for group, flags in zip(engine.optimizer.param_groups, implementation):
+        group.update(flags)
+        for param in group["params"] if group.get("capturable") else ():  # step counts on the GPU too
+            state = engine.optimizer.state.get(param, {})
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(param.device, torch.float32)
     if engine.scheduler is not None and payload["scheduler"] is not None:
         engine.scheduler.load_state_dict(payload["scheduler"])
     engine.best_model = payload["best_model"]

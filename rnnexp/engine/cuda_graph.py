@@ -119,6 +119,10 @@ def _copy(into: Any, source: Any) -> None:
         into.copy_(source)
 
 
-def graphs_wanted(setting: str, device: torch.device) -> bool:
-    """train.cuda_graph: `auto` uses graphs on a CUDA device, `off` never."""
+def graphs_wanted(setting: str, device: torch.device, model: Optional[torch.nn.Module] = None) -> bool:
+    """train.cuda_graph: `auto` uses graphs on a CUDA device, `off` never. Not for a model with
+    parametrized weights (model.weight_drop): cuDNN re-flattens such weights into a new buffer at
+    every forward pass, moving the parameters' storage, which a replayed graph cannot follow."""
+    if model is not None and any(torch.nn.utils.parametrize.is_parametrized(m) for m in model.modules()):
+        return False
     return setting == "auto" and device.type == "cuda"

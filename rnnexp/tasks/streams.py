@@ -25,10 +25,13 @@ def split_into_streams(sequence: torch.Tensor, num_streams: int) -> torch.Tensor
 
 def chunk_streams(inputs: torch.Tensor, targets: torch.Tensor, chunk_length: int,
                   mask: Optional[torch.Tensor] = None, carry_state: bool = True) -> Iterator[Batch]:
-    """Cut (B, L, ...) streams into consecutive chunks along time (the last may be shorter)."""
+    """Cut (B, L, ...) streams into consecutive chunks along time (the last may be shorter). A
+    chunk whose steps are all scored gets no mask (the same loss, and no boolean selection, which
+    would stop a CUDA graph from recording the step)."""
     for index, start in enumerate(range(0, targets.shape[1], chunk_length)):
         stop = start + chunk_length
-        yield Batch(inputs[:, start:stop], targets[:, start:stop],
-                    None if mask is None else mask[:, start:stop],
-                    reset=index == 0 or not carry_state)
+        chunk_mask = None if mask is None else mask[:, start:stop]
+        if chunk_mask is not None and bool(chunk_mask.all()):
+            chunk_mask = None
+        yield Batch(inputs[:, start:stop], targets[:, start:stop], chunk_mask, reset=index == 0 or not carry_state)
 

@@ -1,0 +1,177 @@
+"""What the performance work added, each kept honest: epochs as windows through the data, bf16
+autocast, the thread policy beside busy processes, the language-model regularisers, the CUDA
+graph step (on a GPU only), and the benchmark itself (a smoke run)."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from rnnexp.config import load_run_config
+from rnnexp.engine.callbacks import Callbacks
+from rnnexp.engine.loop import Engine, Sums
+from rnnexp.errors import ConfigError
+from rnnexp.models.build import build_model
+from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.tasks import build_task
+from tests.conftest import REPO, SHAKESPEARE
+
+ECHO = ["task=echo", "model=gru", "model.hidden_size=8", "task.series_length=400", "task.chunk_length=20",
+        "task.val_length=200",
+        "train.batch_size=4", "train.target_accuracy=null", "train.insight_every=0"]
+
+
+def engine_for(compose_cfg, *overrides) -> Engine:
+    run = load_run_config(compose_cfg(*overrides))
+    torch.manual_seed(0)
+    task = build_task(run.task, run.train.batch_size, run.train.seed)
+    return Engine(task, build_model(run.model, task), run.train, torch.device("cpu"))
+
+
+class Seen:
+    """Records the batches the engine trains on (and the state each starts from)."""
+
+    def __init__(self, engine):
+        self.batches, self.starts = [], []
+        step = engine.step
+
+        def recording(batch, start):
+            self.batches.append(batch.inputs.clone())
+            self.starts.append(start)
+            return step(batch, start)
+        engine.step = recording
+
+
+def test_batches_per_epoch_windows_go_on_through_the_data_and_carry_the_state(compose_cfg):
+    whole = engine_for(compose_cfg, *ECHO, "train.epochs=1")
+    count = whole.task.train_batch_count()
+    assert count == 20
+    every = Seen(whole)
+    whole.fit(Callbacks([]))
+    windows = engine_for(compose_cfg, *ECHO, "train.epochs=3", "train.batches_per_epoch=8")
+    seen = Seen(windows)
+    windows.fit(Callbacks([]))
+    assert len(seen.batches) == 24
+    # Epochs 1-2 and half of 3 are the first pass, in order; then the second pass begins.
+    assert all(torch.equal(a, b) for a, b in zip(seen.batches[:20], every.batches))
+    second_pass = list(windows.task.train_batches(2))
+    assert torch.equal(seen.batches[20], second_pass[0].inputs)
+    # The first chunk of epoch 2 goes on from the state epoch 1 ended with (not from zeros).
+    assert seen.starts[8] is not None and seen.starts[20] is None
+
+
+def test_bf16_autocast_trains_and_differs_from_fp32(compose_cfg):
+    results = {}
+    for precision in ("fp32", "bf16"):
+        engine = engine_for(compose_cfg, "task=qrsu", "model=lstm", "model.hidden_size=16", "train.epochs=3",
+                            "train.target_accuracy=null", "train.optimizer=adam", "train.lr=1e-2",
+                            f"train.precision={precision}", "task.train_size=640", "task.val_size=250")
+        engine.fit(Callbacks([]))
+        results[precision] = [h["train/loss"] for h in engine.state.history]
+        assert all(p.dtype == torch.float32 for p in engine.model.parameters()), "weights stay float32"
+    assert results["bf16"][-1] < results["bf16"][0], "it learns"
+    assert results["bf16"] != results["fp32"], "the products ran in bfloat16"
+    assert results["bf16"][-1] == pytest.approx(results["fp32"][-1], rel=0.1)
+
+
+def test_precision_is_checked(compose_cfg):
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_run_config(compose_cfg("train.precision=fp16"))
+
+
+def test_sums_add_one_vector_per_step_and_merge_other_keys_by_name():
+    sums = Sums(torch.device("cpu"), {"loss": 1.0, "count": 2.0})
+    sums.add({"loss": torch.tensor(0.5), "count": torch.tensor(1.0)})
+    sums.add({"count": torch.tensor(1.0), "steps": torch.tensor(3.0)})
+    assert sums.to_host() == {"loss": 1.5, "count": 4.0, "steps": 3.0}
+
+
+def test_threads_auto_measures_the_cores_other_processes_keep_busy():
+    from rnnexp.engine.threads import busy_cores_elsewhere
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores_elsewhere(0.5) >= 0.7
+    finally:
+        hog.kill()
+
+
+def test_weight_drop_masks_the_recurrent_weights_in_training_only():
+    torch.manual_seed(0)
+    model = RecurrentModel("lstm", 0, 20, 16, num_layers=2, vocab_size=20, embedding_size=8, weight_drop=0.5)
+    model.apply_weight_drop()
+    x = torch.randint(0, 20, (3, 12))
+    assert not torch.equal(model(x)[0], model(x)[0]), "a fresh mask every forward pass"
+    model.eval()
+    assert torch.equal(model(x)[0], model(x)[0])
+    raw = model.rnn.parametrizations.weight_hh_l1.original
+    assert torch.equal(model.rnn.weight_hh_l1, raw), "no dropout in evaluation"
+    model.train()
+    model(x)[0].sum().backward()
+    assert raw.grad is not None and raw.grad.abs().sum() > 0, "the raw weights learn"
+
+
+def test_tied_embeddings_share_one_matrix_and_bad_ties_are_refused(compose_cfg):
+    model = RecurrentModel("gru", 0, 30, 16, vocab_size=30, tie_weights=True)
+    assert model.head.weight is model.encoder.weight
+    with pytest.raises(ConfigError, match="embedding_size"):
+        load_run_config(compose_cfg("task=charlm", "model.tie_weights=true", "model.hidden_size=32",
+                                    "model.embedding_size=16"))
+    with pytest.raises(ConfigError, match="token inputs"):
+        load_run_config(compose_cfg("task=qrsu", "model.tie_weights=true"))
+
+
+def test_the_cpu_step_is_the_plain_one():
+    from rnnexp.engine.cuda_graph import graphs_wanted
+
+    assert not graphs_wanted("auto", torch.device("cpu"))
+    assert not graphs_wanted("off", torch.device("cuda"))
+    assert graphs_wanted("auto", torch.device("cuda"))
+    dropped = RecurrentModel("lstm", 0, 20, 16, vocab_size=20, weight_drop=0.3)
+    dropped.apply_weight_drop()
+    assert not graphs_wanted("auto", torch.device("cuda"), dropped), "cuDNN moves parametrized weights"
+    assert graphs_wanted("auto", torch.device("cuda"), RecurrentModel("lstm", 0, 20, 16, vocab_size=20))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("overrides", [["task=qrsu", "model=lstm"], ["task=charlm", "model=lstm", "model.hidden_size=64"],
+                                       ["task=echo", "model=gru", "model.hidden_size=16"]])
+def test_the_cuda_graph_step_trains_like_the_eager_one(compose_cfg, overrides):
+    device = torch.device("cuda")
+    losses = {}
+    for mode in ("off", "auto"):
+        run = load_run_config(compose_cfg(*overrides, f"train.cuda_graph={mode}", "train.optimizer=adam"))
+        torch.manual_seed(0)
+        task = build_task(run.task, run.train.batch_size, run.train.seed)
+        engine = Engine(task, build_model(run.model, task).to(device), run.train, device)
+        state, losses[mode] = None, []
+        for _, batch in zip(range(30), task.train_batches(1)):
+            batch = batch.to(device)
+            state, sums, _ = engine.step(batch, None if batch.reset else state)
+            losses[mode].append(float(sums["loss"]))
+        if mode == "auto":
+            assert any(g is not None for g in engine.step.graphs.values()), "a graph was captured and replayed"
+    assert losses["auto"] == pytest.approx(losses["off"], rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_and_reports_every_ratio(tmp_path):
+    out = tmp_path / "bench.json"
+    corpus = SHAKESPEARE
+    if not corpus.is_file():  # the project runs without ../shared: any text of some size will do
+        corpus = tmp_path / "text.txt"
+        corpus.write_text((REPO / "README.md").read_text(encoding="utf-8") * 4, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "scripts/bench.py", "qrsu", "charlm", "startup", "--quick",
+                           f"--corpus={corpus}", f"--out={out}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["qrsu"]["easy"]["speedup"] > 0 and results["qrsu"]["moderate"]["speedup_vs_1_thread"] > 0
+    assert len(results["qrsu"]["easy"]["val_accuracy_curves"]["lecture"]) == 2
+    assert results["charlm"]["rnnexp bf16"]["speed_ratio"] > 0
+    assert set(results["startup"]) == {"--help", "config error"}
+    assert "| QRSU easy" in proc.stdout and "word_language_model" not in proc.stdout.split("|")[0]
