@@ -30,7 +30,7 @@ from rnnexp.errors import ConfigError, Interrupted, Rejected, RnnexpError
 from rnnexp.report.errors import run_reporting_errors
 from rnnexp.sweep.jobs import SweepState, read_plan
 
-# Start-up: `rnnexp --help` and a config error must not wait for `import torch` (1.4-2 s, several
+# Start-up: `rnnexp --help` and a config error must not wait for `import torch` (1-2 s, several
 # times the rest). Nothing imported above imports torch (the task modules name it through
 # rnnexp.lazy); what does (the run, checkpoints, the thread policy) is imported where it is used.
 

@@ -1,7 +1,7 @@
 """Modules imported on first use: `from rnnexp.lazy import torch, F`.
 
 Checking a config (`rnnexp --help`, `rnnexp train.lr=-1`) imports the task modules for their
-config schemas, and `import torch` costs 1.4-2 s, several times the rest of the start-up: a
+config schemas, and `import torch` costs 1-2 s, several times the rest of the start-up: a
 mistyped value would wait for torch only to print one line. The modules a config check imports
 (the tasks, rnnexp.models.init, rnnexp.engine.threads) therefore name torch through these proxies,
 which import the real module the first time an attribute is read (`torch.zeros`, `F.one_hot`),

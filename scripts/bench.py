@@ -35,14 +35,22 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "scripts" / "peers.py"
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+# word_language_model's configuration in rnnexp's keys (dropout 0.2 on the embeddings, between the
+# layers and on the outputs). One difference stays: rnnexp keeps torch's default initialisation
+# (embedding N(0, 1), linear layers U(+-1/sqrt(fan_in))) where the peer draws U(-0.1, 0.1).
 WLM_CONFIG = ["model=lstm", "model.hidden_size=256", "model.num_layers=2", "model.embedding_size=128",
-              "model.dropout=0.2", "task.chunk_length=64", "train.batch_size=32", "train.optimizer=sgd",
+              "model.dropout=0.2", "model.input_dropout=0.2", "task.chunk_length=64", "train.batch_size=32", "train.optimizer=sgd",
               "train.lr=20", "train.grad_clip=0.25", "train.lr_schedule=none", "task.sample_length=0"]
+
+
+CHECKOUT: Path | None = None  # --rnnexp-checkout: measure another checkout of rnnexp (e.g. before a change)
 
 
 def run(args: list[str], threads: int = 1, **kwargs: Any) -> subprocess.CompletedProcess:
     """`threads` 0: torch's own default (what a notebook gets)."""
     env = dict(os.environ)
+    if CHECKOUT is not None and args[1:3] == ["-m", "rnnexp"]:
+        env["PYTHONPATH"] = str(CHECKOUT)
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(key, None)
         if threads:
@@ -55,7 +63,11 @@ def run(args: list[str], threads: int = 1, **kwargs: Any) -> subprocess.Complete
 
 def rnnexp(overrides: list[str], work: Path, name: str, threads: int = 1) -> dict[str, Any]:
     run_dir = work / name
-    run([sys.executable, "-m", "rnnexp", *overrides, f"hydra.run.dir={run_dir}", "train.progress=lines"], threads)
+    if CHECKOUT is not None:  # an older rnnexp: without the options it did not have yet
+        overrides = [o for o in overrides if not o.startswith("model.input_dropout=")]
+    # (run from `work`: `python -m` puts the working directory first on sys.path)
+    run([sys.executable, "-m", "rnnexp", *overrides, f"hydra.run.dir={run_dir}", "train.progress=lines"], threads,
+        cwd=work)
     return json.loads((run_dir / "results.json").read_text())
 
 
@@ -121,15 +133,22 @@ def bench_charlm(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in arms}
     for i in range(1 if opts.quick else opts.charlm_repeats):
         for name, arm in arms.items():
-            results[name].append(arm(i))
+            try:
+                results[name].append(arm(i))
+            except SystemExit as failed:  # an older checkout without the option
+                if CHECKOUT is None:
+                    raise
+                say(f"charlm {name}: not available here ({str(failed).splitlines()[-1]})")
+                continue
             say(f"charlm {name}: {results[name][-1]}")
+    results = {name: rows for name, rows in results.items() if rows}
     for name, rows in results.items():
         reached = [r["seconds_to_target"] for r in rows if r["seconds_to_target"] is not None]
         out[name] = {"chars_per_second": median([r["chars_per_second"] for r in rows]),
                      "seconds_to_target": median(reached) if len(reached) == len(rows) else None,
                      "best_val_loss": median([r["best_val_loss"] for r in rows])}
     base = out["word_language_model"]
-    for name in arms:
+    for name in results:
         out[name]["speed_ratio"] = out[name]["chars_per_second"] / base["chars_per_second"]
         if base["seconds_to_target"] and out[name]["seconds_to_target"]:
             out[name]["time_ratio"] = base["seconds_to_target"] / out[name]["seconds_to_target"]
@@ -145,8 +164,12 @@ def _wlm(corpus: str, seconds: float, target: float, threads: int) -> dict[str, 
 
 
 def _mine(result: dict[str, Any], target: float) -> dict[str, Any]:
+    """chars/s over the whole run as the peer counts it (all training chars / training time: the
+    harmonic mean of the equal windows' speeds; the last, cut by the time limit, left out).
+    The time to the target is rnnexp's clock, which counts its validation too (the peer's does not)."""
     history = result["history"]
-    return {"chars_per_second": median([h["train/targets_per_second"] for h in history]),
+    speeds = [h["train/targets_per_second"] for h in (history[:-1] or history)]
+    return {"chars_per_second": len(speeds) / sum(1 / v for v in speeds),
             "seconds_to_target": seconds_to(history, target), "best_val_loss": min(h["val/loss"] for h in history)}
 
 
@@ -156,8 +179,9 @@ def bench_startup(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     for name, args in cases.items():
         times = []
         for _ in range(1 if opts.quick else 5):
+            env = {**os.environ, **({"PYTHONPATH": str(CHECKOUT)} if CHECKOUT is not None else {})}
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "rnnexp", *args], cwd=work, capture_output=True)
+            subprocess.run([sys.executable, "-m", "rnnexp", *args], cwd=work, capture_output=True, env=env)
             times.append(time.perf_counter() - start)
         out[name] = median(times)
         say(f"startup {name}: {out[name]:.2f} s")
@@ -166,7 +190,7 @@ def bench_startup(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def bench_threads(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Training speed per thread setting, idle and beside busy processes (a `while True` each)."""
-    limit = 0.05 if opts.quick else 0.3
+    limit = 0.05 if opts.quick else 0.2
     models = {"charlm lstm 256": ["task=charlm", f"task.corpus={opts.corpus}", *WLM_CONFIG,
                                   "train.batches_per_epoch=20", "train.epochs=1000"],
               "qrsu lstm h4": ["task=qrsu", "model=lstm", "train.epochs=1000", "train.target_accuracy=null",
@@ -174,7 +198,7 @@ def bench_threads(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     if not Path(opts.corpus).is_file():
         models.pop("charlm lstm 256")
     out: dict[str, Any] = {}
-    for busy in (0, 1, 2):
+    for busy in opts.loads:
         hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
         try:
             for model, overrides in models.items():
@@ -200,7 +224,7 @@ def bench_sweep(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
     for name, launcher in (("sequential", []), ("parallel", ["hydra/launcher=local_parallel"])):
         start = time.perf_counter()
         run([sys.executable, "-m", "rnnexp", "experiment=lecture_qrsu", *launcher, *extra,
-             f"hydra.sweep.dir={work / ('sweep-' + name)}"], threads=1)
+             f"hydra.sweep.dir={work / ('sweep-' + name)}"], threads=1, cwd=work)
         times[name] = time.perf_counter() - start
     times["ratio"] = times["parallel"] / times["sequential"]
     say(f"sweep: {times}")
@@ -237,6 +261,8 @@ def table(results: dict[str, Any]) -> str:
     if "word_language_model" in c:
         base = c["word_language_model"]
         for name in ("rnnexp fp32", "rnnexp bf16", "rnnexp charlm_quick"):
+            if name not in c:
+                continue
             r = c[name]
             rows.append(f"| charlm chars/s, {name} | {base['chars_per_second']:,.0f} | {r['chars_per_second']:,.0f} "
                         f"| {r['speed_ratio']:.2f}x | 1.5x |")
@@ -281,8 +307,16 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(SHAKESPEARE))
     parser.add_argument("--charlm-seconds", type=float, default=60.0)
     parser.add_argument("--charlm-repeats", type=int, default=1)
+    parser.add_argument("--loads", type=int, nargs="+", default=[0, 1, 2], help="threads: busy processes beside the run")
     parser.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "bench.json"))
+    parser.add_argument("--rnnexp-checkout", help="measure this checkout of rnnexp instead (git worktree of an "
+                                                  "older commit: the 'before' column); arms it cannot run are left out")
     opts = parser.parse_args()
+    if opts.rnnexp_checkout:  # its package, with its conf/ as rnnexp.conf (as installed)
+        global CHECKOUT
+        CHECKOUT = Path(opts.rnnexp_checkout).resolve()
+        if not (CHECKOUT / "rnnexp" / "conf").exists():
+            (CHECKOUT / "rnnexp" / "conf").symlink_to(Path("..") / "conf")
     unknown = [s for s in opts.sections if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")

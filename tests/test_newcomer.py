@@ -20,7 +20,8 @@ from rnnexp.report.errors import selected_tasks, unknown_key_message
 from rnnexp.sweep.summary import print_summary, read_jobs, seed_groups, summarise
 from tests.test_cli import run_main
 
-PRESETS = "choose experiment= one of adding_long, copy_long, lecture_charlm, lecture_echo, lecture_qrsu, long_lags"
+PRESETS = ("choose experiment= one of adding_long, charlm_cpu, charlm_gpu, charlm_quick, copy_long, lecture_charlm, "
+           "lecture_echo, lecture_qrsu, long_lags")
 GROUPS = "groups: task, model, train, experiment, hparams_search, hydra/launcher"
 
 

@@ -71,7 +71,12 @@ def test_bf16_autocast_trains_and_differs_from_fp32(compose_cfg):
                             f"train.precision={precision}", "task.train_size=640", "task.val_size=250")
         engine.fit(Callbacks([]))
         results[precision] = [h["train/loss"] for h in engine.state.history]
-        assert all(p.dtype == torch.float32 for p in engine.model.parameters()), "weights stay float32"
+        batch = next(iter(engine.task.eval_batches("val")))
+        with engine._precision():
+            outputs, _ = engine.model(batch.inputs)
+            score = engine.task.score(outputs, batch)
+        assert outputs.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32), "the products' dtype"
+        assert score.loss.dtype == torch.float32, "the loss is float32 either way"
     assert results["bf16"][-1] < results["bf16"][0], "it learns"
     assert results["bf16"] != results["fp32"], "the products ran in bfloat16"
     assert results["bf16"][-1] == pytest.approx(results["fp32"][-1], rel=0.1)
@@ -125,16 +130,20 @@ def test_tied_embeddings_share_one_matrix_and_bad_ties_are_refused(compose_cfg):
         load_run_config(compose_cfg("task=qrsu", "model.tie_weights=true"))
 
 
-def test_the_cpu_step_is_the_plain_one():
+def test_the_cpu_step_is_the_plain_one(compose_cfg):
     from rnnexp.engine.cuda_graph import graphs_wanted
 
-    assert not graphs_wanted("auto", torch.device("cpu"))
-    assert not graphs_wanted("off", torch.device("cuda"))
-    assert graphs_wanted("auto", torch.device("cuda"))
+    engine = engine_for(compose_cfg, "task=qrsu", "model=lstm")
+    assert engine.step == engine.train_step and engine.step_kind == ""
+
+    assert not graphs_wanted("auto", torch.device("cpu"))[0]
+    assert not graphs_wanted("off", torch.device("cuda"))[0]
+    assert graphs_wanted("auto", torch.device("cuda"))[0]
     dropped = RecurrentModel("lstm", 0, 20, 16, vocab_size=20, weight_drop=0.3)
     dropped.apply_weight_drop()
-    assert not graphs_wanted("auto", torch.device("cuda"), dropped), "cuDNN moves parametrized weights"
-    assert graphs_wanted("auto", torch.device("cuda"), RecurrentModel("lstm", 0, 20, 16, vocab_size=20))
+    use, why = graphs_wanted("auto", torch.device("cuda"), dropped)
+    assert not use and "weight_drop" in why, "cuDNN moves parametrized weights"
+    assert graphs_wanted("auto", torch.device("cuda"), RecurrentModel("lstm", 0, 20, 16, vocab_size=20))[0]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -175,3 +184,24 @@ def test_the_benchmark_runs_and_reports_every_ratio(tmp_path):
     assert results["charlm"]["rnnexp bf16"]["speed_ratio"] > 0
     assert set(results["startup"]) == {"--help", "config error"}
     assert "| QRSU easy" in proc.stdout and "word_language_model" not in proc.stdout.split("|")[0]
+
+
+@pytest.mark.parametrize("look", [5, 13])  # mid-window; between two windows (after validation)
+def test_a_windowed_run_stopped_anywhere_resumes_exactly(run_cfg, tmp_path, monkeypatch, look):
+    """Epochs as windows through the data, the carried state across them: stop and resume = one run."""
+    import signal as signals
+
+    from rnnexp import run as run_module
+    from rnnexp.errors import Interrupted
+    from tests.test_reliability import stop_at_check
+
+    windows = [*ECHO, "train.epochs=4", "train.batches_per_epoch=6", "task.eval_streams=2"]
+    clean = run_cfg(tmp_path, *windows, name="clean")
+    monkeypatch.setattr(run_module, "stop_on_signals", stop_at_check(look))
+    with pytest.raises(Interrupted) as info:
+        run_cfg(tmp_path, *windows, name="stopped")
+    assert info.value.signum == signals.SIGINT
+    monkeypatch.undo()
+    resumed = run_cfg(tmp_path, *windows, f"train.resume={tmp_path / 'stopped'}", name="stopped")
+    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
+    assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]

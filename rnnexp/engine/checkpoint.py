@@ -26,12 +26,14 @@ from rnnexp.errors import RunDirError
 from rnnexp.files import atomic_write
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
-FORMAT = 2  # bump when the payload changes incompatibly
+FORMAT = 3  # bump when the payload changes incompatibly
+READS = (2, 3)  # 3: train.batches_per_epoch makes an epoch a window that goes on through the data
 
 #: What may differ on resume; any other key given on the command line must equal the run's own.
 RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.threads",
              "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")
-#: Keys added after runs were saved without them: the value that trains as those runs did.
+#: Keys added after runs were saved without them: the value that trains as those runs did
+#: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "model.input_dropout": 0.0,
               "model.weight_drop": 0.0, "model.tie_weights": False}
 #: A group given again on resume is compared by the option it names, not by today's YAML of it.
@@ -78,6 +80,10 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
         raise RunDirError(f"train.resume={run_dir} is not a directory; give the run directory printed at its start")
     payload = load_payload(run_dir / CHECKPOINT)
     saved = with_added_keys(OmegaConf.create(payload["config"]))
+    if payload["format"] < 3 and OmegaConf.select(saved, "train.batches_per_epoch", default=None):
+        raise RunDirError(f"cannot resume {run_dir}: it was written when train.batches_per_epoch repeated the first "
+                          f"batches of every epoch; now an epoch goes on through the data, so it would not continue "
+                          f"the same way; start a new run (its best.pt still works with rnnexp-sample/inspect)")
     differ = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -153,10 +159,13 @@ def restore(payload: dict[str, Any], engine: Any) -> None:
     engine.optimizer.load_state_dict(payload["optimizer"])
     for group, flags in zip(engine.optimizer.param_groups, implementation):
         group.update(flags)
-        for param in group["params"] if group.get("capturable") else ():  # step counts on the GPU too
+        # Step counts where this implementation keeps them: beside the parameters when capturable
+        # or fused, on the CPU otherwise.
+        on_device = group.get("capturable") or group.get("fused")
+        for param in group["params"]:
             state = engine.optimizer.state.get(param, {})
             if torch.is_tensor(state.get("step")):
-                state["step"] = state["step"].to(param.device, torch.float32)
+                state["step"] = state["step"].to(param.device if on_device else "cpu", torch.float32)
     if engine.scheduler is not None and payload["scheduler"] is not None:
         engine.scheduler.load_state_dict(payload["scheduler"])
     engine.best_model = payload["best_model"]
@@ -182,7 +191,7 @@ def load_payload(path: Path, what: str = "checkpoint") -> dict[str, Any]:
     except Exception as err:  # torn or foreign file: torch raises many kinds
         raise RunDirError(f"{path} is not a readable {what} ({type(err).__name__}); it may be truncated "
                           f"or from another program; start a new run") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in READS:
         found = payload.get("format") if isinstance(payload, dict) else "unknown"
         raise RunDirError(f"{path} has checkpoint format {found}, this rnnexp reads format {FORMAT}; "
                           f"use the rnnexp version that wrote it or start a new run")

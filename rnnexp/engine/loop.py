@@ -123,7 +123,7 @@ class Engine:
     def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device):
         self.task, self.model, self.cfg, self.device = task, model, cfg, device
         self.params = list(model.parameters())
-        graphed = graphs_wanted(cfg.cuda_graph, device, model)
+        graphed, self.step_kind = graphs_wanted(cfg.cuda_graph, device, model)
         self.optimizer = make_optimizer(cfg, self.params, capturable=graphed)
         self._no_norm = torch.zeros((), device=device)
         # The step the loop runs: `train_step` itself, or on a GPU the same step as a CUDA graph.
@@ -178,6 +178,9 @@ class Engine:
                 callbacks.on_progress(self)  # no metrics: no host sync
                 last_progress = time.perf_counter()
             if self._out_of_time():
+                # The epoch ends early: the next one starts at its own place in the data, which
+                # this state does not lead into.
+                s.carried = None
                 break
             if self.stop_requested():
                 s.sums, s.interval, s.grad_norm = epoch_sums.to_host(), interval.to_host(), float(grad_norm)

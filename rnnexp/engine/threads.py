@@ -58,29 +58,6 @@ def choose_threads(setting: str, num_params: int, device: Any, parallel_jobs: in
     return share, f"all {cores} cores for a large model ({num_params:,} parameters)"
 
 
-def busy_cores_elsewhere(seconds: float = 0.25) -> float:
-    """How many cores other processes keep busy: the machine's busy time over `seconds` (Linux's
-    /proc/stat) less this process's own. 0 where /proc/stat cannot be read."""
-    try:
-        before, own_before = _busy_and_total(), time.process_time()
-        time.sleep(seconds)
-        after, own_after = _busy_and_total(), time.process_time()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    elapsed = (after[1] - before[1]) / max(1, os.cpu_count() or 1)  # wall seconds seen by /proc/stat
-    busy = (after[0] - before[0]) - (own_after - own_before)
-    return max(0.0, busy / max(elapsed, 1e-9))
-
-
-def _busy_and_total() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = [int(v) for v in stat.readline().split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
-
-
 def parallel_jobs(launcher_cfg: Any) -> int:
     """How many jobs of a sweep run at once on this machine (joblib's n_jobs, -1 = all cores,
     -2 = all but one; a launcher without n_jobs, e.g. submitit on a cluster, runs one per allocation)."""
@@ -93,3 +70,33 @@ def apply_threads(threads: int) -> None:
     global _limits
     torch.set_num_threads(threads)
     _limits = threadpool_limits(limits=threads)
+def busy_cores_elsewhere(seconds: float = 0.25) -> float:
+    """How many of this process's cores (its affinity set) other processes keep busy: their busy
+    time over `seconds` (Linux's per-CPU lines of /proc/stat; steal time is the host's, not a
+    neighbour's) less this process's own. 0 where /proc/stat cannot be read."""
+    try:
+        cpus = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+        before, own_before = _busy_and_total(cpus), time.process_time()
+        time.sleep(seconds)
+        after, own_after = _busy_and_total(cpus), time.process_time()
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+    elapsed = (after[1] - before[1]) / max(1, len(cpus))  # wall seconds, as /proc/stat counts them
+    busy = (after[0] - before[0]) - (own_after - own_before)
+    return max(0.0, busy / max(elapsed, 1e-9))
+
+
+def _busy_and_total(cpus: set[str]) -> tuple[float, float]:
+    """(busy, total) CPU seconds since boot, summed over the CPUs named in `cpus` ("cpu0", ...)."""
+    busy = total = 0
+    with open("/proc/stat", encoding="ascii") as stat:
+        for line in stat:
+            name, *values = line.split()
+            if name not in cpus:
+                continue
+            fields = [int(v) for v in values[:8]] + [0] * (8 - len(values[:8]))
+            # user nice system idle iowait irq softirq steal
+            total += sum(fields[:7])
+            busy += sum(fields[:7]) - fields[3] - fields[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return busy / tick, total / tick

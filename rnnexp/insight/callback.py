@@ -15,9 +15,10 @@ training step. The model's mode, weights and gradients and torch's global RNG ar
 were (exact resume relies on it). A failure to draw is a warning, never the end of a run.
 
 Drawing (matplotlib, ~0.3-1 s a set) would cost more than a whole epoch of a small model, so only
-the replay (milliseconds) runs in the training process; a separate process draws, and its
-images reach TensorBoard at the next epoch end (or at the end of training, which waits for them).
-Where no process can be started, the drawing happens inline.
+the replay (milliseconds) runs in the training process; a separate process draws, on a core the
+training leaves free, and its images reach TensorBoard at the next epoch end (or at the end of
+training, which waits for them). Where the training uses every core, or no process can be started,
+the drawing happens inline, between epochs.
 """
 
 from __future__ import annotations
@@ -38,14 +39,18 @@ from rnnexp.insight import FILES, UNITS_FILE, Insight, draw_figures, look, unit_
 
 
 class InsightCallback(Callback):
-    def __init__(self, writer: Optional[Any], run_dir: Path | str, every_epochs: int, example: Any):
+    def __init__(self, writer: Optional[Any], run_dir: Path | str, every_epochs: int, example: Any,
+                 background: bool = True):
         self.writer = writer
         self.run_dir = Path(run_dir)
         self.every = int(every_epochs or 0)
         self.example = example
         self.last_epoch: Optional[int] = None
         self.pool: Optional[ProcessPoolExecutor] = None
-        self.inline = False  # no drawing process could be started (or it died): draw here
+        # Draw here, between epochs: no drawing process could be started (or it died), or the
+        # training uses every core (`background` False), where a drawing process, even at the lowest
+        # priority, cost a 2-thread language model 15-20% of its speed (BENCHMARKS.md).
+        self.inline = not background
         self.pending: list[tuple[int, Future, Callable[[], Any]]] = []
 
     # -- hooks -------------------------------------------------------------------------------
@@ -72,9 +77,10 @@ class InsightCallback(Callback):
         self.close()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
+        """Forget what is still queued; the drawing process stays for the next run in this process."""
+        for _, future, _ in self.pending:
+            future.cancel()
+        self.pool = None
 
     # -- work --------------------------------------------------------------------------------
     def _guarded(self, engine: Any, work: Callable[[], None]) -> None:
@@ -95,16 +101,14 @@ class InsightCallback(Callback):
         future, and the work itself to redo inline should that process die."""
         work = lambda: function(*args)  # noqa: E731
         if self.pool is None and not self.inline:
-            try:
-                self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_leave_signals_to_the_run)
-            except (OSError, ValueError, AssertionError, RuntimeError):  # e.g. inside a daemonic worker
-                self.inline = True
+            self.pool = drawing_pool()
+            self.inline = self.pool is None
         if self.pool is not None:
             try:
                 return self.pool.submit(function, *args), work
             except (BrokenProcessPool, RuntimeError, AssertionError, OSError):  # e.g. a daemonic worker
                 self.inline, self.pool = True, None
+                _POOL.clear()
         done: Future = Future()
         done.set_result(work())
         return done, work
@@ -114,6 +118,7 @@ class InsightCallback(Callback):
             return future.result()
         except BrokenProcessPool:  # the drawing process died (a signal to its process group, memory)
             self.inline, self.pool = True, None
+            _POOL.clear()
             return work()
 
     def _collect(self, wait: bool) -> None:
@@ -150,6 +155,23 @@ class InsightCallback(Callback):
                 self.writer.add_text("insight/units", units_markdown(found, names), global_step=step)
                 self.writer.flush()
         self._result(pngs, redo)
+
+
+_POOL: dict[str, ProcessPoolExecutor] = {}
+
+
+def drawing_pool() -> Optional[ProcessPoolExecutor]:
+    """The drawing process of this Python process, started on first use and kept for the runs
+    that follow: a sequential sweep runs all its jobs in one process, and a joblib worker several,
+    so they pay its start-up (importing torch and matplotlib, ~2-3 s of CPU) once, not once a job.
+    None where no process can be started (e.g. inside a daemonic worker): draw inline."""
+    if "pool" not in _POOL:
+        try:
+            _POOL["pool"] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_setup_drawing_process)
+        except (OSError, ValueError, AssertionError, RuntimeError):
+            return None
+    return _POOL["pool"]
 
 
 def draw_epoch(insight: Insight, epoch: int) -> dict[str, Any]:
@@ -190,7 +212,10 @@ def detached(value: Any) -> Any:
     return value
 
 
-def _leave_signals_to_the_run() -> None:
-    """The drawing process ignores Ctrl-C and SIGTERM: the run stops it when it stops."""
+def _setup_drawing_process() -> None:
+    """The drawing process ignores Ctrl-C and SIGTERM (the run stops it when it stops) and draws
+    on one thread. (Not at a low priority: beside busy processes a nice-19 drawing process starved,
+    and the run waited minutes at its end for the last pictures.)"""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch.set_num_threads(1)

@@ -95,8 +95,13 @@ class RecurrentModel(nn.Module):
                 nn.utils.parametrize.register_parametrization(self.rnn, f"weight_hh_l{layer}", DropConnect(self.weight_drop))
 
     def forward(self, inputs: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        hidden, state = self.rnn(self.input_drop(self.encoder(inputs)), state)
-        return self.head(self.drop(hidden)), state
+        x = self.encoder(inputs)
+        if self.input_drop.p > 0:  # (a dropout of 0 still costs a kernel and its backward)
+            x = self.input_drop(x)
+        hidden, state = self.rnn(x, state)
+        if self.drop.p > 0:
+            hidden = self.drop(hidden)
+        return self.head(hidden), state
 
 
 def carry_hidden_state(state: Optional[State]) -> Optional[State]:

@@ -52,6 +52,14 @@ class Replay:
         return self.layers[-1]
 
 
+def _weight(rnn: nn.RNNBase, name: str) -> torch.Tensor:
+    """The weight itself, not a DropConnect sample of it (model.weight_drop): the replay shows
+    the network, and draws no random numbers."""
+    if nn.utils.parametrize.is_parametrized(rnn, name):
+        return getattr(rnn.parametrizations, name).original
+    return getattr(rnn, name)
+
+
 def _cell_name(rnn: nn.RNNBase) -> str:
     if isinstance(rnn, nn.LSTM):
         return "lstm"
@@ -107,7 +115,7 @@ def replay(model: nn.Module, inputs: torch.Tensor, state: Optional[State] = None
     finals_h, finals_c = [], []
     layer_in = x
     for k in range(rnn.num_layers):
-        w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")
+        w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), _weight(rnn, f"weight_hh_l{k}")
         b_ih = getattr(rnn, f"bias_ih_l{k}") if rnn.bias else None
         b_hh = getattr(rnn, f"bias_hh_l{k}") if rnn.bias else None
         xw = F.linear(layer_in, w_ih, b_ih)  # (B, T, G*H): the input part of every step at once

@@ -35,6 +35,7 @@ def classification(logits: torch.Tensor, targets: torch.Tensor) -> Score:
     """Cross-entropy of (N, C) logits against (N,) class targets."""
     if targets.numel() == 0:
         return nothing_scored(logits.device)
+    logits = logits.float()  # under bf16 autocast the loss is still computed in float32
     loss = F.cross_entropy(logits, targets)
     count = torch.full((), float(targets.numel()), device=logits.device)
     with torch.no_grad():
@@ -46,7 +47,7 @@ def regression(predictions: torch.Tensor, targets: torch.Tensor, tolerance: floa
     """Mean squared error; an answer within `tolerance` of its target counts as correct."""
     if targets.numel() == 0:
         return nothing_scored(predictions.device)
-    error = predictions.reshape(-1) - targets.reshape(-1).to(predictions.dtype)
+    error = predictions.float().reshape(-1) - targets.reshape(-1).float()  # float32 also under bf16 autocast
     loss = (error ** 2).mean()
     count = torch.full((), float(targets.numel()), device=predictions.device)
     with torch.no_grad():
