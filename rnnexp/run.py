@@ -174,8 +174,11 @@ def start_lines(run: RunConfig, task: Any, model: Any, params: int, device: str,
              f"model: {run.model.cell} hidden {model.rnn.hidden_size}{budget} x {run.model.num_layers} layer(s)"
              f"{init}: {params:,} parameters",
              f"training: {run.train.optimizer} lr {run.train.lr:g}, batch {run.train.batch_size}, "
-             f"up to {run.train.epochs} epoch{'s' * (run.train.epochs != 1)}, seed {run.train.seed}"
-             + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else ""),
+             f"up to {run.train.epochs} epoch{'s' * (run.train.epochs != 1)}"
+             + (f" of {run.train.batches_per_epoch} batches" if run.train.batches_per_epoch else "")
+             + f", seed {run.train.seed}"
+             + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else "")
+             + (", bf16 autocast" if run.train.precision == "bf16" else ""),
              f"device: {device}"]
     s = engine.state
     if s.global_step:
