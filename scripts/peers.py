@@ -136,8 +136,8 @@ def wlm_charlm(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     text = open(args.corpus, encoding="utf-8").read()
     vocab = sorted(set(text))
-    ids = torch.tensor([vocab.index(c) for c in text]) if len(text) < 10_000 else \
-        torch.tensor(list(map({c: i for i, c in enumerate(vocab)}.__getitem__, text)))
+    index = {c: i for i, c in enumerate(vocab)}
+    ids = torch.tensor([index[c] for c in text])
     n_val = n_test = int(len(text) * 0.05)
     train_data = batchify(ids[:len(ids) - n_val - n_test], args.batch_size)
     val_data = batchify(ids[len(ids) - n_val - n_test:len(ids) - n_test], 10)

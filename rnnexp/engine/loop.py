@@ -99,11 +99,17 @@ class Sums:
         self.total: Optional[torch.Tensor] = (
             torch.tensor([start[k] for k in self.keys], dtype=torch.float64, device=device) if start else None)
 
+    @staticmethod
+    def stack(sums: dict[str, torch.Tensor]) -> tuple[list[str], torch.Tensor]:
+        """A batch's sums as (keys, one float64 vector): made once a step, added to every Sums."""
+        return list(sums), torch.stack([v.detach() for v in sums.values()]).to(torch.float64)
+
     def add(self, sums: dict[str, torch.Tensor]) -> None:
-        keys = list(sums)
-        vector = torch.stack([v.detach() for v in sums.values()]).to(torch.float64)
+        self.add_stacked(*self.stack(sums))
+
+    def add_stacked(self, keys: list[str], vector: torch.Tensor) -> None:
         if self.total is None:
-            self.keys, self.total = keys, vector
+            self.keys, self.total = keys, vector.clone()  # its own: the same vector goes to every Sums
         elif keys == self.keys:
             self.total += vector
         else:  # a batch with other keys: merge by name (never in the tasks here; kept correct anyway)
@@ -167,8 +173,9 @@ class Engine:
         for index, batch in self._batches(s.epoch, skip=s.batch):
             batch = batch.to(self.device)
             s.carried, sums, norm = self.step(batch, None if batch.reset else s.carried)
-            epoch_sums.add(sums)
-            interval.add(sums)
+            stacked = Sums.stack(sums)
+            epoch_sums.add_stacked(*stacked)
+            interval.add_stacked(*stacked)
             grad_norm += norm
             s.batch, s.global_step = index + 1, s.global_step + 1
             if s.global_step % every == 0:  # fixed steps, so a resumed run logs the same points

@@ -80,11 +80,9 @@ class RecurrentModel(nn.Module):
         self.weight_drop = weight_drop
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, num_classes)
-        if tie_weights:
+        if tie_weights:  # (the config check has told the user; this guards direct use)
             if not (vocab_size == num_classes and embedding_size == hidden_size):
-                raise ConfigError(f"model.tie_weights needs token inputs and outputs of the same vocabulary and "
-                                  f"model.embedding_size = model.hidden_size ({embedding_size} != {hidden_size}); "
-                                  f"set model.embedding_size=null or model.tie_weights=false")
+                raise ValueError("tie_weights needs vocab_size == num_classes and embedding_size == hidden_size")
             self.head.weight = self.encoder.weight  # type: ignore[union-attr]
 
     def apply_weight_drop(self) -> None:
