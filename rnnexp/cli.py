@@ -26,9 +26,10 @@ from rnnexp import run_dirs
 from rnnexp.argv import RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE, quote_free_text
 from rnnexp.sweep import summary as sweep
 from rnnexp.config import known_keys, load_run_config
+from rnnexp.engine.signals import stop_on_signals
 from rnnexp.errors import ConfigError, Interrupted, Rejected, RnnexpError
 from rnnexp.report.errors import run_reporting_errors
-from rnnexp.sweep.jobs import SweepState, read_plan
+from rnnexp.sweep.jobs import SweepState, mark_stopped, read_plan, stop_requested_for
 
 # Start-up: `rnnexp --help` and a config error must not wait for `import torch` (1-2 s, several
 # times the rest). Nothing imported above imports torch (the task modules name it through
@@ -39,21 +40,54 @@ run_dirs.register()
 
 @hydra.main(version_base="1.3", config_path="pkg://rnnexp.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
+    # From here on a Ctrl-C or SIGTERM is recorded, not raised: one that reaches a job during its
+    # start-up (importing torch takes seconds) stops it after its first step, with a checkpoint
+    # and results.json like any stopped job, instead of a KeyboardInterrupt mid-import.
+    with stop_on_signals():
+        return _job(cfg)
+
+
+def _job(cfg: DictConfig) -> float:
     from rnnexp.engine.threads import parallel_jobs
     from rnnexp.run import run_experiment
 
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     jobs = parallel_jobs(hydra_cfg.launcher) if in_sweep else 1
+    run_dir, sweep_dir = Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.sweep.dir)
     if in_sweep and SweepState.stop_signal:  # Ctrl-C between two jobs of a sequential sweep
         raise Interrupted(SweepState.stop_signal)
+    if in_sweep and jobs > 1 and (signum := stop_requested_for(sweep_dir)):
+        return not_started(run_dir, signum)  # the pool hands out jobs while the running ones save
     try:
-        return run_experiment(cfg, Path(hydra_cfg.runtime.output_dir), overrides=list(hydra_cfg.overrides.task),
+        return run_experiment(cfg, run_dir, overrides=list(hydra_cfg.overrides.task),
                               parallel_jobs=jobs, in_sweep=in_sweep)
-    except (RnnexpError, Interrupted) as err:
+    except Interrupted as stop:
+        if in_sweep and jobs > 1:
+            # Hydra's joblib launcher kills every job of the pool, mid-start or mid-save, as soon as
+            # one raises a BaseException. A stopped job (results and checkpoint saved) returns
+            # instead and marks the sweep stopped; the others stop too, later ones do not start,
+            # and the sweep's process ends it as stopped (SummariseSweep.on_multirun_end).
+            mark_stopped(sweep_dir, stop.signum)
+            return float("nan")
         if in_sweep:
-            raise  # an error: Hydra marks the job failed and runs the others; a signal stops the sweep
+            raise  # a sequential sweep stops at once
+        raise Rejected(stop) from stop
+    except RnnexpError as err:
+        if in_sweep:
+            raise  # Hydra marks the job failed and runs the others
         raise Rejected(err) from err  # a single run: straight to main(), without Hydra's job report
+
+
+def not_started(run_dir: Path, signum: int) -> float:
+    """A job the stopped sweep would have started next says so in its own directory (Hydra made
+    it); `train.resume=auto` starts it from the beginning."""
+    from rnnexp.files import write_json
+
+    if not (run_dir / "results.json").exists():
+        write_json(run_dir / "results.json", {"status": "not started", "run_dir": str(run_dir),
+                                              "error": f"the sweep was stopped (signal {signum}) before this job began"})
+    return float("nan")
 
 
 class ValidateBeforeRun(Callback):

@@ -139,6 +139,23 @@ def test_a_stop_during_validation_is_honoured_and_resumes_exactly(run_cfg, tmp_p
     assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]
 
 
+def test_a_stop_during_start_up_is_honoured_after_the_first_step(run_cfg, tmp_path):
+    """The CLI records signals before a job imports torch: a Ctrl-C then is the loop's stop, with a
+    checkpoint and results.json, not a KeyboardInterrupt that leaves the job without either."""
+    import os
+
+    from rnnexp.engine.signals import stop_on_signals
+
+    with stop_on_signals():
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the job is still starting
+        with pytest.raises(Interrupted):
+            run_cfg(tmp_path, *SHORT, name="stopped")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the handler is put back"
+    payload = torch.load(tmp_path / "stopped" / "checkpoint.pt", weights_only=True)
+    assert (payload["loop"]["epoch"], payload["loop"]["batch"]) == (1, 1)
+    assert json.loads((tmp_path / "stopped" / "results.json").read_text())["status"] == "interrupted"
+
+
 def test_a_stop_between_epochs_is_honoured(run_cfg, tmp_path, monkeypatch):
     from rnnexp import run as run_module
 

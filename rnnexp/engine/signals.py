@@ -33,7 +33,14 @@ def _preemption_signal() -> int:
 
 @contextmanager
 def stop_on_signals() -> Iterator[Callable[[], int]]:
-    """Yield `stop_requested()`: the number of the first signal received, or 0."""
+    """Yield `stop_requested()`: the number of the first signal received, or 0.
+
+    Nested use shares the outermost record: the CLI opens one before a job's start-up (its torch
+    import takes seconds), so a Ctrl-C that reaches a sweep job then is not a KeyboardInterrupt
+    that leaves the job without results, but a stop the loop honours after its first step."""
+    if _open:
+        yield from _stop_requests(*_open[0])
+        return
     received: list[int] = []
     previous: dict[int, Any] = {}
     signals = [signal.SIGINT] + ([_preemption_signal()] if under_submitit() else [signal.SIGTERM])
@@ -47,6 +54,18 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
             previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave the signals alone
         previous = {}
+    _open.append((received, previous))
+    try:
+        yield from _stop_requests(received, previous)
+    finally:
+        _open.clear()
+        _restore(previous)
+
+
+_open: list[tuple[list[int], dict[int, Any]]] = []  # the outermost stop_on_signals while it is open
+
+
+def _stop_requests(received: list[int], previous: dict[int, Any]) -> Iterator[Callable[[], int]]:
     try:
         yield lambda: received[0] if received else 0
     except Interrupted as stop:
@@ -56,8 +75,6 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
             signum = stop.signum
             stop.hand_back = lambda: owner(signum, None)
         raise
-    finally:
-        _restore(previous)
 
 
 def _restore(previous: dict[int, Any]) -> None:

@@ -2,12 +2,13 @@
 
 * `SummariseSweep`: at the start of a multirun, the plan of its jobs and its resume command
   (rnnexp.sweep.jobs) and the sweep's own Ctrl-C handling; at the end, the sweep summary
-  (rnnexp.sweep.summary). Hydra skips the end hook when a job failed or the sweep was stopped;
-  the CLI then writes the summary itself.
+  (rnnexp.sweep.summary). Hydra skips the end hook when a job failed or a sequential sweep was
+  stopped, and the hook itself ends a stopped parallel sweep: the CLI then writes the summary.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -17,13 +18,21 @@ from omegaconf import DictConfig
 class SummariseSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from rnnexp.sweep import summary as sweep
-        from rnnexp.sweep.jobs import SweepState, catch_stop_signals, write_plan
+        from rnnexp.sweep.jobs import STOP, SweepState, catch_stop_signals, write_plan
 
         sweep.current_sweep_dir = SweepState.directory = str(config.hydra.sweep.dir)
         write_plan(config)
+        (Path(SweepState.directory) / STOP).unlink(missing_ok=True)  # an earlier, stopped attempt's
         catch_stop_signals()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from rnnexp.errors import Interrupted
+        from rnnexp.sweep.jobs import SweepState, stop_requested_for
         from rnnexp.sweep.summary import summarise_after_sweep
 
+        # The jobs of a stopped parallel sweep return (see cli._job): the sweep ends as stopped,
+        # and the CLI writes the summary with the command that resumes it.
+        signum = SweepState.stop_signal or stop_requested_for(Path(str(config.hydra.sweep.dir)))
+        if signum:
+            raise Interrupted(signum)
         summarise_after_sweep(config.hydra.sweep.dir)

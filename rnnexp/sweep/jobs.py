@@ -23,6 +23,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 PLAN = "jobs.json"
+STOP = ".stop"  # written when the sweep's own process is stopped; removed when the sweep (re)starts
 
 
 class SweepState:
@@ -72,6 +73,23 @@ def read_plan(directory: Path) -> dict[str, Any]:
         return {}
 
 
+def mark_stopped(directory: Path, signum: int) -> None:
+    """Tell the jobs of a parallel sweep, each in a process of its own, that the sweep is stopping."""
+    try:
+        (Path(directory) / STOP).write_text(str(signum))
+    except OSError:
+        pass  # a job that starts anyway is stopped by the next Ctrl-C
+
+
+def stop_requested_for(directory: Path) -> int:
+    """The signal that stopped the sweep in `directory`, 0 if none: a job of a parallel sweep looks
+    before it starts, since the pool goes on handing out jobs while the running ones save."""
+    try:
+        return int((Path(directory) / STOP).read_text() or signal.SIGINT)
+    except (OSError, ValueError):
+        return 0
+
+
 def catch_stop_signals() -> None:
     """In the sweep's own process: the first Ctrl-C (or SIGTERM) is recorded, not raised, so the
     running jobs (which get it too) can save their checkpoints and report back; the sweep then
@@ -79,6 +97,8 @@ def catch_stop_signals() -> None:
 
     def record(signum: int, frame: Any) -> None:
         SweepState.stop_signal = SweepState.stop_signal or signum
+        if SweepState.directory:  # for parallel jobs, each in a process of its own
+            mark_stopped(Path(SweepState.directory), SweepState.stop_signal)
         print("rnnexp: stopping the sweep; running jobs save their checkpoints (Ctrl-C again to stop at once)",
               file=sys.stderr)
         signal.signal(signal.SIGINT, signal.default_int_handler)
