@@ -181,6 +181,8 @@ def test_the_benchmark_runs_and_reports_every_ratio(tmp_path):
     results = json.loads(out.read_text())
     assert results["qrsu"]["easy"]["speedup"] > 0 and results["qrsu"]["moderate"]["speedup_vs_1_thread"] > 0
     assert len(results["qrsu"]["easy"]["val_accuracy_curves"]["lecture"]) == 2
+    assert results["qrsu"]["easy"]["speedup_vs_notebook"] > 0
+    assert len(results["qrsu"]["moderate"]["val_accuracy_curves"]["notebook"]) == 2
     assert results["charlm"]["rnnexp bf16"]["speed_ratio"] > 0
     assert set(results["startup"]) == {"--help", "config error"}
     assert "| QRSU easy" in proc.stdout and "word_language_model" not in proc.stdout.split("|")[0]
