@@ -54,21 +54,29 @@ def _job(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     jobs = parallel_jobs(hydra_cfg.launcher) if in_sweep else 1
-    run_dir, sweep_dir = Path(hydra_cfg.runtime.output_dir), Path(hydra_cfg.sweep.dir)
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    # (hydra.sweep.dir only in a sweep: resolving it claims a fresh directory)
+    sweep_dir = Path(hydra_cfg.sweep.dir) if in_sweep else run_dir
+    # Hydra's joblib launcher kills every job of the pool, mid-start or mid-save, as soon as one
+    # raises a BaseException. In a parallel sweep of the basic sweeper a stopped job (results and
+    # checkpoint saved) returns instead and marks the sweep stopped; the others stop too, later
+    # ones do not start, and the sweep's process ends it as stopped (SummariseSweep.on_multirun_end).
+    # (Optuna would take the returned value for a result: there a stop still raises.)
+    returns_on_stop = in_sweep and jobs > 1 and str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper")
     if in_sweep and SweepState.stop_signal:  # Ctrl-C between two jobs of a sequential sweep
         raise Interrupted(SweepState.stop_signal)
     if in_sweep and jobs > 1 and (signum := stop_requested_for(sweep_dir)):
-        return not_started(run_dir, signum)  # the pool hands out jobs while the running ones save
+        not_started(run_dir, signum)  # the pool hands out jobs while the running ones save
+        if returns_on_stop:
+            return float("nan")
+        raise Interrupted(signum)
     try:
         return run_experiment(cfg, run_dir, overrides=list(hydra_cfg.overrides.task),
                               parallel_jobs=jobs, in_sweep=in_sweep)
     except Interrupted as stop:
         if in_sweep and jobs > 1:
-            # Hydra's joblib launcher kills every job of the pool, mid-start or mid-save, as soon as
-            # one raises a BaseException. A stopped job (results and checkpoint saved) returns
-            # instead and marks the sweep stopped; the others stop too, later ones do not start,
-            # and the sweep's process ends it as stopped (SummariseSweep.on_multirun_end).
             mark_stopped(sweep_dir, stop.signum)
+        if returns_on_stop:
             return float("nan")
         if in_sweep:
             raise  # a sequential sweep stops at once
@@ -79,7 +87,7 @@ def _job(cfg: DictConfig) -> float:
         raise Rejected(err) from err  # a single run: straight to main(), without Hydra's job report
 
 
-def not_started(run_dir: Path, signum: int) -> float:
+def not_started(run_dir: Path, signum: int) -> None:
     """A job the stopped sweep would have started next says so in its own directory (Hydra made
     it); `train.resume=auto` starts it from the beginning."""
     from rnnexp.files import write_json
@@ -87,7 +95,6 @@ def not_started(run_dir: Path, signum: int) -> float:
     if not (run_dir / "results.json").exists():
         write_json(run_dir / "results.json", {"status": "not started", "run_dir": str(run_dir),
                                               "error": f"the sweep was stopped (signal {signum}) before this job began"})
-    return float("nan")
 
 
 class ValidateBeforeRun(Callback):

@@ -29,7 +29,7 @@ from rnnexp.engine.signals import stop_on_signals, under_submitit
 from rnnexp.engine.threads import apply_threads, available_cores, choose_threads
 from rnnexp.errors import ConfigError, DivergedError, Interrupted, ResourceError, RnnexpError
 from rnnexp.files import write_json
-from rnnexp.insight.callback import InsightCallback
+from rnnexp.insight.callback import InsightCallback, start_drawing_process
 from rnnexp.models.build import build_model, count_parameters
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS, completed_results, hparams, progress_results, result_line, summary_rows
@@ -43,7 +43,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
     line's (on resume they may change only the keys in `checkpoint.RESUMABLE`)."""
     run_dir = Path(run_dir)
     results: dict[str, Any] = {"status": "starting", "run_dir": str(run_dir)}
-    started, had_results = time.time(), (run_dir / RESULTS).exists()
+    started, had_results = time.time(), earlier_results(run_dir)
     try:
         return _run(cfg, run_dir, list(overrides), parallel_jobs, in_sweep, results, started)
     except Interrupted as stop:
@@ -90,6 +90,12 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     params = count_parameters(model)
     threads, why = choose_threads(run.train.threads, params, device, parallel_jobs)
     apply_threads(threads)
+    # Pictures are drawn in a process of their own where the training leaves a core free; started
+    # now, it imports its libraries while this one builds the engine (the optimizer pulls in
+    # torch._dynamo: ~1 s), instead of after the first epoch, when a short run then waited for it.
+    draw_aside = device.type == "cuda" or threads * parallel_jobs < available_cores()
+    if draw_aside and run.train.insight_every:
+        start_drawing_process()
     engine = Engine(task, model, run.train, device)
     if payload is not None:
         ckpt.restore(payload, engine)
@@ -105,7 +111,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
     callbacks = [*task_callbacks(run, engine), tensorboard, progress,
                  InsightCallback(tensorboard.writer, run_dir, run.train.insight_every, task.example(),
-                                 background=device.type == "cuda" or threads * parallel_jobs < available_cores()),
+                                 background=draw_aside),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes)]
     results.update(status="running", task=run.task.name, cell=run.model.cell, hidden_size=model.rnn.hidden_size,
                    parameters=params, threads=threads, device=str(device), history=engine.state.history)
@@ -135,6 +141,15 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         con.print_summary(console, f"{run.task.label} / {run.model.cell}", summary_rows(run, results, task.unit, str(run_dir)))
     con.log.info(result_line(run, results, str(run_dir)))
     return float(results["objective"]["value"])
+
+
+def earlier_results(run_dir: Path) -> bool:
+    """Whether `run_dir` holds an earlier run's results (a stopped sweep's "not started" marker
+    is none: a failure of the job that then starts replaces it)."""
+    try:
+        return json.loads((run_dir / RESULTS).read_text()).get("status") != "not started"
+    except (OSError, ValueError, AttributeError):
+        return (run_dir / RESULTS).exists()
 
 
 def resume_target(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[DictConfig, Any]:

@@ -57,6 +57,7 @@ def test_installed_cli_runs_from_any_directory_and_logs_curves(tmp_path):
         assert len(scalars(runs[0], tag)) == 3
     assert "epoch   3/3" in proc.stdout and "final val/accuracy" in proc.stdout
     assert "244 parameters" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["runs"], "a single run makes no sweep directory"
 
 
 @pytest.mark.slow

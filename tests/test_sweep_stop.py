@@ -94,3 +94,44 @@ def test_ctrl_c_on_a_parallel_sweep_is_one_clean_line_and_exit_130(tmp_path, whe
         else:
             assert res["status"] == "not started" and not (job / "checkpoint.pt").exists(), res
     assert "interrupted" in statuses, "the job that was training (or building) saved its checkpoint"
+
+
+@pytest.fixture
+def sweep_signals(tmp_path):
+    """The sweep's own Ctrl-C handling, as a sequential sweep's process has it; put back after."""
+    from rnnexp.sweep.jobs import SweepState, catch_stop_signals
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    SweepState.directory, SweepState.stop_signal = str(tmp_path), 0
+    catch_stop_signals()
+    yield SweepState
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+    SweepState.directory, SweepState.stop_signal = None, 0
+
+
+def test_a_job_of_a_sequential_sweep_passes_ctrl_c_on_to_the_sweep(sweep_signals, tmp_path, capsys):
+    """Else a stop the job records but has no step left to act on (during its test, or before it
+    fails) would be lost and the next job would start; and a second Ctrl-C would not stop at once."""
+    from rnnexp.engine.signals import stop_on_signals
+    from rnnexp.sweep.jobs import stop_requested_for
+
+    with stop_on_signals() as stop_requested:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop_requested() == signal.SIGINT
+    assert sweep_signals.stop_signal == signal.SIGINT and stop_requested_for(tmp_path) == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "a second Ctrl-C stops at once"
+    assert "stopping the sweep" in capsys.readouterr().err
+
+
+def test_a_job_marked_not_started_that_then_fails_says_why(tmp_path):
+    from tests.conftest import compose_config
+
+    from rnnexp.errors import ConfigError
+    from rnnexp.run import run_experiment
+
+    (tmp_path / "results.json").write_text(json.dumps({"status": "not started", "error": "the sweep was stopped"}))
+    with pytest.raises(ConfigError):
+        run_experiment(compose_config("train.lr=-1"), tmp_path, in_sweep=True)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["status"] == "failed" and "train.lr" in res["error"]

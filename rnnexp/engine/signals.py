@@ -37,7 +37,9 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
 
     Nested use shares the outermost record: the CLI opens one before a job's start-up (its torch
     import takes seconds), so a Ctrl-C that reaches a sweep job then is not a KeyboardInterrupt
-    that leaves the job without results, but a stop the loop honours after its first step."""
+    that leaves the job without results, but a stop the loop honours after its first step.
+    A handler that records a stop for a whole sweep (`records_stop`, the sweep's own process)
+    is told too: the sweep starts no further job, and a second Ctrl-C stops it at once."""
     if _open:
         yield from _stop_requests(*_open[0])
         return
@@ -48,18 +50,22 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
     def handler(signum: int, frame: Any) -> None:
         received.append(signum)
         signal.signal(signum, previous[signum])
+        if getattr(previous[signum], "records_stop", False):
+            previous[signum](signum, frame)
 
     try:
         for sig in signals:
             previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: leave the signals alone
-        previous = {}
+    except ValueError:  # not the main thread: leave the signals (and the shared record) alone
+        _restore(previous, handler)
+        yield lambda: 0
+        return
     _open.append((received, previous))
     try:
         yield from _stop_requests(received, previous)
     finally:
         _open.clear()
-        _restore(previous)
+        _restore(previous, handler)
 
 
 _open: list[tuple[list[int], dict[int, Any]]] = []  # the outermost stop_on_signals while it is open
@@ -77,6 +83,9 @@ def _stop_requests(received: list[int], previous: dict[int, Any]) -> Iterator[Ca
         raise
 
 
-def _restore(previous: dict[int, Any]) -> None:
+def _restore(previous: dict[int, Any], ours: Any) -> None:
+    """Put back the handlers found, unless one was changed since (a sweep's handler that, told of
+    a stop, made the next Ctrl-C stop at once)."""
     for sig, old in previous.items():
-        signal.signal(sig, old)
+        if signal.getsignal(sig) in (ours, old):
+            signal.signal(sig, old)

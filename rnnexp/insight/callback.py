@@ -174,6 +174,21 @@ def drawing_pool() -> Optional[ProcessPoolExecutor]:
     return _POOL["pool"]
 
 
+def start_drawing_process() -> None:
+    """Start this process's drawing process now and let it import what drawing needs, so that it is
+    ready when the first pictures are due (a short run otherwise waits for its start-up at the end)."""
+    pool = drawing_pool()
+    if pool is not None:
+        try:
+            pool.submit(_ready_to_draw)
+        except (BrokenProcessPool, RuntimeError, OSError):
+            _POOL.clear()  # InsightCallback finds out again, and draws inline
+
+
+def _ready_to_draw() -> None:
+    import rnnexp.insight.figures  # noqa: F401  (matplotlib)
+
+
 def draw_epoch(insight: Insight, epoch: int) -> dict[str, Any]:
     """In the drawing process: one epoch's figures as RGB arrays, and its scalars (d loss / d h_t
     at the first and last step; the share of closed and open gates in the last layer)."""

@@ -103,6 +103,7 @@ def catch_stop_signals() -> None:
               file=sys.stderr)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    record.records_stop = True  # a job's own handler (engine.signals) passes the signal on
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, record)
