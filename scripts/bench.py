@@ -73,12 +73,9 @@ def rnnexp(overrides: list[str], work: Path, name: str, threads: int = 1) -> dic
     return json.loads((run_dir / "results.json").read_text())
 
 
-def peer(*args: str, threads: int = 1) -> dict[str, Any]:
-    return json.loads(run([sys.executable, str(PEERS), *args, "--threads", str(threads)], threads).stdout)
-
-
-def notebook(*args: str, threads: int = 0) -> dict[str, Any]:
-    return json.loads(run([sys.executable, str(NOTEBOOK), *args, "--threads", str(threads)], threads).stdout)
+def baseline(script: str, *args: str, threads: int = 1) -> dict[str, Any]:
+    """A peer's script (scripts/peers.py, scripts/lecture_notebook.py): its one JSON line."""
+    return json.loads(run([sys.executable, script, *args, "--threads", str(threads)], threads).stdout)
 
 
 def median(values: list[float]) -> float:
@@ -96,14 +93,11 @@ def bench_qrsu(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
                                          "lecture 1 thread": [], "rnnexp": []}
         curves: dict[str, list[float]] = {}
         for repeat in range(1 if opts.quick else opts.repeats):
-            for name, threads in (("notebook", 0), ("notebook 1 thread", 1)):
-                p = notebook("--difficulty", difficulty, "--hidden", str(hidden), "--epochs", str(epochs),
+            for name, command, threads in (("notebook", [str(NOTEBOOK)], 0), ("notebook 1 thread", [str(NOTEBOOK)], 1),
+                                            ("lecture", [str(PEERS), "lecture_qrsu"], 0),
+                                            ("lecture 1 thread", [str(PEERS), "lecture_qrsu"], 1)):
+                p = baseline(*command, "--difficulty", difficulty, "--hidden", str(hidden), "--epochs", str(epochs),
                              "--device", opts.device, threads=threads)
-                times[name].append(p["seconds_per_epoch"])
-                curves[name] = p["val_accuracy"]
-            for name, threads in (("lecture", 0), ("lecture 1 thread", 1)):
-                p = peer("lecture_qrsu", "--difficulty", difficulty, "--hidden", str(hidden), "--epochs", str(epochs),
-                         "--device", opts.device, threads=threads)
                 times[name].append(p["seconds_per_epoch"])
                 curves[name] = p["val_accuracy"]
             r = rnnexp(["task=qrsu", f"task.difficulty={difficulty}", "model=lstm", f"model.hidden_size={hidden}",
@@ -171,8 +165,8 @@ def bench_charlm(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def _wlm(corpus: str, seconds: float, target: float, threads: int) -> dict[str, Any]:
-    p = peer("wlm_charlm", "--corpus", corpus, "--seconds", str(seconds), "--target", str(target),
-             "--eval-seconds", "5", threads=threads)
+    p = baseline(str(PEERS), "wlm_charlm", "--corpus", corpus, "--seconds", str(seconds), "--target", str(target),
+                 "--eval-seconds", "5", threads=threads)
     return {"chars_per_second": p["chars_per_second"], "seconds_to_target": p["seconds_to_target"],
             "best_val_loss": p["best_val_loss"]}
 

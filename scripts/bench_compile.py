@@ -20,6 +20,7 @@ import time
 
 import torch
 import torch.nn as nn
+from bench_seeds import timed  # (scripts/ is on sys.path when a script runs)
 
 
 class Cells(nn.Module):
@@ -46,15 +47,6 @@ class Fused(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.lstm(x)[0][:, -1])
-
-
-def ms_per_step(step, repeats: int) -> float:
-    for _ in range(20):
-        step()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return (time.perf_counter() - start) / repeats * 1e3
 
 
 def main() -> None:
@@ -85,7 +77,7 @@ def main() -> None:
             start = time.perf_counter()
             step()
             out["compile seconds"] = round(time.perf_counter() - start, 1)
-        out[f"{name}, ms per step"] = round(ms_per_step(step, args.repeats), 3)
+        out[f"{name}, ms per step"] = round(timed(step, args.repeats) * 1e3, 3)
     print(json.dumps(out))
 
 

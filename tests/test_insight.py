@@ -341,16 +341,19 @@ def test_a_qrsu_example_through_inspect(tmp_path, compose_cfg):
 def test_the_drawing_process_is_started_before_training(run_cfg, tmp_path, monkeypatch):
     """Started with the run, it imports while the engine is built: a short run does not wait at its
     end for the drawing process's own start-up."""
-    from rnnexp.engine import threads
     from rnnexp.engine.loop import Engine
     from rnnexp.insight import callback
 
-    monkeypatch.setattr(threads, "available_cores", lambda: 2)  # one training thread leaves a core free
-    monkeypatch.setattr("rnnexp.run.available_cores", lambda: 2)
-    monkeypatch.setattr(callback, "_POOL", {})
+    monkeypatch.setattr("rnnexp.run.available_cores", lambda: 2)  # one training thread leaves a core free
+    pools: dict = {}
+    monkeypatch.setattr(callback, "_POOL", pools)
     at_fit_start = []
     fit = Engine.fit
-    monkeypatch.setattr(Engine, "fit", lambda self, *a, **k: at_fit_start.append(dict(callback._POOL)) or fit(self, *a, **k))
-    run_cfg(tmp_path, "task=qrsu", "model=lstm", "train.epochs=2", "train.insight_every=1")
+    monkeypatch.setattr(Engine, "fit", lambda self, *a, **k: at_fit_start.append(dict(pools)) or fit(self, *a, **k))
+    try:
+        run_cfg(tmp_path, "task=qrsu", "model=lstm", "train.epochs=2", "train.insight_every=1")
+    finally:
+        if "pool" in pools:
+            pools["pool"].shutdown()
     assert at_fit_start and "pool" in at_fit_start[0]
     assert (tmp_path / "run" / "states.png").is_file()

@@ -18,11 +18,11 @@ from omegaconf import DictConfig
 class SummariseSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from rnnexp.sweep import summary as sweep
-        from rnnexp.sweep.jobs import STOP, SweepState, catch_stop_signals, write_plan
+        from rnnexp.sweep.jobs import SweepState, catch_stop_signals, clear_stop, write_plan
 
         sweep.current_sweep_dir = SweepState.directory = str(config.hydra.sweep.dir)
         write_plan(config)
-        (Path(SweepState.directory) / STOP).unlink(missing_ok=True)  # an earlier, stopped attempt's
+        clear_stop(Path(SweepState.directory))
         catch_stop_signals()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

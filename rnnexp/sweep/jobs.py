@@ -81,6 +81,11 @@ def mark_stopped(directory: Path, signum: int) -> None:
         pass  # a job that starts anyway is stopped by the next Ctrl-C
 
 
+def clear_stop(directory: Path) -> None:
+    """A sweep that (re)starts: an earlier, stopped attempt's mark no longer holds."""
+    (Path(directory) / STOP).unlink(missing_ok=True)
+
+
 def stop_requested_for(directory: Path) -> int:
     """The signal that stopped the sweep in `directory`, 0 if none: a job of a parallel sweep looks
     before it starts, since the pool goes on handing out jobs while the running ones save."""
