@@ -42,12 +42,13 @@ def parse(argv: list[str]) -> dict[str, str]:
 
 def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list[Path]:
     from rnnexp.config import load_run_config
+    from rnnexp.engine.checkpoint import with_added_keys
     from rnnexp.insight import inspect
     from rnnexp.models.load import load_best, model_from_payload
     from rnnexp.tasks import build_task
 
     payload = load_best(run_dir)
-    config = OmegaConf.create(payload["config"])  # the run's own config, looked at here on the CPU
+    config = with_added_keys(OmegaConf.create(payload["config"]))  # the run's own config, looked at on the CPU
     config.train.device, config.train.resume = "cpu", None
     run = load_run_config(config)
     task = build_task(run.task, run.train.batch_size, run.train.seed)

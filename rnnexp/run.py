@@ -35,6 +35,7 @@ from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS, completed_results, hparams, progress_results, result_line, summary_rows
 from rnnexp.report.tensorboard import TensorBoard
 from rnnexp.tasks import build_task
+from rnnexp.tasks.splits import stream_seed
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), parallel_jobs: int = 1,
@@ -132,6 +133,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         results.update(progress_results(run, engine))  # a stopped run says what it reached too
 
     results.update(completed_results(run, engine, test))
+    if data := task.data_report(len(engine.state.history)):
+        results["data"] = data
     results["wall_seconds"] = round(time.time() - started, 3)
     write_json(run_dir / RESULTS, results)
     tensorboard.finish(len(engine.state.history), test, hparams(run, model.rnn.hidden_size),
@@ -212,7 +215,9 @@ def pick_device(setting: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """The initial weights (and dropout) from `train.seed`'s own stream: no data stream shares it."""
+    weights = stream_seed(seed, "weights")
+    random.seed(weights)
+    np.random.seed(weights & 0xFFFFFFFF)
+    torch.manual_seed(weights)
 

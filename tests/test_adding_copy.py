@@ -18,9 +18,9 @@ from rnnexp.tasks.copy_memory import BLANK, DELIMITER, CopyConfig, CopyTask
 
 torch.set_num_threads(1)
 
-ADDING = AddingConfig(name="adding", length=10, train_size=300, val_size=600, test_size=400, data_seed=1997,
+ADDING = AddingConfig(name="adding", length=10, train_size=300, val_size=600, test_size=400, heldout_seed=1997,
                       label="adding-T10")
-COPY = CopyConfig(name="copy", delay=5, train_size=300, val_size=600, test_size=400, data_seed=2016, label="copy-T5")
+COPY = CopyConfig(name="copy", delay=5, train_size=300, val_size=600, test_size=400, heldout_seed=2016, label="copy-T5")
 
 
 def make_task(kind: str, batch_size: int = 50, seed: int = 0, **changes) -> Task:
@@ -117,7 +117,7 @@ def test_val_and_test_are_fixed_independent_of_batch_size_and_distinct(kind):
         assert torch.equal(a[0], stacked(small.eval_batches(split))[0])  # the same every call
     val, test = stacked(small.eval_batches("val"))[0], stacked(small.eval_batches("test"))[0]
     assert not torch.equal(val[:400], test)
-    assert not torch.equal(val, stacked(make_task(kind, data_seed=5).eval_batches("val"))[0])
+    assert not torch.equal(val, stacked(make_task(kind, heldout_seed=5).eval_batches("val"))[0])
 
 
 # -- memoryless baselines -----------------------------------------------------------------------
@@ -178,9 +178,9 @@ def test_a_small_gru_learns_copy_at_t5():
 # -- config -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind, key, value", [
     ("adding", "length", 0), ("adding", "length", 1), ("adding", "train_size", 0), ("adding", "val_size", 0),
-    ("adding", "test_size", 0), ("adding", "data_seed", -1),
+    ("adding", "test_size", 0), ("adding", "heldout_seed", -1),
     ("copy", "delay", 0), ("copy", "train_size", 0), ("copy", "val_size", 0), ("copy", "test_size", 0),
-    ("copy", "data_seed", -1),
+    ("copy", "heldout_seed", -1),
 ])
 def test_bad_config_value_is_a_one_line_error_naming_the_key(kind, key, value):
     cfg = replace(ADDING if kind == "adding" else COPY, **{key: value})

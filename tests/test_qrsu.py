@@ -5,7 +5,7 @@ import torch
 
 from rnnexp.config import typed
 from rnnexp.errors import ConfigError
-from rnnexp.tasks.qrsu import BEGIN, DIFFICULTIES, END, QRSUConfig, QRSUTask, X, Y, generate
+from rnnexp.tasks.qrsu import BEGIN, DIFFICULTIES, END, QRSUConfig, QRSUTask, X, Y, batches_of, generate
 
 
 def qrsu_cfg(compose_cfg, *overrides):
@@ -16,7 +16,7 @@ def qrsu_cfg(compose_cfg, *overrides):
 
 
 def decode(inputs):
-    """(n, T, 8) one-hot, left-padded -> per sequence: list of symbol ids (padding dropped)."""
+    """(n, T, 8) one-hot with all-zero padding -> per sequence: list of symbol ids (padding dropped)."""
     out = []
     for seq in inputs:
         used = seq.sum(-1) > 0
@@ -24,40 +24,47 @@ def decode(inputs):
     return out
 
 
+@pytest.mark.parametrize("padding", ["right", "left"])
 @pytest.mark.parametrize("difficulty", list(DIFFICULTIES))
-def test_sequences_follow_the_definition(compose_cfg, difficulty):
-    cfg = qrsu_cfg(compose_cfg, f"task.difficulty={difficulty}")
+def test_sequences_follow_the_definition(compose_cfg, difficulty, padding):
+    cfg = qrsu_cfg(compose_cfg, f"task.difficulty={difficulty}", f"task.padding={padding}")
     (lmin, lmax), (t1min, t1max), (t2min, t2max) = DIFFICULTIES[difficulty]
-    inputs, labels = generate(400, cfg, torch.Generator().manual_seed(0))
-    # One-hot where used, all-zero padding only on the left.
-    sums = inputs.sum(-1)
-    assert set(sums.unique().tolist()) <= {0.0, 1.0}
-    assert ((inputs == 0) | (inputs == 1)).all()
-    for row in sums:
-        used = row.nonzero().flatten()
-        assert used[-1] == len(row) - 1, "the last step must be E (no right padding)"
-        assert (row[used[0]:] == 1).all(), "padding only on the left"
+    batches = list(batches_of(*generate(400, cfg, torch.Generator().manual_seed(0)), 64, padding))
     lengths = []
-    for seq, label in zip(decode(inputs), labels.tolist()):
-        lengths.append(len(seq))
-        assert lmin <= len(seq) <= lmax
-        assert seq[0] == BEGIN and seq[-1] == END
-        marks = [i for i, s in enumerate(seq) if s in (X, Y)]
-        assert len(marks) == 2
-        t1, t2 = marks
-        assert t1min <= t1 <= t1max and t2min <= t2 <= t2max
-        assert label == 2 * (seq[t1] == Y) + (seq[t2] == Y)
-        assert all(2 <= s <= 5 for i, s in enumerate(seq[1:-1], 1) if i not in marks)
+    for batch in batches:
+        inputs, labels = batch.inputs, batch.targets
+        # One-hot where used, all-zero padding on one side only, lengths carried in the batch.
+        sums = inputs.sum(-1)
+        assert ((inputs == 0) | (inputs == 1)).all() and set(sums.unique().tolist()) <= {0.0, 1.0}
+        assert inputs.shape[1] == int(batch.lengths.max()), "trimmed to the batch's longest sequence"
+        assert batch.left_padded == (padding == "left")
+        for row, length in zip(sums, batch.lengths.tolist()):
+            used = row.nonzero().flatten()
+            assert len(used) == length
+            if padding == "right":
+                assert used[0] == 0 and used[-1] == length - 1, "padding only on the right"
+            else:
+                assert used[-1] == len(row) - 1 and used[0] == len(row) - length, "padding only on the left"
+        for seq, label in zip(decode(inputs), labels.tolist()):
+            lengths.append(len(seq))
+            assert lmin <= len(seq) <= lmax
+            assert seq[0] == BEGIN and seq[-1] == END
+            marks = [i for i, s in enumerate(seq) if s in (X, Y)]
+            assert len(marks) == 2
+            t1, t2 = marks
+            assert t1min <= t1 <= t1max and t2min <= t2 <= t2max
+            assert label == 2 * (seq[t1] == Y) + (seq[t2] == Y)
+            assert all(2 <= s <= 5 for i, s in enumerate(seq[1:-1], 1) if i not in marks)
     assert min(lengths) < max(lengths) or lmin == lmax, "a batch mixes lengths"
-    assert set(labels.tolist()) == {0, 1, 2, 3}
+    assert set(torch.cat([b.targets for b in batches]).tolist()) == {0, 1, 2, 3}
 
 
 def test_custom_ranges_and_their_validation(compose_cfg):
     cfg = qrsu_cfg(compose_cfg, "task.difficulty=custom", "task.length=[12,12]", "task.t1=[3,3]", "task.t2=[7,8]")
-    inputs, _ = generate(50, cfg, torch.Generator().manual_seed(1))
-    assert inputs.shape[1] == 12
+    symbols, _ = generate(50, cfg, torch.Generator().manual_seed(1))
+    assert symbols.shape[1] == 12 and (symbols >= 0).all()
     for bad in (["task.t1=[0,2]"], ["task.t2=[2,3]"], ["task.length=[6,8]"], ["task.t1=[3,2]"],
-                ["task.difficulty=custom"]):
+                ["task.difficulty=custom"], ["task.padding=middle"]):
         with pytest.raises(ConfigError):
             qrsu_cfg(compose_cfg, *bad)
 
@@ -85,7 +92,7 @@ def test_epoch_and_validation_sizes(compose_cfg):
     other_batch = QRSUTask(cfg, 7, seed=3)
     assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(val, other_batch.eval_batches("val"))), \
         "validation does not depend on train.batch_size or the seed"
-    # Each batch is trimmed to its own longest sequence: its first column holds some B.
+    # Each batch is trimmed to its own longest sequence (padded on the right: every row starts with B).
     for batch in train:
-        assert (batch.inputs[:, 0].argmax(-1) == BEGIN)[batch.inputs[:, 0].sum(-1) > 0].any()
+        assert (batch.inputs[:, 0].argmax(-1) == BEGIN).all() and batch.inputs.shape[1] == int(batch.lengths.max())
         assert batch.reset

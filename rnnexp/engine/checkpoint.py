@@ -26,8 +26,12 @@ from rnnexp.errors import RunDirError
 from rnnexp.files import atomic_write
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
-FORMAT = 3  # bump when the payload changes incompatibly
-READS = (2, 3)  # 3: train.batches_per_epoch makes an epoch a window that goes on through the data
+FORMAT = 4  # bump when the payload changes incompatibly
+#: 3: train.batches_per_epoch makes an epoch a window that goes on through the data; 4: data from
+#: spawned streams and hash splits (older checkpoints load for sampling and inspection, never resume).
+READS = (2, 3, 4)
+#: Keys renamed since runs were saved with the old name.
+RENAMED_KEYS = {"task.data_seed": "task.heldout_seed"}
 
 #: What may differ on resume; any other key given on the command line must equal the run's own.
 RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.threads",
@@ -36,6 +40,8 @@ RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy"
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "model.input_dropout": 0.0,
               "model.weight_drop": 0.0, "model.tie_weights": False}
+#: Task keys added later, by task: the value that reads an old run's data as it was.
+ADDED_TASK_KEYS = {"qrsu": {"task.padding": "left"}}
 #: A group given again on resume is compared by the option it names, not by today's YAML of it.
 GROUP_OPTION = {"task": "task.name", "model": "model.cell"}
 #: Groups that only select other config; on resume the run's own config stands in for them.
@@ -80,10 +86,11 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
         raise RunDirError(f"train.resume={run_dir} is not a directory; give the run directory printed at its start")
     payload = load_payload(run_dir / CHECKPOINT)
     saved = with_added_keys(OmegaConf.create(payload["config"]))
-    if payload["format"] < 3 and OmegaConf.select(saved, "train.batches_per_epoch", default=None):
-        raise RunDirError(f"cannot resume {run_dir}: it was written when train.batches_per_epoch repeated the first "
-                          f"batches of every epoch; now an epoch goes on through the data, so it would not continue "
-                          f"the same way; start a new run (its best.pt still works with rnnexp-sample/inspect)")
+    if payload["format"] < FORMAT:
+        raise RunDirError(f"cannot resume {run_dir}: its checkpoint (format {payload['format']}) was written by an "
+                          f"older rnnexp whose training and held-out data came from other random streams, so it would "
+                          f"not continue the same run; start a new run (its best.pt still works with "
+                          f"rnnexp-sample and rnnexp-inspect)")
     differ = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
@@ -109,8 +116,15 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
 
 
 def with_added_keys(saved: DictConfig) -> DictConfig:
-    """A saved config with the keys added since it was saved, at the values it trained with."""
-    for key, value in ADDED_KEYS.items():
+    """A saved config with the keys added (or renamed) since it was saved, at the values it
+    trained with."""
+    for old, new in RENAMED_KEYS.items():
+        section, _, name = old.partition(".")
+        node = saved.get(section)
+        if node is not None and name in node:
+            OmegaConf.update(saved, new, node.pop(name), force_add=True)
+    added = {**ADDED_KEYS, **ADDED_TASK_KEYS.get(str(OmegaConf.select(saved, "task.name", default="")), {})}
+    for key, value in added.items():
         if OmegaConf.select(saved, key, default=None) is None:
             OmegaConf.update(saved, key, value, force_add=True)
     return saved

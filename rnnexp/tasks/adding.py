@@ -46,12 +46,12 @@ class AddingConfig:
     train_size: int      # fresh sequences per epoch
     val_size: int
     test_size: int
-    data_seed: int       # seed of the fixed validation and test sets
+    heldout_seed: int    # seeds the fixed validation and test sets (the same for every train.seed)
     label: str
 
     def validate(self) -> None:
         require(self.length >= 2, "task.length", self.length, "use an integer >= 2 (one marker in each half)")
-        check_sizes(self, "data_seed")
+        check_sizes(self)
 
 
 def draw_sequences(n: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +89,7 @@ class AddingTask(Task):
         sizes = {"val": cfg.val_size, "test": cfg.test_size}
         # Each held-out split: drawn once from its own generator, cut once, reused every epoch.
         self._eval = {split: list(batches_of(*draw_sequences(sizes[split], cfg.length,
-                                                             split_generator(cfg.data_seed, split)), EVAL_BATCH))
+                                                             split_generator(cfg.heldout_seed, split)), EVAL_BATCH))
                       for split in SPLITS}
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
@@ -101,9 +101,8 @@ class AddingTask(Task):
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
         if split == "stage":
-            seed = self.cfg.data_seed
-            return self.stage_batches(lambda cfg: list(batches_of(
-                *draw_sequences(self.cfg.val_size, cfg.length, split_generator(seed, "val")), EVAL_BATCH)))
+            return self.stage_batches(lambda cfg, generator: list(batches_of(
+                *draw_sequences(self.cfg.val_size, cfg.length, generator), EVAL_BATCH)))
         if split not in self._eval:
             raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
         return iter(self._eval[split])

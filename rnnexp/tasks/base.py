@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+import zlib
 from typing import Any, Callable, ClassVar, Iterator, Optional
-
-import numpy as np
 
 from rnnexp.errors import ConfigError, require
 from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.scoring import Score, classification, mean_metrics
+from rnnexp.tasks.splits import stream
 
 _REGISTRY: dict[str, type["Task"]] = {}
 SPLITS = ("val", "test")
@@ -40,12 +40,26 @@ class Batch:
     targets: torch.Tensor            # (B,) many-to-one, (B, T) per step (streaming, copy)
     mask: Optional[torch.Tensor] = None  # (B, T) bool: which steps are scored
     reset: bool = True               # start from a fresh (zero) hidden state
+    #: (B,) each sequence's own length, where a batch mixes lengths (None: all are T steps long).
+    #: Padded on the right, a sequence's answer is read at its own last step (lengths - 1), so its
+    #: score never depends on the batch it comes in; `left_padded` (QRSU's task.padding=left, the
+    #: lecture's form) puts the padding first and reads every answer at step T - 1.
+    lengths: Optional[torch.Tensor] = None
+    left_padded: bool = False
 
     def to(self, device: torch.device) -> "Batch":
         if self.inputs.device == device:
             return self
-        mask = None if self.mask is None else self.mask.to(device)
-        return Batch(self.inputs.to(device), self.targets.to(device), mask, self.reset)
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(self.inputs.to(device), self.targets.to(device), move(self.mask), self.reset,
+                     move(self.lengths), self.left_padded)
+
+    def last_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) per-step outputs -> (B, C): each sequence's output at its own last step."""
+        if self.lengths is None or self.left_padded:
+            return outputs[:, -1]
+        index = (self.lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+        return outputs.gather(1, index).squeeze(1)
 
 
 @dataclass
@@ -99,12 +113,14 @@ class Task:
         """Train on the stage `value` from the next epoch on (None: the target)."""
         self.stage = value
 
-    def stage_batches(self, make: Callable[[Any], list[Batch]]) -> Iterator[Batch]:
+    def stage_batches(self, make: Callable[[Any, torch.Generator], list[Batch]]) -> Iterator[Batch]:
         """`eval_batches("stage")`: held-out batches of the curriculum's current stage, made once
-        per stage by `make(stage config)` and kept."""
+        per stage by `make(stage config, generator)` and kept. The generator is the stage's own
+        stream under `train.seed` (`self.seed`); a hash-split task draws them from its validation part."""
         cache = self.__dict__.setdefault("_stage_batches", {})
         if self.stage not in cache:
-            cache[self.stage] = make(self.train_cfg)
+            index = zlib.crc32(repr(self.stage).encode())  # the stage's value names its stream
+            cache[self.stage] = make(self.train_cfg, stream(self.seed, "stage", index))
         return iter(cache[self.stage])
 
     @property
@@ -130,7 +146,7 @@ class Task:
     def readout(self, outputs: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-step outputs (B, T, C) -> the scored outputs (N, C) and their targets (N,)."""
         if not self.streaming:
-            return outputs[:, -1], batch.targets  # many-to-one: the answer at the last step
+            return batch.last_outputs(outputs), batch.targets  # many-to-one: the answer at the last step
         logits, targets = outputs.reshape(-1, outputs.shape[-1]), batch.targets.reshape(-1)
         if batch.mask is None:
             return logits, targets
@@ -169,6 +185,11 @@ class Task:
         """A text sample to log after an epoch (character models); None for most tasks."""
         return None
 
+    def data_report(self, epochs: int) -> dict[str, Any]:
+        """What results.json says of the data (a hash split's space and measured overlap), given
+        the epochs trained; {} for tasks with nothing to say."""
+        return {}
+
     def artifacts(self) -> dict[str, str]:
         """Files (name -> text) to write into the run directory, e.g. a vocabulary."""
         return {}
@@ -195,27 +216,23 @@ def build_task(task_cfg: Any, batch_size: int, seed: int) -> Task:
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """An independent RNG for (seed, epoch): epoch e's data never depends on epochs before it, so a
-    resumed run sees exactly the data an uninterrupted one would."""
-    mixed = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(mixed) & ((1 << 63) - 1))
+    """The RNG of training epoch `epoch` under `train.seed`: epoch e's data never depends on the
+    epochs before it, so a resumed run sees exactly the data an uninterrupted one would."""
+    return stream(seed, "train", epoch)
 
 
-def split_generator(seed: int, split: str) -> torch.Generator:
-    """The RNG of a fixed held-out split, from its own seed: independent of training, of the other
-    split and of other seeds' splits. Validation keeps the plain seed (its sets predate the test split)."""
-    if split == "val":
-        return torch.Generator().manual_seed(seed)
-    mixed = np.random.SeedSequence([seed, 7919]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(mixed) & ((1 << 63) - 1))
+def split_generator(heldout_seed: int, split: str) -> torch.Generator:
+    """The RNG of the fixed held-out split `split` ("val" or "test") under `task.heldout_seed`:
+    the same sets for every `train.seed`, independent of each other and of all training data."""
+    return stream(heldout_seed, split)
 
 
-def check_sizes(cfg: Any, seed_key: str) -> None:
+def check_sizes(cfg: Any) -> None:
     """The sizes every sequence task has: fresh training sequences per epoch, fixed validation
     and test sets, and the seed of those two (a one-line ConfigError naming the key)."""
     for key in ("train_size", "val_size", "test_size"):
         require(getattr(cfg, key) >= 1, f"task.{key}", getattr(cfg, key), "use an integer >= 1")
-    require(getattr(cfg, seed_key) >= 0, f"task.{seed_key}", getattr(cfg, seed_key), "use an integer >= 0")
+    require(cfg.heldout_seed >= 0, "task.heldout_seed", cfg.heldout_seed, "use an integer >= 0")
 
 
 def num_batches(total: int, batch_size: int) -> int:
@@ -230,5 +247,5 @@ def _import_all() -> None:
     import rnnexp.tasks as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("base", "scoring", "streams", "corpus"):
+        if info.name not in ("base", "scoring", "streams", "corpus", "splits"):
             importlib.import_module(f"rnnexp.tasks.{info.name}")

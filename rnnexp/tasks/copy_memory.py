@@ -9,6 +9,9 @@ Alphabet of 10 categories: 0 blank, 1-8 the symbols, 9 the delimiter. With T = `
 Inputs are one-hot (B, T + 20, 10). The loss is the cross-entropy averaged over every step, as in
 the paper; the accuracy counts the 10 recalled symbols only (the blanks are trivial).
 
+Every symbol string belongs to one part, train, validation or test, by a hash of its symbols
+(rnnexp.tasks.splits), so no test sequence is ever trained on.
+
 Baseline (the paper's "memoryless strategy"): answer blank with certainty for the first T + 10
 steps (free) and guess uniformly among the 8 symbols for the last 10 (ln 8 each), which gives
 10 ln 8 / (T + 20) per step. A network stuck on the well-known plateau sits exactly there, with
@@ -25,13 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from rnnexp.errors import ConfigError, require
 from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
                                split_generator)
 from rnnexp.tasks.scoring import Score
+from rnnexp.tasks.splits import draw_in_part, split_summary
 
 BLANK, DELIMITER, CATEGORIES = 0, 9, 10
 FIRST_SYMBOL, LAST_SYMBOL = 1, 8
@@ -47,17 +51,21 @@ class CopyConfig:
     train_size: int      # fresh sequences per epoch
     val_size: int
     test_size: int
-    data_seed: int       # seed of the fixed validation and test sets
+    heldout_seed: int    # seeds the fixed validation and test sets (the same for every train.seed)
     label: str
 
     def validate(self) -> None:
         require(self.delay >= 1, "task.delay", self.delay, "use an integer >= 1")
-        check_sizes(self, "data_seed")
+        check_sizes(self)
 
 
-def draw_symbols(n: int, generator: torch.Generator) -> torch.Tensor:
-    """The (n, 10) symbols to remember, uniform over 1..8 and independent."""
-    return torch.randint(FIRST_SYMBOL, LAST_SYMBOL + 1, (n, RECALLED), generator=generator)
+def draw_symbols(n: int, generator: torch.Generator, part: str = "train") -> torch.Tensor:
+    """The (n, 10) symbols to remember, uniform over 1..8 and independent, from the hash split's
+    `part` (the symbols decide it, whatever the delay)."""
+    def draw(m: int, g: torch.Generator) -> tuple[torch.Tensor]:
+        return (torch.randint(FIRST_SYMBOL, LAST_SYMBOL + 1, (m, RECALLED), generator=g),)
+
+    return draw_in_part(n, part, draw, generator)[0]
 
 
 def make_batch(symbols: torch.Tensor, delay: int) -> Batch:
@@ -89,9 +97,9 @@ class CopyTask(Task):
         self.input_size, self.num_classes = CATEGORIES, CATEGORIES
         sizes = {"val": cfg.val_size, "test": cfg.test_size}
         # Each held-out split: drawn once from its own generator, cut once, reused every epoch.
-        self._eval = {split: list(batches_of(draw_symbols(sizes[split], split_generator(cfg.data_seed, split)),
-                                             cfg.delay, EVAL_BATCH))
-                      for split in SPLITS}
+        self.heldout = {split: draw_symbols(sizes[split], split_generator(cfg.heldout_seed, split), part=split)
+                        for split in SPLITS}
+        self._eval = {split: list(batches_of(symbols, cfg.delay, EVAL_BATCH)) for split, symbols in self.heldout.items()}
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         symbols = draw_symbols(self.cfg.train_size, epoch_generator(self.seed, epoch))
@@ -102,12 +110,18 @@ class CopyTask(Task):
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
         if split == "stage":
-            seed = self.cfg.data_seed
-            return self.stage_batches(lambda cfg: list(batches_of(
-                draw_symbols(self.cfg.val_size, split_generator(seed, "val")), cfg.delay, EVAL_BATCH)))
+            return self.stage_batches(lambda cfg, generator: list(batches_of(
+                draw_symbols(self.cfg.val_size, generator, part="val"), cfg.delay, EVAL_BATCH)))
         if split not in self._eval:
             raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
         return iter(self._eval[split])
+
+    def data_report(self, epochs: int) -> dict[str, Any]:
+        """The split's space (8^10 symbol strings) and the overlap measured against the training
+        draws of the first epochs (at most 20)."""
+        checked = min(epochs, 20)
+        train = [draw_symbols(self.cfg.train_size, epoch_generator(self.seed, e)) for e in range(1, checked + 1)]
+        return split_summary((LAST_SYMBOL - FIRST_SYMBOL + 1) ** RECALLED, self.heldout, train, checked)
 
     def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
         """Cross-entropy over every step (the loss); accuracy over the 10 recalled symbols."""

@@ -2,25 +2,35 @@
 
 A sequence is B, distractors from {a, b, c, d}, E, with X or Y at positions t1 and t2 (B is at
 position 0). The class is the order of the two: Q=XX, R=XY, S=YX, U=YY. The model reads one-hot
-vectors and is scored at the last step only (many-to-one).
+vectors and is scored at each sequence's last step, E (many-to-one).
 
-A batch mixes lengths, so sequences are left-padded with all-zero vectors: the last step is
-always E, which is where the answer is read. Generation is vectorised in torch: one set of
-tensor operations per epoch, no Python loop over sequences.
+A batch mixes lengths. By default (`task.padding=right`) a sequence is followed by all-zero
+vectors and its answer is read at its own last step, so its score never depends on the batch it
+is in; `task.padding=left` is the lecture's form: the zeros come first, every answer is read at
+the batch's last step, and the network runs over the padding before B (its biases move the state
+there), so a sequence's score depends on how long the others in its batch are.
+
+Every sequence belongs to one part, train, validation or test, by a hash of its symbols
+(rnnexp.tasks.splits): easy has 5,120 distinct sequences, and without the split most of the test
+set would be trained on. Generation is vectorised in torch: one set of tensor operations per
+draw, no Python loop over sequences.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from rnnexp.errors import ConfigError, require, require_choice
 from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import Batch, Example, Task, check_sizes, epoch_generator, num_batches, split_generator
+from rnnexp.tasks.splits import draw_in_part, split_summary
 
 SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")
 X, Y, FIRST_DISTRACTOR, BEGIN, END = 0, 1, 2, 6, 7
+PAD = -1  # after a sequence's end in the drawn symbols; an all-zero input vector
+PADDINGS = ("right", "left")
 CLASSES = ("Q", "R", "S", "U")  # XX, XY, YX, YY: class = 2 * (first is Y) + (second is Y)
 
 # Inclusive ranges: (length, t1, t2).
@@ -45,6 +55,7 @@ class QRSUConfig:
     val_size: int
     test_size: int
     heldout_seed: int
+    padding: str
     label: str
 
     def ranges(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -68,41 +79,67 @@ class QRSUConfig:
                 f"every t2 must come after every t1 (t1 max is {t1max})")
         require(t2max < lmin - 1, "task.length", self.ranges()[0],
                 f"the shortest sequence must be longer than t2 max + 1 = {t2max + 1} (E is last)")
-        check_sizes(self, "heldout_seed")
+        check_sizes(self)
+        require_choice("task.padding", self.padding, PADDINGS)
 
 
-def generate(n: int, cfg: QRSUConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` sequences: one-hot inputs (n, T, 8) left-padded to the longest, and labels (n,)."""
+def draw(n: int, cfg: QRSUConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` sequences: symbol ids (n, longest length of the config), PAD after each one's end, and
+    labels (n,). Any part of the hash split (see `generate` for one part)."""
     (lmin, lmax), (t1min, t1max), (t2min, t2max) = cfg.ranges()
 
-    def draw(low: int, high: int, size: tuple[int, ...]) -> torch.Tensor:
+    def uniform(low: int, high: int, size: tuple[int, ...]) -> torch.Tensor:
         return torch.randint(low, high + 1, size, generator=generator)
 
-    lengths, t1, t2 = draw(lmin, lmax, (n,)), draw(t1min, t1max, (n,)), draw(t2min, t2max, (n,))
-    first, second = draw(0, 1, (n,)), draw(0, 1, (n,))  # 0 = X, 1 = Y
-    steps = int(lengths.max())
-    symbols = draw(FIRST_DISTRACTOR, FIRST_DISTRACTOR + 3, (n, steps))
-    # Position within each sequence; negative = left padding.
-    pos = torch.arange(steps).unsqueeze(0) - (steps - lengths).unsqueeze(1)
+    lengths, t1, t2 = uniform(lmin, lmax, (n,)), uniform(t1min, t1max, (n,)), uniform(t2min, t2max, (n,))
+    first, second = uniform(0, 1, (n,)), uniform(0, 1, (n,))  # 0 = X, 1 = Y
+    symbols = uniform(FIRST_DISTRACTOR, FIRST_DISTRACTOR + 3, (n, lmax))
+    pos = torch.arange(lmax).unsqueeze(0)
     symbols = torch.where(pos == 0, BEGIN, symbols)
     symbols = torch.where(pos == lengths.unsqueeze(1) - 1, END, symbols)
+    symbols = torch.where(pos >= lengths.unsqueeze(1), PAD, symbols)
     symbols = torch.where(pos == t1.unsqueeze(1), (X + first).unsqueeze(1), symbols)
     symbols = torch.where(pos == t2.unsqueeze(1), (X + second).unsqueeze(1), symbols)
-    inputs = F.one_hot(symbols, len(SYMBOLS)).float() * (pos >= 0).unsqueeze(-1)
-    return inputs, 2 * first + second
+    return symbols, 2 * first + second
 
 
-def batches_of(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-    """Split into batches, trimming each to its own longest sequence (padding is all-zero columns).
+def generate(n: int, cfg: QRSUConfig, generator: torch.Generator, part: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` sequences of the hash split's `part`: symbols (n, T) with PAD after each end, labels (n,)."""
+    return draw_in_part(n, part, lambda m, g: draw(m, cfg, g), generator,  # type: ignore[return-value]
+                        what=f"task.difficulty={cfg.difficulty}")
+
+
+def lengths_of(symbols: torch.Tensor) -> torch.Tensor:
+    return (symbols != PAD).sum(1)
+
+
+def one_hot(symbols: torch.Tensor) -> torch.Tensor:
+    """Symbol ids with PAD -> (n, T, 8) one-hot vectors, all-zero at PAD."""
+    return F.one_hot(symbols.clamp(min=0), len(SYMBOLS)).float() * (symbols != PAD).unsqueeze(-1)
+
+
+def batches_of(symbols: torch.Tensor, labels: torch.Tensor, batch_size: int, padding: str = "right") -> Iterator[Batch]:
+    """Cut into batches, each trimmed to its own longest sequence and padded on `padding`'s side.
     The batches' lengths are found in one pass over the whole set, not one per batch."""
-    n, steps = inputs.shape[:2]
-    lengths = (inputs.abs().sum(-1) != 0).sum(1)
+    n = symbols.shape[0]
+    lengths = lengths_of(symbols)
     groups = -(-n // batch_size)
     longest = torch.zeros(groups * batch_size, dtype=lengths.dtype)
     longest[:n] = lengths
     for index, length in enumerate(longest.view(groups, batch_size).amax(1).tolist()):
-        start = index * batch_size
-        yield Batch(inputs[start:start + batch_size, steps - length:], labels[start:start + batch_size])
+        rows = slice(index * batch_size, (index + 1) * batch_size)
+        ids, own = symbols[rows, :length], lengths[rows]
+        if padding == "left":  # shift each row right by its padding: ids[j - (length - own)]
+            source = torch.arange(length).unsqueeze(0) - (length - own).unsqueeze(1)
+            ids = torch.where(source >= 0, ids.gather(1, source.clamp(min=0)), PAD)
+        yield Batch(one_hot(ids), labels[rows], lengths=own, left_padded=padding == "left")
+
+
+def space_size(cfg: QRSUConfig) -> int:
+    """Distinct sequences of the config: per length L, t1 and t2 choices, X/Y twice, 4 distractors
+    at each of the other L - 4 steps."""
+    (lmin, lmax), (t1min, t1max), (t2min, t2max) = cfg.ranges()
+    return sum((t1max - t1min + 1) * (t2max - t2min + 1) * 4 * 4 ** (length - 4) for length in range(lmin, lmax + 1))
 
 
 class QRSUTask(Task):
@@ -119,25 +156,34 @@ class QRSUTask(Task):
     def __init__(self, cfg: QRSUConfig, batch_size: int, seed: int):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         self.input_size, self.num_classes = len(SYMBOLS), len(CLASSES)
-        # Validation and test sets are generated once, each from its own seed: curves compare
-        # across runs, and they are cut into batches once, reused every epoch.
+        # Validation and test sets: drawn once from their parts of the split, each from its own
+        # stream of task.heldout_seed, cut into batches once and reused every epoch.
         sizes = {"val": cfg.val_size, "test": cfg.test_size}
-        self.heldout = {split: generate(n, cfg, split_generator(cfg.heldout_seed, split)) for split, n in sizes.items()}
-        self._eval_batches = {split: list(batches_of(*data, EVAL_BATCH)) for split, data in self.heldout.items()}
+        self.heldout = {split: generate(n, cfg, split_generator(cfg.heldout_seed, split), part=split)
+                        for split, n in sizes.items()}
+        self._eval_batches = {split: list(batches_of(*data, EVAL_BATCH, cfg.padding)) for split, data in self.heldout.items()}
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
-        inputs, labels = generate(self.cfg.train_size, self.train_cfg, epoch_generator(self.seed, epoch))
-        return batches_of(inputs, labels, self.batch_size)
+        symbols, labels = generate(self.cfg.train_size, self.train_cfg, epoch_generator(self.seed, epoch))
+        return batches_of(symbols, labels, self.batch_size, self.cfg.padding)
 
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.train_size, self.batch_size)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
         if split == "stage":
-            seed = self.cfg.heldout_seed
-            return self.stage_batches(lambda cfg: list(batches_of(
-                *generate(self.cfg.val_size, cfg, split_generator(seed, "val")), EVAL_BATCH)))
+            return self.stage_batches(lambda cfg, generator: list(batches_of(
+                *generate(self.cfg.val_size, cfg, generator, part="val"), EVAL_BATCH, self.cfg.padding)))
         return iter(self._eval_batches[split])
+
+    def data_report(self, epochs: int) -> dict[str, Any]:
+        """The split's space and the overlap measured against the training draws of the first
+        epochs (at most 20; the target's config, also under a curriculum)."""
+        checked = min(epochs, 20)
+        train = [generate(self.cfg.train_size, self.cfg, epoch_generator(self.seed, e))[0] for e in range(1, checked + 1)]
+        space = space_size(self.cfg)
+        return split_summary(space if space < 2 ** 53 else float(space),
+                             {split: data[0] for split, data in self.heldout.items()}, train, checked)
 
     def baseline(self) -> dict[str, float]:
         """Chance: the four classes are equally likely."""
@@ -150,10 +196,9 @@ class QRSUTask(Task):
 
     def example(self, text: Optional[str] = None) -> Example:
         if text is None:
-            inputs, labels = self.heldout["val"]
-            x = inputs[:1]
-            x = x[:, int((x[0].abs().sum(-1) > 0).nonzero()[0]):]  # leave the padding out
-            return Example(Batch(x, labels[:1]), [SYMBOLS[i] for i in x[0].argmax(-1).tolist()])
+            symbols, labels = self.heldout["val"]
+            ids = symbols[:1, :int(lengths_of(symbols[:1]))]  # the padding left out
+            return Example(Batch(one_hot(ids), labels[:1]), [SYMBOLS[i] for i in ids[0].tolist()])
         unknown = sorted(set(text) - set(SYMBOLS))
         if unknown:
             raise ConfigError(f"example={text!r} has symbols outside QRSU's alphabet: {''.join(unknown)!r}; "
@@ -167,6 +212,6 @@ class QRSUTask(Task):
 
     def describe(self) -> str:
         (lmin, lmax), (a, b), (c, d) = self.cfg.ranges()
-        return (f"qrsu {self.cfg.difficulty}: length {lmin}-{lmax}, t1 {a}-{b}, t2 {c}-{d}; "
-                f"{self.cfg.train_size} fresh sequences per epoch, {self.cfg.val_size} validation, "
-                f"{self.cfg.test_size} test")
+        return (f"qrsu {self.cfg.difficulty}: length {lmin}-{lmax}, t1 {a}-{b}, t2 {c}-{d}, padded on the "
+                f"{self.cfg.padding}; {self.cfg.train_size} fresh sequences per epoch, {self.cfg.val_size} validation, "
+                f"{self.cfg.test_size} test (parts of a hash split)")

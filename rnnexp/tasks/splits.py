@@ -1,0 +1,125 @@
+"""Where a task's data comes from: independent random streams, and a hash split for discrete sequences.
+
+Streams. Every random draw of a task comes from a stream of its own, spawned from one of two
+roots (numpy's `SeedSequence(root, spawn_key=(purpose, index))`), so no two purposes can ever
+share a key, whatever the seeds:
+
+* the task's held-out seed (`task.heldout_seed`): the validation and test sets, the same for
+  every `train.seed`, as a study across seeds needs;
+* `train.seed`: the initial weights, each training epoch's data (index = the epoch, so a resumed
+  run regenerates exactly the data an uninterrupted one would), and the held-out sets of
+  curriculum stages.
+
+Hash split. A task of discrete sequences (QRSU, copy) can draw the same sequence for training
+and for testing: QRSU easy has only 5,120 distinct sequences, and on main 89.8% of its test
+sequences were seen in the first 13 training epochs. Here each sequence belongs to exactly one
+part, train, validation or test, by a hash of its symbols (Zaremba & Sutskever 2014 split their
+programs by a hash mod 3), and every draw for a part rejects the sequences of the others. The
+parts take 70%, 15% and 15% of any space; a sequence's part depends on its symbols alone, not on
+the difficulty, padding or batch it comes in.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, Optional
+
+import numpy as np
+
+from rnnexp.errors import ConfigError
+from rnnexp.lazy import torch  # on first use: config checks need no torch
+
+#: The purposes a stream is drawn for (the first number of its spawn key).
+PURPOSES = {"weights": 0, "train": 1, "val": 2, "test": 3, "stage": 4}
+#: The parts of a hash split and the share of every space each one takes.
+PARTS = ("train", "val", "test")
+SHARES = {"train": 0.70, "val": 0.15, "test": 0.15}
+
+
+def stream_seed(root: int, purpose: str, index: int = 0) -> int:
+    """A 63-bit seed for (root, purpose, index), independent of every other triple."""
+    sequence = np.random.SeedSequence(int(root), spawn_key=(PURPOSES[purpose], int(index)))
+    return int(sequence.generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
+
+
+def stream(root: int, purpose: str, index: int = 0) -> torch.Generator:
+    """A torch RNG for (root, purpose, index): see the module's docstring."""
+    return torch.Generator().manual_seed(stream_seed(root, purpose, index))
+
+
+# -- the hash split ------------------------------------------------------------------------------
+_PRIME = 2_147_483_647  # 2^31 - 1: every product below stays inside int64
+_BASE = 1_103_515_245 % _PRIME
+_MIX = (0x2C1B3C6D, 0x297A2D39)
+
+
+@functools.lru_cache(maxsize=16)
+def _powers(steps: int) -> torch.Tensor:
+    powers, value = [], 1
+    for _ in range(steps):
+        powers.append(value)
+        value = value * _BASE % _PRIME
+    return torch.tensor(powers, dtype=torch.int64)
+
+
+def sequence_hash(symbols: torch.Tensor) -> torch.Tensor:
+    """(n, T) symbol ids >= 0, with -1 after each sequence's end -> (n,) hashes in [0, 1).
+
+    A polynomial hash modulo a prime over the symbols (0 for the padding, so only the sequence's own
+    symbols count), then two multiply-xorshift rounds so that sequences one symbol apart land far apart."""
+    values = (symbols.long() + 1) * _powers(symbols.shape[1])          # each < 2^35; a row's sum < 2^45
+    h = values.sum(1) % _PRIME
+    for multiplier in _MIX:
+        h = h ^ (h >> 15)
+        h = (h * multiplier) % _PRIME
+    h = h ^ (h >> 13)
+    return (h % _PRIME).double() / _PRIME
+
+
+def part_of(symbols: torch.Tensor) -> torch.Tensor:
+    """(n, T) symbols (-1 padded) -> (n,) part index into PARTS."""
+    u = sequence_hash(symbols)
+    bounds = torch.tensor([SHARES["train"], SHARES["train"] + SHARES["val"]], dtype=torch.float64)
+    return torch.bucketize(u, bounds, right=True)
+
+
+def draw_in_part(n: int, part: str, draw: Callable[[int, torch.Generator], tuple[torch.Tensor, ...]],
+                 generator: torch.Generator, what: str = "this task") -> tuple[torch.Tensor, ...]:
+    """`n` draws that belong to `part`. `draw(m, generator)` returns a tuple of tensors with m rows
+    whose first is the symbols (m, T) that decide the part (-1 padded; T fixed for the config).
+    Draws of the other parts are rejected; the result is fixed by the generator's seed."""
+    wanted, kept, have = PARTS.index(part), [], 0
+    for _ in range(64):
+        m = math.ceil((n - have) / SHARES[part] * 1.2) + 8
+        drawn = draw(m, generator)
+        keep = part_of(drawn[0]) == wanted
+        kept.append(tuple(t[keep] for t in drawn))
+        have += int(keep.sum())
+        if have >= n:
+            return tuple(torch.cat(parts)[:n] for parts in zip(*kept))
+    raise ConfigError(f"{what} has too few distinct sequences for a {part} set of {n}: only {have} of "
+                      f"{64 * n} draws fell in its part; use longer or wider ranges")
+
+
+def overlap(held_out: dict[str, torch.Tensor], train: list[torch.Tensor]) -> dict[str, int]:
+    """Measured, not assumed: how many sequences of each held-out set also occur in the other
+    held-out set or in the given training draws (exact symbol-by-symbol equality)."""
+    def keys(symbols: torch.Tensor) -> set[bytes]:
+        return {row.tobytes() for row in symbols.numpy().astype(np.int8)}
+
+    seen_in_training: set[bytes] = set()
+    for symbols in train:
+        seen_in_training |= keys(symbols)
+    val, test = keys(held_out["val"]), keys(held_out["test"])
+    return {"val_in_train": len(val & seen_in_training), "test_in_train": len(test & seen_in_training),
+            "test_in_val": len(test & val)}
+
+
+def split_summary(space: Optional[int], held_out: dict[str, torch.Tensor], train: list[torch.Tensor],
+                  epochs_checked: int) -> dict[str, object]:
+    """What results.json says of a hash-split task's data: the size of its space (None where it is
+    too large to matter), the parts' shares, distinct held-out sequences, and the measured overlap."""
+    return {"split": "hash of the symbols", "space": space, "shares": dict(SHARES),
+            "distinct": {split: len({row.tobytes() for row in s.numpy().astype(np.int8)}) for split, s in held_out.items()},
+            "overlap": overlap(held_out, train), "overlap_checked_over_epochs": epochs_checked}
