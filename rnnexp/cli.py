@@ -12,6 +12,7 @@ problem into one line and an exit code.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -27,7 +28,7 @@ from rnnexp.argv import RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE, quote_free_text
 from rnnexp.sweep import summary as sweep
 from rnnexp.config import known_keys, load_run_config
 from rnnexp.engine.signals import stop_on_signals
-from rnnexp.errors import ConfigError, Interrupted, Rejected, RnnexpError
+from rnnexp.errors import ConfigError, DivergedError, Interrupted, Rejected, RnnexpError
 from rnnexp.report.errors import run_reporting_errors
 from rnnexp.sweep.jobs import SweepState, mark_stopped, read_plan, stop_requested_for
 
@@ -62,7 +63,8 @@ def _job(cfg: DictConfig) -> float:
     # checkpoint saved) returns instead and marks the sweep stopped; the others stop too, later
     # ones do not start, and the sweep's process ends it as stopped (SummariseSweep.on_multirun_end).
     # (Optuna would take the returned value for a result: there a stop still raises.)
-    returns_on_stop = in_sweep and jobs > 1 and str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper")
+    basic_sweeper = str(hydra_cfg.sweeper.get("_target_", "")).endswith("BasicSweeper")
+    returns_on_stop = in_sweep and jobs > 1 and basic_sweeper
     if in_sweep and SweepState.stop_signal:  # Ctrl-C between two jobs of a sequential sweep
         raise Interrupted(SweepState.stop_signal)
     if in_sweep and jobs > 1 and (signum := stop_requested_for(sweep_dir)):
@@ -82,6 +84,11 @@ def _job(cfg: DictConfig) -> float:
             raise  # a sequential sweep stops at once
         raise Rejected(stop) from stop
     except RnnexpError as err:
+        if in_sweep and isinstance(err, DivergedError) and basic_sweeper:
+            # A diverged job is a result of the sweep, not a failure of it (its results.json says
+            # "diverged", the summary counts it): the sweep goes on and can end with exit 0.
+            logging.getLogger("rnnexp").warning(f"diverged: {err}")
+            return float("nan")
         if in_sweep:
             raise  # Hydra marks the job failed and runs the others
         raise Rejected(err) from err  # a single run: straight to main(), without Hydra's job report
@@ -130,7 +137,7 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
         resume = read_plan(Path(sweep.current_sweep_dir)).get("resume", "rnnexp -m ... train.resume=auto")
         return (f"sweep stopped ({sweep.count_line(rows)}; checkpoints saved, summary in "
                 f"{sweep.current_sweep_dir}/summary.md); resume the whole sweep with: {resume}")
-    failed = [r for r in rows if r["status"] != "completed"]
+    failed = [r for r in rows if r["status"] not in ("completed", "diverged")]
     if not failed:
         return message
     return (f"{len(failed)} of {len(rows)} sweep jobs did not complete (see {sweep.current_sweep_dir}/summary.md); "

@@ -81,6 +81,7 @@ class TrainConfig:
     momentum: float
     weight_decay: float
     grad_clip: Optional[float]
+    divergence_factor: Optional[float]
     precision: str
     batch_size: int
     epochs: int
@@ -109,6 +110,9 @@ class TrainConfig:
         require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "use >= 0")
         if self.grad_clip is not None:
             require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "use a norm > 0 or null")
+        if self.divergence_factor is not None:
+            require(self.divergence_factor > 1, "train.divergence_factor", self.divergence_factor,
+                    "use a factor > 1 (10 by default), or null to judge only NaN and infinity")
         require_choice("train.precision", self.precision, ("fp32", "bf16"))
         require(self.batch_size >= 1, "train.batch_size", self.batch_size, "use an integer >= 1")
         require(self.epochs >= 1, "train.epochs", self.epochs, "use an integer >= 1")

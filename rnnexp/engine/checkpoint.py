@@ -34,11 +34,12 @@ READS = (2, 3, 4)
 RENAMED_KEYS = {"task.data_seed": "task.heldout_seed"}
 
 #: What may differ on resume; any other key given on the command line must equal the run's own.
-RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.threads",
+RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.divergence_factor", "train.threads",
              "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")
 #: Keys added after runs were saved without them: the value that trains as those runs did
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
-ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "model.input_dropout": 0.0,
+ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,
+              "model.input_dropout": 0.0,
               "model.weight_drop": 0.0, "model.tie_weights": False}
 #: Task keys added later, by task: the value that reads an old run's data as it was.
 ADDED_TASK_KEYS = {"qrsu": {"task.padding": "left"}}
@@ -125,7 +126,8 @@ def with_added_keys(saved: DictConfig) -> DictConfig:
             OmegaConf.update(saved, new, node.pop(name), force_add=True)
     added = {**ADDED_KEYS, **ADDED_TASK_KEYS.get(str(OmegaConf.select(saved, "task.name", default="")), {})}
     for key, value in added.items():
-        if OmegaConf.select(saved, key, default=None) is None:
+        section, _, name = key.partition(".")
+        if section in saved and name not in saved[section]:  # (a saved null stays null)
             OmegaConf.update(saved, key, value, force_add=True)
     return saved
 

@@ -34,7 +34,8 @@ from torch import nn
 from rnnexp.config import TrainConfig
 from rnnexp.engine.callbacks import Callback
 from rnnexp.engine.cuda_graph import GraphedTrainStep, graphs_wanted
-from rnnexp.errors import DivergedError, Interrupted
+from rnnexp.engine.divergence import DivergenceRule, check_finite
+from rnnexp.errors import Interrupted
 from rnnexp.models.recurrent import State, carry_hidden_state
 from rnnexp.tasks.base import Batch, Task
 
@@ -58,6 +59,8 @@ class LoopState:
     interval: dict[str, float] = field(default_factory=dict)  # sums since the last step-level log
     grad_norm: float = 0.0           # this epoch's summed gradient norms (before clipping)
     carried: Optional[State] = None  # the hidden state carried into the next chunk
+    reference_loss: Optional[float] = None  # what divergence is judged against (engine.divergence)
+    divergence: dict[str, float] = field(default_factory=dict)  # the largest loss / reference ratios so far
 
 
 def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter], capturable: bool = False) -> torch.optim.Optimizer:
@@ -135,6 +138,7 @@ class Engine:
         # The step the loop runs: `train_step` itself, or on a GPU the same step as a CUDA graph.
         self.step = GraphedTrainStep(self.train_step, self.optimizer) if graphed else self.train_step
         self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.divergence = DivergenceRule(cfg.divergence_factor, task.baseline())
         self.state = LoopState()
         self.best_model: Optional[dict[str, torch.Tensor]] = None  # weights of the best epoch, in memory
         self.stop_requested: Callable[[], int] = lambda: 0
@@ -174,6 +178,8 @@ class Engine:
             batch = batch.to(self.device)
             s.carried, sums, norm = self.step(batch, None if batch.reset else s.carried)
             stacked = Sums.stack(sums)
+            if s.reference_loss is None:  # the initial model's loss on the first batch: one host sync, once
+                self.divergence.first_step(s, self.task.metrics(dict(zip(stacked[0], stacked[1].tolist())))["loss"])
             epoch_sums.add_stacked(*stacked)
             interval.add_stacked(*stacked)
             grad_norm += norm
@@ -233,7 +239,7 @@ class Engine:
         metrics = self.task.metrics(interval.to_host())
         step = self.state.global_step
         where = f"epoch {self.state.epoch}, steps {max(1, step - self.cfg.log_every_steps + 1)}-{step}"
-        check_finite(metrics["loss"], "training loss", where)
+        self.divergence.interval(self.state, metrics["loss"], where)
         callbacks.on_log(self, {"train/step_loss": metrics["loss"], "train/step_accuracy": metrics["accuracy"]})
 
     def _end_epoch(self, val: dict[str, float]) -> dict[str, float]:
@@ -242,6 +248,8 @@ class Engine:
         check_finite(val["val/loss"], "validation loss", f"epoch {s.epoch}")
         s.seconds = time.perf_counter() - self._clock
         train = {f"train/{k}": v for k, v in self.task.metrics(s.sums).items()}
+        if s.sums.get("count", 0.0) > 0:  # (an epoch that scored nothing has no mean to judge)
+            self.divergence.epoch(s, train["train/loss"])
         batches = max(1, s.batch)
         metrics = {"epoch": s.epoch, **train, **val, "train/lr": self.optimizer.param_groups[0]["lr"],
                    "train/grad_norm": s.grad_norm / batches, "train/weight_norm": self._weight_norm(),
@@ -341,9 +349,3 @@ class Engine:
 
 class _StopDuringValidation(Exception):
     """Validation stops early on a signal; `fit` turns it into a checkpoint and `Interrupted`."""
-
-
-def check_finite(value: float, what: str, where: str) -> None:
-    if not math.isfinite(value):
-        raise DivergedError(f"the {what} became {value} at {where}; lower train.lr, set train.grad_clip "
-                            f"(e.g. 1.0), or try train.optimizer=adam")

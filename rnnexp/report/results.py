@@ -24,7 +24,8 @@ def progress_results(run: RunConfig, engine: Any) -> dict[str, Any]:
     s, task = engine.state, engine.task
     name, direction = task.objective
     done = {"epochs_run": len(s.history), "target_accuracy": run.train.target_accuracy,
-            "target_epoch": s.target_epoch, "train_seconds": round(s.seconds, 3), "baseline": task.baseline()}
+            "target_epoch": s.target_epoch, "train_seconds": round(s.seconds, 3), "baseline": task.baseline(),
+            "divergence": engine.divergence.report(s)}
     if not s.history:
         return done
     best = next(h for h in s.history if h["epoch"] == s.best_epoch)
