@@ -1,13 +1,14 @@
 """Sweeps through the real CLI: joblib and submitit launchers, Optuna, the summary, failures."""
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from rnnexp.sweep.summary import read_jobs, seed_groups, summarise
+from rnnexp.sweep.summary import read_jobs, seed_groups, summarise, write_summary
 
 from tests.test_cli import rnnexp
 
@@ -65,14 +66,19 @@ def test_optuna_records_the_jobs_own_result(tmp_path):
     assert len(values) == 3 and best == max(values)
 
 
-def fake_job(root: Path, name: str, overrides: list[str], status="completed", value=0.5, target=None):
+def fake_job(root: Path, name: str, overrides: list[str], status="completed", value=0.5, target=None,
+             target_accuracy=None, epochs=3, stopped_by="all epochs run"):
     job = root / name
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     res = {"status": status, "objective": {"name": "val/accuracy", "direction": "max", "value": value},
-           "final": {"val/accuracy": value, "val/loss": 1.0}, "epochs_run": 3, "target_epoch": target,
+           "final": {"val/accuracy": value, "val/loss": 1.0}, "epochs_run": epochs, "target_epoch": target,
+           "target_accuracy": target_accuracy, "stopped_by": stopped_by,
            "wall_seconds": 1.0, "cell": overrides[0].split("=")[1]}
-    if status != "completed":
+    if status in ("interrupted", "diverged"):  # a stopped or diverged run reports what it reached, no test
+        res.pop("stopped_by")
+        res.update(status=status, error="stopped" if status == "interrupted" else "exploded")
+    elif status != "completed":
         res = {"status": status, "error": "boom"}
     (job / "results.json").write_text(json.dumps(res))
 
@@ -88,7 +94,43 @@ def test_summary_groups_seeds_and_plots_against_the_swept_parameter(tmp_path):
     groups = {g["config"]: g for g in seed_groups(rows)}
     assert groups["model=rnn task.delay=3"]["mean"] == pytest.approx(0.8)
     assert groups["model=rnn task.delay=3"]["std"] == pytest.approx(0.1414, abs=1e-3)
-    assert groups["model=lstm task.delay=10"]["runs"] == 2
+    assert groups["model=lstm task.delay=10"]["runs"] == 2 and groups["model=lstm task.delay=10"]["completed"] == 2
     assert (tmp_path / "summary.png").is_file()
     assert "Across seeds" in (tmp_path / "summary.md").read_text()
     assert list((tmp_path / "summary").glob("events.out.tfevents.*"))
+
+
+def test_statistics_count_completed_runs_only_and_say_what_was_left_out(tmp_path, capsys):
+    """Before: "gru 3 runs mean 0.4280 std 0.0000" from one interrupted job and two that never
+    started; the LSTM's mean took in an interrupted 0.289."""
+    from rich.console import Console
+
+    from rnnexp.sweep.summary import print_summary
+
+    target = {"target_accuracy": 1.0}
+    fake_job(tmp_path, "0_a", ["model=lstm", "train.seed=1"], value=1.0, target=12, **target)
+    fake_job(tmp_path, "1_a", ["model=lstm", "train.seed=2"], value=0.9, **target)
+    fake_job(tmp_path, "2_a", ["model=lstm", "train.seed=3"], status="interrupted", value=0.289, epochs=13, **target)
+    fake_job(tmp_path, "3_a", ["model=lstm", "train.seed=4"], status="diverged", value=0.25, epochs=2, **target)
+    fake_job(tmp_path, "4_a", ["model=lstm", "train.seed=5"], value=0.8, stopped_by="time limit (1 min)", **target)
+    fake_job(tmp_path, "5_a", ["model=gru", "train.seed=1"], status="interrupted", value=0.428, epochs=13, **target)
+    (tmp_path / "jobs.json").write_text(json.dumps({"jobs": [
+        {"job": n, "overrides": o} for n, o in enumerate([["model=lstm", "train.seed=1"]] * 6 +
+                                                         [["model=gru", "train.seed=2"], ["model=gru", "train.seed=3"]])]}))
+    rows = read_jobs(tmp_path)
+    groups = {g["config"]: g for g in seed_groups(rows)}
+    lstm, gru = groups["model=lstm"], groups["model=gru"]
+    assert lstm["completed_of"] == "3 of 5" and lstm["mean"] == pytest.approx(0.9)   # 1.0, 0.9, 0.8
+    assert lstm["std"] == pytest.approx(0.1) and lstm["solved"] == "1 of 4"           # the diverged one is not solved
+    assert lstm["diverged"] == 1 and lstm["time_limited"] == 1
+    assert lstm["partial"] == ["job 2 (interrupted after 13 epochs)"]
+    assert gru["completed_of"] == "0 of 3" and gru["mean"] is None and gru["std"] is None
+    assert gru["partial"] == ["job 5 (interrupted after 13 epochs)", "job 6 (not started)", "job 7 (not started)"]
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    print_summary(rows, list(groups.values()), "title", console, tmp_path)
+    text = console.export_text()
+    assert "mean and sd of completed runs only" in text and "best val/accuracy" in text
+    assert "model=lstm: 1 diverged; 1 time-limited; not averaged: job 2 (interrupted after 13 epochs)" in text
+    assert "0.4280" not in text.split("across seeds")[1]
+    write_summary(tmp_path, rows, list(groups.values()))
+    assert "| model=gru | 0 of 3 | - | - | - | - | not averaged: job 5 (interrupted after 13 epochs), job 6" in (tmp_path / "summary.md").read_text()

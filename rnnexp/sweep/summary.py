@@ -17,7 +17,6 @@ import argparse
 import csv
 import io
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +28,7 @@ from rich.table import Table
 
 from rnnexp.argv import hydra_quote, shell_word
 from rnnexp.sweep.jobs import read_plan
+from rnnexp.sweep.stats import group_stats, notes
 
 current_sweep_dir: Optional[str] = None  # set when a multirun starts (see hydra_callbacks)
 
@@ -51,7 +51,7 @@ def read_jobs(root: Path) -> list[dict[str, Any]]:
 
 
 ROW_KEYS = ("objective_name", "objective", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs",
-            "target_epoch", "train_seconds", "cell")
+            "target_epoch", "target_accuracy", "stopped_by", "train_seconds", "cell")
 
 
 def read_results(root: Path) -> list[dict[str, Any]]:
@@ -74,6 +74,7 @@ def read_results(root: Path) -> list[dict[str, Any]]:
             "test_accuracy": test.get("test/accuracy"), "test_loss": test.get("test/loss"),
             "val_accuracy": final.get("val/accuracy"), "val_loss": final.get("val/loss"),
             "epochs": res.get("epochs_run"), "target_epoch": res.get("target_epoch"),
+            "target_accuracy": res.get("target_accuracy"), "stopped_by": res.get("stopped_by"),
             "train_seconds": res.get("train_seconds"), "cell": res.get("cell"), "error": res.get("error", ""),
         })
     return rows
@@ -85,7 +86,8 @@ def _job_sort_key(name: str) -> tuple[int, str]:
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and spread across seeds for each configuration that was run with several seeds."""
+    """Each configuration that was run with several seeds, with its statistics (rnnexp.sweep.stats:
+    completed runs only; diverged, time-limited and partial runs said, never averaged in)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         key = " ".join(f"{k}={v}" for k, v in sorted(row["params"].items()) if k != "train.seed")
@@ -94,14 +96,10 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for key, members in groups.items():
         if len(members) < 2:
             continue
-        values = [m["objective"] for m in members if m["objective"] is not None]
-        reached = [m["target_epoch"] for m in members if m["target_epoch"] is not None]
-        out.append({"config": key or "(all)", "runs": len(members),
-                    "params": {k: v for k, v in members[0]["params"].items() if k != "train.seed"},
-                    "mean": statistics.fmean(values) if values else None,
-                    "std": statistics.stdev(values) if len(values) > 1 else 0.0 if values else None,
-                    "reached": f"{len(reached)}/{len(members)}",
-                    "mean_target_epoch": statistics.fmean(reached) if reached else None})
+        group = {"config": key or "(all)", "params": {k: v for k, v in members[0]["params"].items() if k != "train.seed"},
+                 **group_stats(members)}
+        group["notes"] = notes(group) or ""
+        out.append(group)
     return out
 
 
@@ -123,21 +121,28 @@ def write_summary(root: Path, rows: list[dict[str, Any]], groups: list[dict[str,
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r[c]).replace("|", "/") for c in COLUMNS) + " |" for r in rows]
     if groups:
-        lines += ["", "Across seeds:", "", "| config | runs | mean | std | reached target | mean target epoch |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {g['config']} | {g['runs']} | {_fmt(g['mean'])} | {_fmt(g['std'])} | {g['reached']} | "
-                  f"{_fmt(g['mean_target_epoch'], 1)} |" for g in groups]
+        lines += ["", f"Across seeds: {seeds_title(groups)}", "",
+                  "| config | completed | mean | sd | solved (target reached, of completed + diverged) | mean target epoch | notes |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {g['config']} | {g['completed_of']} | {_fmt(g['mean'])} | {_fmt(g['std'])} | {_fmt(g['solved'])} | "
+                  f"{_fmt(g['mean_target_epoch'], 1)} | {g['notes'].replace('|', '/')} |" for g in groups]
     (root / "summary.md").write_text("\n".join(lines) + "\n")
 
 
 # The job table's result columns, most important first: (row key, header, digits). The narrower
 # the terminal, the more of the last ones are left out (they stay in summary.csv/.md).
-RESULT_COLUMNS = [("status", "status", 0), ("objective", "objective", 4), ("test_accuracy", "test acc", 4),
-                  ("val_accuracy", "val acc", 4),
-                  ("val_loss", "val loss", 4), ("target_epoch", "target ep", 0), ("epochs", "epochs run", 0),
+RESULT_COLUMNS = [("status", "status", 0), ("objective", "best obj.", 4), ("test_accuracy", "test acc", 4),
+                  ("val_accuracy", "final val acc", 4),
+                  ("val_loss", "final val loss", 4), ("target_epoch", "target ep", 0), ("epochs", "epochs run", 0),
                   ("train_seconds", "seconds", 1)]
-SEED_COLUMNS = [("runs", "runs", 0), ("mean", "mean", 4), ("std", "std", 4), ("reached", "reached", 0),
+SEED_COLUMNS = [("completed_of", "completed", 0), ("mean", "mean", 4), ("std", "sd", 4), ("solved", "solved", 0),
                 ("mean_target_epoch", "mean target ep", 1)]
+
+
+def seeds_title(groups: list[dict[str, Any]]) -> str:
+    """What the across-seeds numbers are."""
+    metric = next((g["metric"] for g in groups if g["metric"]), "objective")
+    return f"best {metric} per run, mean and sd of completed runs only"
 
 
 def varying_params(rows: list[dict[str, Any]], leave_out: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
@@ -258,15 +263,20 @@ def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], titl
             console.print(f"    resume: rnnexp {resume}", soft_wrap=True, markup=False, highlight=False)
     if groups:
         seed_keys, _ = varying_params(groups, leave_out=("train.seed",))
-        console.print("across seeds:", markup=False, highlight=False)
+        _print_words(console, f"across seeds: {seeds_title(groups)}".split(" "), indent="  ")
         seeds = _seed_table(groups, seed_keys, console.width)
         if seeds is not None:
             console.print(seeds)
         else:
             for g in groups:
                 _print_words(console, g["config"].split(" ") + [
-                    f"runs {g['runs']}", f"mean {_fmt(g['mean'])}", f"std {_fmt(g['std'])}", f"reached {g['reached']}",
-                    f"mean target ep {_fmt(g['mean_target_epoch'], 1)}"], indent="    ", first="  ")
+                    f"completed {g['completed_of']}", f"mean {_fmt(g['mean'])}", f"sd {_fmt(g['std'])}",
+                    f"solved {_fmt(g['solved'])}", f"mean target ep {_fmt(g['mean_target_epoch'], 1)}"],
+                    indent="    ", first="  ")
+        for g in groups:
+            if g["notes"]:
+                name = " ".join(f"{k}={g['params'].get(k, '-')}" for k in seed_keys) or g["config"]
+                _print_words(console, g["notes"].split(" "), indent="    ", first=f"  {name}:")
 
 
 def print_written(root: Path, console: Console) -> None:
