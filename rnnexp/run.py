@@ -33,6 +33,7 @@ from rnnexp.insight.callback import InsightCallback, start_drawing_process
 from rnnexp.models.build import build_model, count_parameters
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS, completed_results, hparams, progress_results, result_line, summary_rows
+from rnnexp.report.provenance import provenance
 from rnnexp.report.tensorboard import TensorBoard
 from rnnexp.tasks import build_task
 from rnnexp.tasks.splits import stream_seed
@@ -115,7 +116,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
                                  background=draw_aside),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes)]
     results.update(status="running", task=run.task.name, cell=run.model.cell, hidden_size=model.rnn.hidden_size,
-                   parameters=params, threads=threads, device=str(device), history=engine.state.history)
+                   parameters=params, threads=threads, device=str(device),
+                   provenance=provenance(device, threads, overrides), history=engine.state.history)
     step = f"; training step: {engine.step_kind}" if engine.step_kind else ""
     for line in start_lines(run, task, model, params, f"{device}; threads: {threads} ({why}){step}", run_dir, engine):
         con.start_log.info(line)

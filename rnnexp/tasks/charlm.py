@@ -10,6 +10,7 @@ that / ln 2.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -133,6 +134,13 @@ class CharLMTask(Task):
         val, test = (len(self.heldout_ids[split]) for split in ("val", "test"))
         return (f"charlm on {self.cfg.corpus}: {len(self.train_ids):,} train / {val:,} val / {test:,} test characters, "
                 f"vocabulary {self.vocab_size}, {self.batch_size} streams x chunks of {self.cfg.chunk_length}")
+
+    def data_report(self, epochs: int) -> dict[str, Any]:
+        """The corpus as trained on: its name or path, sha256 of its UTF-8 text, and the parts' sizes."""
+        text = load_corpus(self.cfg.corpus)
+        return {"corpus": self.cfg.corpus, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                "characters": len(text), "split": "contiguous: train, validation, test",
+                "parts": {"train": len(self.train_ids), **{k: len(v) for k, v in self.heldout_ids.items()}}}
 
     def artifacts(self) -> dict[str, str]:
         return {"vocab.json": json.dumps(self.vocab, ensure_ascii=False)}
