@@ -116,14 +116,18 @@ class ValidateBeforeRun(Callback):
                 raise ConfigError("train.resume=auto resumes each job of a sweep in its own directory "
                                   "(rnnexp -m ... train.resume=auto); for a single run give its directory")
             if resume is None:
-                load_run_config(config)
-                return
-            from rnnexp.engine.checkpoint import check_not_finished, resume_config
+                run = load_run_config(config)
+            else:
+                from rnnexp.engine.checkpoint import check_not_finished, resume_config
 
-            run_dir = Path(str(resume)).expanduser()
-            cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
-            check_not_finished(load_run_config(cfg), payload, run_dir)
-        except RnnexpError as err:
+                run_dir = Path(str(resume)).expanduser()
+                cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
+                run = load_run_config(cfg)
+                check_not_finished(run, payload, run_dir)
+            # The directory is this run's alone from here on, before Hydra writes into it.
+            run_dirs.claim(str(config.hydra.run.dir), what="run", resume=resume is not None,
+                           overwrite=bool(OmegaConf.select(config, "train.overwrite", default=False)))
+        except (RnnexpError, OSError) as err:  # (an unwritable directory: main() says so in one line)
             raise Rejected(err) from err  # Hydra would only warn about an Exception here
 
 
@@ -153,6 +157,9 @@ def main() -> None:
         sys.argv[1:] = quote_free_text(sys.argv[1:], RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE)
         return hydra_main()
 
-    run_reporting_errors(entry, "rnnexp", on_error=_summarise_failed_sweep,
-                         in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys(),
-                         stopped=lambda: SweepState.stop_signal)
+    try:
+        run_reporting_errors(entry, "rnnexp", on_error=_summarise_failed_sweep,
+                             in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys(),
+                             stopped=lambda: SweepState.stop_signal)
+    finally:
+        run_dirs.release_all()  # the run (or sweep) directory's lock

@@ -102,6 +102,7 @@ class TrainConfig:
     curriculum: Optional[list[Any]]
     curriculum_threshold: float
     resume: Optional[str]
+    overwrite: bool
 
     def validate(self) -> None:
         require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -149,6 +150,9 @@ class TrainConfig:
         require(self.insight_every >= 0, "train.insight_every", self.insight_every, "use >= 0 epochs (0 = off)")
         require(0 < self.curriculum_threshold <= 1, "train.curriculum_threshold", self.curriculum_threshold,
                 "use a validation accuracy 0 < threshold <= 1")
+        if self.overwrite and self.resume not in (None, "auto"):
+            raise ConfigError(f"train.overwrite=true moves the run in a directory aside and starts afresh, "
+                              f"train.resume={self.resume} continues it; choose one")
 
 
 @dataclass

@@ -65,8 +65,8 @@ def long_t_runs(tasks: list[str], seeds: list[int], minutes: float) -> list[dict
 def run_one(run: dict[str, Any], out: Path, device: str) -> dict[str, Any]:
     name = "_".join(str(run[k]) for k in ("group", "cell", "init", "curriculum", "seed")).replace(" ", "-")
     run_dir = out / "runs" / name.replace("[", "").replace("]", "").replace(",", "-")
-    args = [sys.executable, "-m", "rnnexp", *run["args"], f"hydra.run.dir={run_dir}", "train.threads=1",
-            f"train.device={device}", "train.progress=lines", "train.insight_every=0", "train.checkpoint_minutes=10"]
+    args = [sys.executable, "-m", "rnnexp", *run["args"], f"hydra.run.dir={run_dir}", "train.overwrite=true",
+            "train.threads=1", f"train.device={device}", "train.progress=lines", "train.insight_every=0", "train.checkpoint_minutes=10"]
     started = time.time()
     proc = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     result = {k: v for k, v in run.items() if k != "args"}

@@ -35,10 +35,12 @@ RENAMED_KEYS = {"task.data_seed": "task.heldout_seed"}
 
 #: What may differ on resume; any other key given on the command line must equal the run's own.
 RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.divergence_factor", "train.threads",
-             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")
+             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.overwrite",
+             "train.resume")
 #: Keys added after runs were saved without them: the value that trains as those runs did
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,
+              "train.overwrite": False,
               "model.input_dropout": 0.0,
               "model.weight_drop": 0.0, "model.tie_weights": False}
 #: Task keys added later, by task: the value that reads an old run's data as it was.

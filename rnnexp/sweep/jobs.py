@@ -49,7 +49,7 @@ def planned_jobs(config: DictConfig) -> Optional[list[list[str]]]:
 
 def resume_command(config: DictConfig) -> str:
     """The one command that resumes this sweep, quoted so that it pastes into a shell."""
-    task = [o for o in config.hydra.overrides.task if not o.startswith("train.resume=")]
+    task = [o for o in config.hydra.overrides.task if not o.startswith(("train.resume=", "train.overwrite="))]
     own = [o for o in config.hydra.overrides.hydra
            if not o.startswith(("hydra.sweep.dir=", "hydra.mode=", "hydra.job_logging", "hydra.hydra_logging"))]
     words = ["rnnexp", "-m", *task, *own, f"hydra.sweep.dir={config.hydra.sweep.dir}", "train.resume=auto"]
