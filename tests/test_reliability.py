@@ -233,3 +233,55 @@ def test_a_preempted_submitit_job_checkpoints_is_requeued_and_resumes_by_itself(
     clean = run_cfg(tmp_path / "clean", *[a for a in args if a != "train.progress=lines"])
     strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
     assert strip(res) == strip(clean), "and exactly as if it had never been stopped"
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.split()
+    return [int(child) for child, parent in zip(out[::2], out[1::2]) if int(parent) == pid]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}/stat").exists() else "X"
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_leaves_no_process_behind(tmp_path):
+    """Before: the drawing process (260-300 MB) ignored SIGTERM and outlived its killed run for ever."""
+    # Pictures after epoch 1 only: when the run is killed (after epoch 3), its drawing process waits
+    # idle. (With OpenMP's default thread count, as users run it: with OMP_NUM_THREADS=1 the idle
+    # process happened to end by itself once its queue broke.)
+    env = {k: v for k, v in ENV.items() if k != "OMP_NUM_THREADS"}
+    proc = subprocess.Popen(["rnnexp", *LONG, "train.threads=1", "train.insight_every=1000", "train.epochs=30"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(tmp_path, 3, proc)
+    deadline = time.time() + 30
+    while not (helpers := children_of(proc.pid)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert helpers, "the run draws its pictures in a process of its own"
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 5
+    while any(map(alive, helpers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, helpers)), [Path(f"/proc/{p}/cmdline").read_text() for p in helpers if alive(p)]
+
+
+def test_the_drawing_process_ends_on_sigterm():
+    from rnnexp.insight.callback import drawing_pool, start_drawing_process, _POOL
+
+    _POOL.clear()
+    try:
+        start_drawing_process()
+        pool = drawing_pool()
+        (worker,) = pool._processes.values()
+        pool.submit(int).result(timeout=60)  # started and set up
+        os.kill(worker.pid, signal.SIGTERM)
+        worker.join(timeout=10)
+        assert worker.exitcode == -signal.SIGTERM
+    finally:
+        _POOL.pop("pool", None)
