@@ -26,6 +26,42 @@ def test_parameter_count_formula_matches_torch(cell, layers, vocab):
         assert count_parameters(model) == parameter_count(cell, 8, 4, hidden, layers, vocab)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_tied_matrix_counts_once_also_in_a_budget(cell, layers):
+    for hidden in (4, 33):
+        model = RecurrentModel(cell, 0, 65, hidden, num_layers=layers, vocab_size=65, tie_weights=True)
+        assert count_parameters(model) == parameter_count(cell, 0, 65, hidden, layers, 65, tie_weights=True)
+    hidden = hidden_size_for_budget(200_000, cell, 0, 65, layers, 65, tie_weights=True)
+    tied = RecurrentModel(cell, 0, 65, hidden, num_layers=layers, vocab_size=65, tie_weights=True)
+    assert abs(count_parameters(tied) - 200_000) / 200_000 < 0.02
+
+
+CHARLM_MODELS = [["experiment=charlm_gpu"], ["experiment=charlm_cpu"], ["experiment=charlm_quick"],
+                 ["experiment=lecture_charlm"], *[[f"model={cell}", f"model.tie_weights={tied}", "model.embedding_size=null",
+                                                    "model.hidden_size=256"]
+                                                   for cell in ("rnn", "lstm", "gru") for tied in ("true", "false")]]
+
+
+@pytest.mark.parametrize("overrides", CHARLM_MODELS, ids=lambda o: " ".join(o))
+def test_every_character_model_starts_at_the_chance_loss(compose_cfg, overrides):
+    """Before: a tied output layer reused nn.Embedding's N(0, 1) weights: 8.75 nats against ln V = 4.56."""
+    import math
+
+    from rnnexp.config import load_run_config
+    from rnnexp.models.build import build_model
+    from rnnexp.tasks import build_task
+
+    run = load_run_config(compose_cfg("task=charlm", *overrides, "task.corpus=python_reference", "train.device=cpu"))
+    torch.manual_seed(0)
+    task = build_task(run.task, 8, 0)
+    model = build_model(run.model, task).eval()
+    batch = next(iter(task.train_batches(1)))
+    with torch.no_grad():
+        loss = task.score(model(batch.inputs)[0], batch).loss.item()
+    assert abs(loss - math.log(task.vocab_size)) < 0.1 * math.log(task.vocab_size), loss
+
+
 def test_an_lstm_has_four_times_the_recurrent_weights_of_an_rnn():
     rnn, lstm = make_recurrent_layer("rnn", 8, 4), make_recurrent_layer("lstm", 8, 4)
     assert count_parameters(lstm) == 4 * count_parameters(rnn)

@@ -18,8 +18,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def parameter_count(cell: str, input_size: int, num_classes: int, hidden_size: int,
-                    num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None) -> int:
-    """Closed-form `count_parameters` of `RecurrentModel` (used to size a model to a budget)."""
+                    num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None,
+                    tie_weights: bool = False) -> int:
+    """Closed-form `count_parameters` of `RecurrentModel` (used to size a model to a budget); a
+    matrix the embedding and the output layer share counts once."""
     gates = GATE_BLOCKS[cell]
     if vocab_size > 0:
         embedding_size = embedding_size or hidden_size
@@ -29,14 +31,16 @@ def parameter_count(cell: str, input_size: int, num_classes: int, hidden_size: i
     for _ in range(num_layers):
         total += gates * hidden_size * (layer_in + hidden_size + 2)
         layer_in = hidden_size
-    return total + hidden_size * num_classes + num_classes
+    head = 0 if tie_weights else hidden_size * num_classes
+    return total + head + num_classes
 
 
 def hidden_size_for_budget(budget: int, cell: str, input_size: int, num_classes: int,
-                           num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None) -> int:
+                           num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None,
+                           tie_weights: bool = False) -> int:
     """The hidden size whose parameter count is closest to `budget` (the count grows with h)."""
     def count(h: int) -> int:
-        return parameter_count(cell, input_size, num_classes, h, num_layers, vocab_size, embedding_size)
+        return parameter_count(cell, input_size, num_classes, h, num_layers, vocab_size, embedding_size, tie_weights)
 
     h = 1
     while count(h + 1) <= budget:
@@ -48,7 +52,7 @@ def hidden_size(model_cfg: Any, task: Any) -> int:
     if model_cfg.param_budget is None:
         return model_cfg.hidden_size
     return hidden_size_for_budget(model_cfg.param_budget, model_cfg.cell, task.input_size, task.num_classes,
-                                  model_cfg.num_layers, task.vocab_size, model_cfg.embedding_size)
+                                  model_cfg.num_layers, task.vocab_size, model_cfg.embedding_size, model_cfg.tie_weights)
 
 
 def build_model(model_cfg: Any, task: Any) -> RecurrentModel:
