@@ -198,7 +198,7 @@ def start_lines(run: RunConfig, task: Any, model: Any, params: int, device: str,
              + (f" of {run.train.batches_per_epoch} batches" if run.train.batches_per_epoch else "")
              + f", seed {run.train.seed}"
              + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else "")
-             + (", bf16 autocast" if run.train.precision == "bf16" else ""),
+             + (f", bf16 autocast ({engine.bf16_layers()})" if run.train.precision == "bf16" else ""),
              f"device: {device}"]
     s = engine.state
     if s.global_step:

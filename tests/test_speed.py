@@ -82,6 +82,42 @@ def test_bf16_autocast_trains_and_differs_from_fp32(compose_cfg):
     assert results["bf16"][-1] == pytest.approx(results["fp32"][-1], rel=0.1)
 
 
+def recurrent_dtypes(model) -> tuple[list, object]:
+    seen: list = []
+    hook = model.rnn.register_forward_hook(lambda m, i, out: seen.append(out[0].dtype))
+    return seen, hook
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bf16_runs_validation_and_test_in_bf16_and_carries_the_state_in_float32(compose_cfg, cell):
+    """Before: evaluation ran in float32, the LSTM's carried (h, c) was rounded to bf16 at every chunk
+    boundary (and saved so), and the GRU stayed float32 on a CPU without a word."""
+    engine = engine_for(compose_cfg, *ECHO, f"model={cell}", "train.epochs=1", "train.precision=bf16")
+    seen, hook = recurrent_dtypes(engine.model)
+    engine.fit(Callbacks([]))
+    assert set(seen) == {torch.bfloat16}, "training and validation both compute in bf16"
+    seen.clear()
+    engine.test()
+    assert set(seen) == {torch.bfloat16}, "and the test"
+    hook.remove()
+    carried = engine.state.carried
+    assert all(t.dtype == torch.float32 for t in (carried if isinstance(carried, tuple) else (carried,)))
+    assert engine.bf16_layers() == f"in bf16: recurrent ({cell}), output"
+
+
+def test_the_gru_in_bf16_follows_the_float32_gru_closely():
+    torch.manual_seed(0)
+    model = RecurrentModel("gru", 0, 65, 64, vocab_size=65, num_layers=2)
+    inputs = torch.randint(0, 65, (4, 30))
+    reference, _ = model(inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low, state = model(inputs)
+    assert low.dtype == torch.bfloat16 and state.dtype == torch.bfloat16
+    assert (low.float() - reference).abs().max() < 0.02
+    low.float().sum().backward()
+    assert model.rnn.weight_hh_l0.grad.dtype == torch.float32 and model.rnn.weight_hh_l0.grad.abs().sum() > 0
+
+
 def test_precision_is_checked(compose_cfg):
     with pytest.raises(ConfigError, match="train.precision"):
         load_run_config(compose_cfg("train.precision=fp16"))

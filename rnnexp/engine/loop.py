@@ -218,6 +218,24 @@ class Engine:
         # here (the graph of this chunk is freed after backward).
         return carry_hidden_state(state), score.sums, norm
 
+    def bf16_layers(self) -> str:
+        """Which layers compute in bf16 under train.precision=bf16, found by running the task's
+        example once and looking at what each layer returns (autocast skips some: the embedding)."""
+        dtypes: dict[str, torch.dtype] = {}
+        names = {"encoder": "embedding", "rnn": f"recurrent ({getattr(self.model, 'cell', '?')})", "head": "output"}
+        hooks = [module.register_forward_hook(
+                    lambda m, i, out, name=names[key]: dtypes.__setitem__(name, (out[0] if isinstance(out, tuple) else out).dtype))
+                 for key, module in self.model.named_children() if key in names and not isinstance(module, nn.Identity)]
+        try:
+            with torch.no_grad(), self._precision():
+                self.model(self.task.example().batch.to(self.device).inputs)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        low = [name for name, dtype in dtypes.items() if dtype == torch.bfloat16]
+        high = [name for name, dtype in dtypes.items() if dtype != torch.bfloat16]
+        return "in bf16: " + (", ".join(low) or "nothing") + ("; in float32: " + ", ".join(high) if high else "")
+
     def _precision(self) -> ContextManager[Any]:
         """bf16 autocast (train.precision=bf16: matrix products in bfloat16, losses and weights in
         float32), or nothing."""
@@ -322,7 +340,8 @@ class Engine:
     # -- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, split: str, model: Optional[nn.Module] = None) -> dict[str, float]:
-        """Metrics of `model` (default: the one in training) on a fixed split, as `split/name`."""
+        """Metrics of `model` (default: the one in training) on a fixed split, as `split/name`, in
+        the precision it trains in (a bf16 model is selected and reported as it runs)."""
         model = model or self.model
         was_training = model.training
         model.eval()
@@ -330,8 +349,10 @@ class Engine:
         try:
             for batch in self.task.eval_batches(split):
                 batch = batch.to(self.device)
-                outputs, state = model(batch.inputs, None if batch.reset else state)
-                sums.add(self.task.score(outputs, batch).sums)
+                with self._precision():
+                    outputs, state = model(batch.inputs, None if batch.reset else state)
+                    sums.add(self.task.score(outputs, batch).sums)
+                state = carry_hidden_state(state)  # float32 between chunks, as in training
                 if split == "val" and self.stop_requested():
                     raise _StopDuringValidation
         finally:
