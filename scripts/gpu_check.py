@@ -7,6 +7,11 @@ graph (median ms per step after warm-up, both on the same batches), checks that 
 trains like the eager one (same losses to float tolerance over the same steps from the same
 weights), and times one epoch of QRSU easy on the CPU and on the GPU to see which device is
 faster for a tiny model (what `train.device=auto` should pick). `scripts/bench.py gpu` calls it.
+
+`trust_checks` (issue 17) proves on a GPU what the CPU cannot: QRSU nightmare's bucketed lengths
+keep a run to at most 8 graphs and train like eager; a change of an optimizer setting other than
+the learning rate is followed (the graphs are captured again) and trains like eager; a
+multi-layer model with dropout between layers runs eagerly (the start line says so).
 """
 
 from __future__ import annotations
@@ -85,7 +90,46 @@ def gpu_report(quick: bool = False) -> dict[str, Any]:
         row["graphs_captured"] = sum(g is not None for g in getattr(engines["graph"].step, "graphs", {}).values())
         out[name] = {k: v for k, v in row.items() if not k.endswith("_losses")}
         print(name, json.dumps(out[name]), flush=True)
+    out["trust"] = trust_checks()
     out["device_choice"] = device_choice(quick)
+    return out
+
+
+def paired_losses(overrides: list[str], steps: int, change_at: int = -1) -> dict[str, Any]:
+    """Eager and graphed engines from the same weights over the same batches; at step `change_at`
+    both get the same new optimizer settings (betas and weight decay)."""
+    device = torch.device("cuda")
+    engines = {mode: engine_for(overrides, device, graph=mode == "graph") for mode in ("eager", "graph")}
+    engines["graph"].model.load_state_dict(engines["eager"].model.state_dict())
+    batches = [b.to(device) for _, b in zip(range(steps), all_batches(engines["eager"].task))]
+    losses: dict[str, list[float]] = {}
+    for mode, engine in engines.items():
+        state, losses[mode] = None, []
+        for i, batch in enumerate(batches):
+            if i == change_at:
+                for group in engine.optimizer.param_groups:
+                    group.update(betas=(0.5, 0.9), weight_decay=0.01)
+            state, sums, _ = engine.step(batch, None if batch.reset else state)
+            losses[mode].append(float(sums["loss"]) / max(1.0, float(sums.get("count", 1))))
+    graphs = getattr(engines["graph"].step, "graphs", {})
+    return {"max_loss_difference": max(abs(a - b) for a, b in zip(losses["eager"], losses["graph"])),
+            "graphs_captured": sum(g is not None for g in graphs.values()),
+            "step_kind": engines["graph"].step_kind}
+
+
+def trust_checks() -> dict[str, Any]:
+    adam = ["train.optimizer=adam", "train.lr=3e-3"]
+    out = {
+        "qrsu nightmare: at most 8 graphs, like eager": paired_losses(
+            ["task=qrsu", "task.difficulty=nightmare", "model=lstm", "model.hidden_size=16", *adam], 200),
+        "optimizer settings changed at step 40: followed": paired_losses(
+            ["task=qrsu", "task.difficulty=moderate", "model=gru", "model.hidden_size=16", *adam], 100, change_at=40),
+        "2-layer dropout: eager": paired_losses(
+            ["task=charlm", "model=lstm", "model.hidden_size=64", "model.num_layers=2", "model.dropout=0.3",
+             "task.sample_length=0", *adam], 20),
+    }
+    for name, row in out.items():
+        print(name, json.dumps(row), flush=True)
     return out
 
 

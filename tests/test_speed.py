@@ -17,7 +17,7 @@ from rnnexp.errors import ConfigError
 from rnnexp.models.build import build_model
 from rnnexp.models.recurrent import RecurrentModel
 from rnnexp.tasks import build_task
-from tests.conftest import REPO, SHAKESPEARE
+from tests.conftest import REPO, SHAKESPEARE, compose_config
 
 ECHO = ["task=echo", "model=gru", "model.hidden_size=8", "task.series_length=400", "task.chunk_length=20",
         "task.val_length=200",
@@ -180,6 +180,52 @@ def test_the_cpu_step_is_the_plain_one(compose_cfg):
     use, why = graphs_wanted("auto", torch.device("cuda"), dropped)
     assert not use and "weight_drop" in why, "cuDNN moves parametrized weights"
     assert graphs_wanted("auto", torch.device("cuda"), RecurrentModel("lstm", 0, 20, 16, vocab_size=20))[0]
+
+
+def test_graph_buckets_change_no_score_and_keep_a_run_under_eight_shapes(compose_cfg):
+    """Before: one graph (and memory pool) per batch shape, 37 lengths (x 2 batch sizes) in 20 epochs of nightmare."""
+    from rnnexp.engine.cuda_graph import BUCKET, MAX_GRAPHS, pad_to_bucket
+
+    engine = engine_for(compose_cfg, "task=qrsu", "task.difficulty=nightmare", "model=lstm", "model.hidden_size=8")
+    task, model = engine.task, engine.model.eval()
+    shapes, raw = set(), set()
+    for epoch in range(1, 21):
+        for batch in task.train_batches(epoch):
+            raw.add(batch.inputs.shape[1])
+            shapes.add(tuple(pad_to_bucket(batch).inputs.shape))
+    assert len(raw) > 20 and len(shapes) <= MAX_GRAPHS
+    assert all(shape[1] % BUCKET == 0 for shape in shapes) and max(s[1] for s in shapes) - max(raw) < 32
+    batch = next(iter(task.eval_batches("val")))
+    padded = pad_to_bucket(batch)
+    assert padded.inputs.shape[1] > batch.inputs.shape[1]
+    with torch.no_grad():
+        assert torch.allclose(task.score(model(padded.inputs)[0], padded).sums["loss"],
+                              task.score(model(batch.inputs)[0], batch).sums["loss"], rtol=1e-5)
+    # The lecture's left padding reads every answer at the last step: its batches are never padded further.
+    left = engine_for(compose_cfg, "task=qrsu", "task.difficulty=nightmare", "task.padding=left").task
+    batch = next(iter(left.eval_batches("val")))
+    assert pad_to_bucket(batch) is batch
+
+
+def test_graphs_stay_away_from_what_they_cannot_follow():
+    """Multi-layer dropout (cuDNN's dropout state) stays eager; any optimizer setting that changes
+    (not only the learning rate) is seen, so the graphs are captured again."""
+    from rnnexp.engine.cuda_graph import graphs_wanted, optimizer_settings
+    from rnnexp.engine.loop import make_optimizer
+
+    deep = RecurrentModel("lstm", 0, 20, 16, vocab_size=20, num_layers=2, dropout=0.3)
+    use, why = graphs_wanted("auto", torch.device("cuda"), deep)
+    assert not use and "dropout between layers" in why
+    assert graphs_wanted("auto", torch.device("cuda"), RecurrentModel("lstm", 0, 20, 16, vocab_size=20, num_layers=2))[0]
+    model = RecurrentModel("gru", 4, 2, 8)
+    cfg = load_run_config(compose_config("train.optimizer=adam")).train
+    optimizer = make_optimizer(cfg, model.parameters())
+    before = optimizer_settings(optimizer)
+    optimizer.param_groups[0]["betas"] = (0.5, 0.9)
+    assert optimizer_settings(optimizer) != before
+    before = optimizer_settings(optimizer)
+    optimizer.param_groups[0]["weight_decay"] = 0.1
+    assert optimizer_settings(optimizer) != before
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
