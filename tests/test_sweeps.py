@@ -134,3 +134,10 @@ def test_statistics_count_completed_runs_only_and_say_what_was_left_out(tmp_path
     assert "0.4280" not in text.split("across seeds")[1]
     write_summary(tmp_path, rows, list(groups.values()))
     assert "| model=gru | 0 of 3 | - | - | - | - | not averaged: job 5 (interrupted after 13 epochs), job 6" in (tmp_path / "summary.md").read_text()
+
+
+def test_how_a_job_ran_is_no_column_and_no_group(tmp_path):
+    fake_job(tmp_path, "0_a", ["model=lstm", "train.seed=1", "train.overwrite=true"])
+    fake_job(tmp_path, "1_a", ["model=lstm", "train.seed=2", "train.resume=auto"])
+    (group,) = seed_groups(read_jobs(tmp_path))
+    assert group["config"] == "model=lstm" and group["completed_of"] == "2 of 2"

@@ -45,7 +45,7 @@ def read_jobs(root: Path) -> list[dict[str, Any]]:
         started = any(root.glob(f"{number}_*"))
         overrides = [o for o in planned["overrides"] if not o.startswith("hydra")]
         rows.append({**{key: None for key in ROW_KEYS}, "job": number, "overrides": " ".join(overrides),
-                     "params": dict(o.split("=", 1) for o in overrides if "=" in o),
+                     "params": params_of(overrides),
                      "status": "no result" if started else "not started", "error": ""})
     return sorted(rows, key=lambda row: _job_sort_key(Path(row["job"]).name))
 
@@ -68,7 +68,7 @@ def read_results(root: Path) -> list[dict[str, Any]]:
         rows.append({
             "job": str(path.parent.relative_to(root)) if path.parent != root else ".",
             "overrides": " ".join(o for o in overrides or [] if not o.startswith("hydra")),
-            "params": dict(o.split("=", 1) for o in overrides or [] if "=" in o and not o.startswith("hydra")),
+            "params": params_of(overrides or []),
             "status": res.get("status", "unknown"),
             "objective_name": objective.get("name", ""), "objective": objective.get("value"),
             "test_accuracy": test.get("test/accuracy"), "test_loss": test.get("test/loss"),
@@ -78,6 +78,14 @@ def read_results(root: Path) -> list[dict[str, Any]]:
             "train_seconds": res.get("train_seconds"), "cell": res.get("cell"), "error": res.get("error", ""),
         })
     return rows
+
+
+#: Overrides that say how a job ran, not what it is: never a column or a group of the summary.
+HOW_IT_RAN = ("hydra", "train.resume", "train.overwrite")
+
+
+def params_of(overrides: list[str]) -> dict[str, str]:
+    return dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(HOW_IT_RAN))
 
 
 def _job_sort_key(name: str) -> tuple[int, str]:
