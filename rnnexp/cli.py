@@ -116,19 +116,17 @@ class ValidateBeforeRun(Callback):
                 raise ConfigError("train.resume=auto resumes each job of a sweep in its own directory "
                                   "(rnnexp -m ... train.resume=auto); for a single run give its directory")
             if resume is None:
-                run = load_run_config(config)
+                load_run_config(config)
             else:
                 from rnnexp.engine.checkpoint import check_not_finished, resume_config
 
                 run_dir = Path(str(resume)).expanduser()
                 cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
-                run = load_run_config(cfg)
-                check_not_finished(run, payload, run_dir)
-            # The directory is this run's alone from here on, before Hydra writes into it.
-            run_dirs.claim(str(config.hydra.run.dir), what="run", resume=resume is not None,
-                           overwrite=bool(OmegaConf.select(config, "train.overwrite", default=False)))
-        except (RnnexpError, OSError) as err:  # (an unwritable directory: main() says so in one line)
+                check_not_finished(load_run_config(cfg), payload, run_dir)
+        except RnnexpError as err:
             raise Rejected(err) from err  # Hydra would only warn about an Exception here
+        # The directory is this run's alone from here on, before Hydra writes into it.
+        run_dirs.claim_for_hydra(str(config.hydra.run.dir), config, what="run")
 
 
 def _summarise_failed_sweep(message: str) -> Optional[str]:

@@ -75,9 +75,10 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, in_sweep: bool,
          results: dict[str, Any], started: float) -> float:
     cfg, payload = resume_target(cfg, overrides, run_dir)
-    if payload == "completed":  # a sweep resumed: this job had already finished
+    if payload == "completed":  # a sweep resumed: this job had already finished (or diverged: a result too)
         results["status"] = "skipped"
-        return float(json.loads((run_dir / RESULTS).read_text())["objective"]["value"])
+        objective = json.loads((run_dir / RESULTS).read_text()).get("objective") or {}
+        return float(objective.get("value", float("nan")))
     run = load_run_config(cfg)
     if payload is not None:
         ckpt.check_not_finished(run, payload, run_dir)
@@ -133,10 +134,10 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         progress.close()
         tensorboard.writer.flush()  # also on a stop or an error: what was logged is on disk
         results.update(progress_results(run, engine))  # a stopped run says what it reached too
+        if data := task.data_report(len(engine.state.history)):
+            results["data"] = data
 
     results.update(completed_results(run, engine, test))
-    if data := task.data_report(len(engine.state.history)):
-        results["data"] = data
     results["wall_seconds"] = round(time.time() - started, 3)
     write_json(run_dir / RESULTS, results)
     tensorboard.finish(len(engine.state.history), test, hparams(run, model.rnn.hidden_size),
@@ -157,12 +158,15 @@ def earlier_results(run_dir: Path) -> bool:
         return (run_dir / RESULTS).exists()
 
 
+DONE = ("completed", "diverged")  # a sweep resumed keeps these jobs as they are
+
+
 def resume_target(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple[DictConfig, Any]:
     """(the config to run, the checkpoint to continue from, None for a fresh run, or "completed")."""
     resume = OmegaConf.select(cfg, "train.resume")
     if resume == "auto" or (resume is None and under_submitit()):
         # A sweep job resumed as part of its sweep, or requeued by submitit: its own directory.
-        if (run_dir / RESULTS).is_file() and json.loads((run_dir / RESULTS).read_text()).get("status") == "completed":
+        if (run_dir / RESULTS).is_file() and json.loads((run_dir / RESULTS).read_text()).get("status") in DONE:
             return cfg, "completed"
         if not (run_dir / ckpt.CHECKPOINT).is_file():
             return cfg, None

@@ -20,16 +20,14 @@ import atexit
 import json
 import logging
 import os
-import socket
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from rnnexp.errors import RunDirError
+from rnnexp.errors import ConfigError, Rejected, RnnexpError, RunDirError
+from rnnexp.run_lock import RunLock, in_use, is_locked, read_holder
 
 log = logging.getLogger("rnnexp")
 
@@ -74,64 +72,9 @@ def register() -> None:
         OmegaConf.register_new_resolver("rnnexp_run_dir", run_dir, use_cache=True)
 
 
-# -- one run per directory: the lock ---------------------------------------------------------------
-LOCK = ".rnnexp.lock"
-HEARTBEAT_S = 30.0         # the holder refreshes its lock this often
-STALE_AFTER_S = 300.0      # a holder on another host is gone when its heartbeat is older than this
+# -- one run per directory ------------------------------------------------------------------------
 #: What a directory that holds a run (or a sweep) has in it; Hydra's own files count too.
 RUN_MARKS = ("results.json", "checkpoint.pt", "best.pt", ".hydra", "run.log", "jobs.json", "multirun.yaml")
-
-
-def _process_start(pid: int) -> Optional[str]:
-    """The process's start time since boot (field 22 of /proc/PID/stat): a reused pid has another."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _this_job() -> Optional[str]:
-    """The cluster job this process belongs to (a requeued submitit job keeps its id)."""
-    if os.environ.get("SUBMITIT_EXECUTOR"):
-        try:
-            import submitit
-
-            return str(submitit.JobEnvironment().job_id)
-        except Exception:
-            pass
-    return os.environ.get("SLURM_JOB_ID")
-
-
-def _alive(holder: dict[str, Any]) -> bool:
-    """Whether the run that wrote a lock still lives: on this host, its process (the same one, not a
-    reused pid); elsewhere, a heartbeat younger than STALE_AFTER_S."""
-    if holder.get("host") != socket.gethostname():
-        return time.time() - float(holder.get("heartbeat", 0)) < STALE_AFTER_S
-    pid = int(holder.get("pid", 0))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return holder.get("start") in (None, _process_start(pid))
-
-
-def blocks(holder: Optional[dict[str, Any]]) -> bool:
-    """Whether a lock's holder keeps this process out: alive, not this process, not this cluster job."""
-    if holder is None or holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-        return False
-    return _alive(holder) and not (holder.get("job") and holder["job"] == _this_job())
-
-
-def read_lock(directory: Path) -> Optional[dict[str, Any]]:
-    try:
-        holder = json.loads((directory / LOCK).read_text())
-        holder["heartbeat"] = (directory / LOCK).stat().st_mtime
-        return holder
-    except (OSError, ValueError):
-        return None
 
 
 def holds_run(directory: Path) -> Optional[str]:
@@ -139,7 +82,7 @@ def holds_run(directory: Path) -> Optional[str]:
     if not directory.is_dir():
         return None
     marks = [m for m in RUN_MARKS if (directory / m).exists()]
-    jobs = [p for p in directory.glob("*/results.json")]
+    jobs = list(directory.glob("*/results.json"))
     if not marks and not jobs:
         return None
     if (directory / "results.json").is_file():
@@ -153,95 +96,61 @@ def holds_run(directory: Path) -> Optional[str]:
     return "a run that left no results.json"
 
 
-class RunLock:
-    """`directory/.rnnexp.lock`: pid, host, start time, command and cluster job of the run that
-    holds the directory, its modification time the heartbeat (refreshed every HEARTBEAT_S by a
-    daemon thread while the run lives). Released (deleted) at the end of the run; a killed run's
-    lock is stale by the rules of `_alive`, and the next run takes it over."""
-
-    def __init__(self, directory: Path):
-        self.directory, self.path = directory, directory / LOCK
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def acquire(self, what: str) -> None:
-        content = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()),
-                              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "job": _this_job(),
-                              "command": " ".join(sys.argv)})
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = read_lock(self.directory)
-                if blocks(holder):
-                    raise RunDirError(in_use(self.directory, holder, what))
-                self.path.unlink(missing_ok=True)  # stale (or our own requeued job's): take it over
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(content)
-            self._thread = threading.Thread(target=self._beat, name="rnnexp-lock-heartbeat", daemon=True)
-            self._thread.start()
-            return
-        raise RunDirError(f"{self.directory}: could not take its lock {LOCK}; another run keeps taking it")
-
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                os.utime(self.path)
-            except OSError:
-                return
-
-    def release(self) -> None:
-        self._stop.set()
-        holder = read_lock(self.directory)
-        if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-            self.path.unlink(missing_ok=True)
-
-
-def in_use(directory: Path, holder: dict[str, Any], what: str) -> str:
-    where = "" if holder.get("host") == socket.gethostname() else f" on {holder.get('host')}"
-    return (f"{directory} is in use by the {what} of pid {holder.get('pid')}{where}, started {holder.get('started')}; "
-            f"wait for it to end, or choose another {'hydra.sweep.dir' if what == 'sweep' else 'hydra.run.dir'}")
-
-
 _held: list[RunLock] = []
 
 
 def claim(directory: str | Path, *, what: str, resume: bool, overwrite: bool) -> Path:
     """Make `directory` this process's own before anything is written into it (Hydra's callbacks
     call this before Hydra creates it, appends to run.log or writes .hydra/): refused, with one
-    line and nothing touched, when another live run holds it, or when it holds a finished or
-    stopped run and this is no resume; `overwrite` first moves that run aside to
-    `<directory>.replaced-<time>` (never deleted). Released at exit."""
+    line and nothing touched, when a live run holds it (or the sweep it belongs to), or when it
+    holds a finished, stopped or failed run and this is no resume; `overwrite` first moves that run
+    aside to `<directory>.replaced-<time>` (never deleted). Held until `release_all`."""
     directory = Path(directory).expanduser()
-    for place, owner in ((directory, what), (directory.parent, "sweep")):  # (a sweep's job, resumed alone)
-        holder = read_lock(place)
-        if holder is not None and blocks(holder):
-            raise RunDirError(in_use(place, holder, owner))
+    key = "hydra.sweep.dir" if what == "sweep" else "hydra.run.dir"
+    for place in (directory, directory.parent):  # (the parent: a sweep's job resumed on its own)
+        if is_locked(place):
+            raise RunDirError(in_use(place, read_holder(place)))
     held = holds_run(directory)
     if held is not None and not resume:
         if not overwrite:
-            again = "train.resume=auto" if what == "sweep" else f"train.resume={directory}"
-            raise RunDirError(f"{directory} already holds {held}; a directory holds one {what}: resume it with "
-                              f"{again}, move it aside with train.overwrite=true (kept as {directory.name}.replaced-<time>), "
-                              f"or choose another {'hydra.sweep.dir' if what == 'sweep' else 'hydra.run.dir'}")
+            again = ("train.resume=auto" if what == "sweep" else f"train.resume={directory}"
+                     if (directory / "checkpoint.pt").is_file() else None)
+            options = [f"resume it with {again}"] if again else []
+            options += [f"move it aside with train.overwrite=true (kept as {directory.name}.replaced-<time>)",
+                        f"choose another {key}"]
+            raise RunDirError(f"{directory} already holds {held}; a directory holds one {what}: "
+                              + ", ".join(options[:-1]) + f", or {options[-1]}")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         aside = next(p for n in range(1, 1000)
                      if not (p := directory.with_name(f"{directory.name}.replaced-{stamp}" + (f"-{n}" if n > 1 else ""))).exists())
         directory.rename(aside)
         log.warning(f"train.overwrite=true: the {held.removeprefix('a ')} that was in {directory} is now in {aside}")
     directory.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(directory)
-    lock.acquire(what)
+    lock = RunLock(directory, what)
+    lock.acquire()
     if not _held:
         atexit.register(release_all)
     _held.append(lock)
     return directory
 
 
+def claim_for_hydra(directory: str, config: Any, what: str) -> None:
+    """`claim` from a Hydra callback: a refusal (or an unwritable directory) travels as Rejected,
+    which Hydra's callback machinery does not swallow, and main() prints it as one line."""
+    resume = OmegaConf.select(config, "train.resume")
+    overwrite = bool(OmegaConf.select(config, "train.overwrite", default=False))
+    try:
+        if overwrite and resume is not None:
+            raise ConfigError(f"train.overwrite=true moves the {what} in a directory aside and starts afresh, "
+                              f"train.resume={resume} continues it; choose one")
+        claim(directory, what=what, resume=resume is not None if what == "run" else resume == "auto",
+              overwrite=overwrite)
+    except (RnnexpError, OSError) as err:
+        raise Rejected(err) from err
+
+
 def release_all() -> None:
     while _held:
         _held.pop().release()
-
 
 register()

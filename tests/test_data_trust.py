@@ -98,13 +98,13 @@ def test_results_json_gives_the_space_and_the_measured_overlap(run_cfg, tmp_path
 def test_a_space_too_small_for_its_held_out_part_is_one_clear_error(compose_cfg):
     from rnnexp.errors import ConfigError
 
-    # Length 4: B X X E and its three siblings, four sequences in all.
+    # Length 4: B X X E and its three siblings, four sequences in all: three hash to train, one to
+    # validation, none to test.
     cfg = qrsu(compose_cfg, "task.difficulty=custom", "task.length=[4,4]", "task.t1=[1,1]", "task.t2=[2,2]")
-    empty = [p for p in PARTS if p not in {PARTS[i] for i in part_of(draw(64, cfg, stream(0, "val"))[0]).tolist()}]
-    if not empty:
-        pytest.skip("all three parts hold one of the four sequences")
-    with pytest.raises(ConfigError, match="too few distinct sequences"):
-        generate(10, cfg, stream(0, "val"), part=empty[0])
+    assert sorted(part_of(draw(200, cfg, stream(0, "val"))[0].unique(dim=0)).tolist()) == [0, 0, 0, 1]
+    with pytest.raises(ConfigError, match="task.length, task.t1 and task.t2 allow too few distinct sequences for a "
+                                          "test set: 0 of [0-9,]+ draws"):
+        QRSUTask(cfg, 32, seed=0)
 
 
 # -- item 7: padding ----------------------------------------------------------------------------

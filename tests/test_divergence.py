@@ -92,6 +92,42 @@ def test_a_diverging_job_is_marked_in_a_sweep_and_the_sweep_still_exits_0(tmp_pa
     assert "diverged" in next(sweep.rglob("summary.md")).read_text()
 
 
+def test_a_resumed_sweep_keeps_its_diverged_jobs_as_they_are(tmp_path, monkeypatch, capsys):
+    from tests.test_cli import run_main
+
+    sweep = tmp_path / "S"
+    args = ["-m", "model=rnn", "train.optimizer=sgd", "train.lr=0.01,1e30", "train.epochs=1", "task.train_size=320",
+            "task.val_size=64", "train.insight_every=0", f"hydra.sweep.dir={sweep}"]
+    assert run_main(monkeypatch, capsys, tmp_path, *args)[0] == 0
+    (diverged,) = sweep.glob("1_*")
+    results = (diverged / "results.json").read_text()
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, *args, "train.resume=auto")
+    assert code == 0, err
+    assert (diverged / "results.json").read_text() == results, "not trained again"
+    assert (diverged / "run.log").read_text().count("run directory:") == 1
+
+
+def test_the_reference_comes_from_the_first_batch_that_scores_something(run_cfg, tmp_path, monkeypatch):
+    from rnnexp.tasks.qrsu import QRSUTask
+    from rnnexp.tasks.scoring import nothing_scored
+
+    score, calls = QRSUTask.score, {"n": 0}
+
+    def nothing_then_three_times_the_loss(self, outputs, batch):
+        result = score(self, outputs, batch)
+        if outputs.requires_grad:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return nothing_scored(outputs.device)
+            if calls["n"] == 2:
+                result.sums["loss"] = result.sums["loss"] * 3
+        return result
+
+    monkeypatch.setattr(QRSUTask, "score", nothing_then_three_times_the_loss)
+    results = run_cfg(tmp_path, "train.epochs=1", "train.target_accuracy=null", *SMALL)
+    assert results["divergence"]["reference_loss"] > 3.5  # 3 x ~1.39, not the baseline 1.386 (nor 0)
+
+
 def test_a_failed_job_makes_the_sweep_exit_non_zero(tmp_path, monkeypatch, capsys):
     from tests.test_cli import run_main
 

@@ -287,7 +287,8 @@ def test_the_drawing_process_ends_on_sigterm():
         _POOL.pop("pool", None)
 
 
-def test_resume_restores_the_random_state_of_dropout_and_dropconnect(tmp_path, monkeypatch, run_cfg):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_restores_the_random_state_of_dropout_and_dropconnect(tmp_path, monkeypatch, run_cfg, precision):
     """Dropout between layers, on the outputs and DropConnect on the recurrent weights draw from
     torch's RNG at every step: a resumed run equals an uninterrupted one only if the checkpoint
     restores that state (before: removing set_rng_states left every resume test green)."""
@@ -296,7 +297,7 @@ def test_resume_restores_the_random_state_of_dropout_and_dropconnect(tmp_path, m
 
     args = ["task=echo", "model=lstm", "model.hidden_size=8", "model.num_layers=2", "model.dropout=0.3",
             "model.weight_drop=0.3", "task.delay=2", "task.series_length=400", "task.val_length=200",
-            "train.epochs=2", "train.insight_every=0"]
+            "train.epochs=2", "train.insight_every=0", f"train.precision={precision}"]
     clean = run_cfg(tmp_path, *args, name="clean")
     monkeypatch.setattr(experiment, "stop_on_signals", stop_at_check(5))  # after epoch 1's 5th chunk
     with pytest.raises(Interrupted):

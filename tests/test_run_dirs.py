@@ -7,6 +7,7 @@ third run into X replaced the first one's results and checkpoints."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnexp import run_dirs
+from rnnexp import run_dirs, run_lock
 from rnnexp.errors import RunDirError
+from rnnexp.run_lock import LOCK, STALE_AFTER_S
 from tests.test_cli import ENV, run_main, snapshot
 
 ONE_EPOCH = ["train.epochs=1", "train.target_accuracy=null", "train.insight_every=0", "task.train_size=320",
@@ -31,22 +33,42 @@ def release_locks():
     run_dirs.release_all()
 
 
-def write_lock(directory: Path, **holder) -> None:
+def write_lock(directory: Path, age_s: float = 0.0, **holder) -> None:
+    """A lock file as a run elsewhere left it (nobody here holds its flock)."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / run_dirs.LOCK).write_text(json.dumps({"host": socket.gethostname(), "started": "then", **holder}))
+    (directory / LOCK).write_text(json.dumps({"host": socket.gethostname(), "started": "then", **holder}))
+    then = time.time() - age_s
+    os.utime(directory / LOCK, (then, then))
 
 
-def a_dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+def hold(directory: Path, seconds: float = 60) -> subprocess.Popen:
+    """Another process that claims `directory` and keeps it."""
+    code = (f"import time; from rnnexp import run_dirs; run_dirs.claim({str(directory)!r}, what='run', "
+            f"resume=False, overwrite=False); print('held', flush=True); time.sleep({seconds})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def claim_after(directory: str, start: float) -> bool:
+    """(In its own process.) Claim `directory` at `start` sharp; hold it a moment; True if claimed."""
+    from rnnexp import run_dirs as dirs
+    from rnnexp.errors import RunDirError as Refused
+
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        dirs.claim(directory, what="run", resume=False, overwrite=False)
+    except Refused:
+        return False
+    time.sleep(1.0)
+    return True
 
 
 def test_a_finished_run_is_refused_and_left_untouched(tmp_path, monkeypatch, capsys):
     target = tmp_path / "X"
     code, _, err = run_main(monkeypatch, capsys, tmp_path, "model=lstm", f"hydra.run.dir={target}", *ONE_EPOCH)
     assert code == 0, err
-    assert not (target / run_dirs.LOCK).exists(), "released at the end"
+    assert not (target / LOCK).exists(), "released at the end"
     before = snapshot(target)
     code, _, err = run_main(monkeypatch, capsys, tmp_path, "model=gru", f"hydra.run.dir={target}", *ONE_EPOCH)
     assert code == 2
@@ -70,41 +92,62 @@ def test_overwrite_moves_the_old_run_aside_never_deletes_it(tmp_path, monkeypatc
     assert len(list(target.glob("events.out.tfevents.*"))) == 1 and "lstm" not in (target / "run.log").read_text()
 
 
-def test_a_live_holder_is_refused_a_stale_one_is_taken_over(tmp_path):
+def test_a_live_holder_is_refused_and_a_killed_one_is_taken_over(tmp_path):
     busy = tmp_path / "busy"
-    write_lock(busy, pid=os.getppid(), start=run_dirs._process_start(os.getppid()))
-    with pytest.raises(RunDirError, match=f"{busy} is in use by the run of pid {os.getppid()}"):
-        run_dirs.claim(busy, what="run", resume=False, overwrite=False)
-    assert not (busy / ".hydra").exists()
-    # A killed run (its pid gone), or a pid since reused by another process, does not hold it.
-    for name, holder in (("killed", {"pid": a_dead_pid()}), ("reused", {"pid": os.getppid(), "start": "1"})):
-        write_lock(tmp_path / name, **holder)
+    holder = hold(busy)
+    try:
+        with pytest.raises(RunDirError, match=f"{busy} is in use by the run of pid {holder.pid}, started"):
+            run_dirs.claim(busy, what="run", resume=False, overwrite=False)
+        with pytest.raises(RunDirError, match=f"{busy} is in use by the run of pid {holder.pid}"):
+            run_dirs.claim(busy / "job", what="run", resume=True, overwrite=False)  # inside it, too
+    finally:
+        holder.kill()
+        holder.wait()
+    # Killed with -9: the kernel released its lock; the next run takes the directory over.
+    run_dirs.claim(busy, what="run", resume=True, overwrite=False)
+    assert json.loads((busy / LOCK).read_text())["pid"] == os.getpid()
+
+
+def test_of_runs_started_at_the_same_instant_exactly_one_gets_the_directory(tmp_path):
+    start = time.time() + 3.0  # after the processes have started
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        claimed = pool.starmap(claim_after, [(str(tmp_path / "X"), start)] * 4)
+    assert sorted(claimed) == [False, False, False, True]
+
+
+def test_a_lock_file_nobody_holds_is_no_lock(tmp_path):
+    for name, content in (("empty", ""), ("torn", '{"pid": 12'), ("no-pid", '{"host": "%s"}' % socket.gethostname())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / LOCK).write_text(content)
         run_dirs.claim(tmp_path / name, what="run", resume=False, overwrite=False)
-        assert json.loads((tmp_path / name / run_dirs.LOCK).read_text())["pid"] == os.getpid()
 
 
 def test_a_holder_on_another_host_is_judged_by_its_heartbeat(tmp_path):
     away = tmp_path / "away"
     write_lock(away, pid=1, host="node-7")
-    with pytest.raises(RunDirError, match="on node-7"):
+    with pytest.raises(RunDirError, match="in use by the run of pid 1 on node-7"):
         run_dirs.claim(away, what="run", resume=False, overwrite=False)
-    old = time.time() - run_dirs.STALE_AFTER_S - 60
-    os.utime(away / run_dirs.LOCK, (old, old))
+    write_lock(away, age_s=STALE_AFTER_S + 60, pid=1, host="node-7")
     run_dirs.claim(away, what="run", resume=False, overwrite=False)
 
 
-def test_the_same_cluster_job_requeued_elsewhere_takes_its_lock_over(tmp_path, monkeypatch):
-    mine = tmp_path / "mine"
-    write_lock(mine, pid=1, host="node-7", job="4242")
+def test_only_the_same_job_requeued_takes_a_live_lock_over(tmp_path, monkeypatch):
+    """A requeued submitit/SLURM job (a higher restart count) takes its lock over; another step of
+    the same allocation (same job id, same count) does not."""
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    run_dirs.claim(mine, what="run", resume=False, overwrite=False)
-    assert json.loads((mine / run_dirs.LOCK).read_text())["job"] == "4242"
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    write_lock(tmp_path / "step", pid=1, host="node-7", job="4242", restart=0)
+    with pytest.raises(RunDirError, match="on node-7"):
+        run_dirs.claim(tmp_path / "step", what="run", resume=False, overwrite=False)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    run_dirs.claim(tmp_path / "step", what="run", resume=False, overwrite=False)
+    assert json.loads((tmp_path / "step" / LOCK).read_text())["restart"] == 1
 
 
 def test_the_heartbeat_is_refreshed_while_the_run_lives(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_dirs, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(run_lock, "HEARTBEAT_S", 0.05)
     run_dirs.claim(tmp_path / "beating", what="run", resume=False, overwrite=False)
-    lock = tmp_path / "beating" / run_dirs.LOCK
+    lock = tmp_path / "beating" / LOCK
     old = time.time() - 1000
     os.utime(lock, (old, old))
     time.sleep(0.3)

@@ -178,8 +178,10 @@ class Engine:
             batch = batch.to(self.device)
             s.carried, sums, norm = self.step(batch, None if batch.reset else s.carried)
             stacked = Sums.stack(sums)
-            if s.reference_loss is None:  # the initial model's loss on the first batch: one host sync, once
-                self.divergence.first_step(s, self.task.metrics(dict(zip(stacked[0], stacked[1].tolist())))["loss"])
+            if s.reference_loss is None:  # the initial model's loss on the first batch that scores something
+                first = dict(zip(stacked[0], stacked[1].tolist()))  # (one host sync per step until then)
+                if first.get("count", 1) > 0:
+                    self.divergence.first_step(s, self.task.metrics(first)["loss"])
             epoch_sums.add_stacked(*stacked)
             interval.add_stacked(*stacked)
             grad_norm += norm
@@ -226,10 +228,13 @@ class Engine:
         hooks = [module.register_forward_hook(
                     lambda m, i, out, name=names[key]: dtypes.__setitem__(name, (out[0] if isinstance(out, tuple) else out).dtype))
                  for key, module in self.model.named_children() if key in names and not isinstance(module, nn.Identity)]
+        was_training = self.model.training
+        self.model.eval()  # no dropout: this look must draw no random numbers (a resumed run's RNG is restored)
         try:
             with torch.no_grad(), self._precision():
                 self.model(self.task.example().batch.to(self.device).inputs)
         finally:
+            self.model.train(was_training)
             for hook in hooks:
                 hook.remove()
         low = [name for name, dtype in dtypes.items() if dtype == torch.bfloat16]

@@ -171,7 +171,7 @@ def drawing_pool() -> Optional[ProcessPoolExecutor]:
     if "pool" not in _POOL:
         try:
             _POOL["pool"] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_setup_drawing_process)
+                                                initializer=_setup_drawing_process, initargs=(os.getpid(),))
         except (OSError, ValueError, AssertionError, RuntimeError):
             return None
     return _POOL["pool"]
@@ -230,7 +230,7 @@ def detached(value: Any) -> Any:
     return value
 
 
-def _setup_drawing_process() -> None:
+def _setup_drawing_process(parent: int) -> None:
     """The drawing process ignores Ctrl-C (the run, which gets it too, decides what stops), ends on
     SIGTERM (the run then draws what is left itself), and ends within a second of its run's death:
     a run killed with -9 (a cluster's time limit) cannot stop it, and it would otherwise stay for
@@ -239,14 +239,16 @@ def _setup_drawing_process() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="rnnexp-parent-watch", daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="rnnexp-parent-watch", daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
+    """(The run's pid comes from the run itself: one that died before this process started is
+    noticed too.)"""
     while True:
-        time.sleep(PARENT_CHECK_S)
         if os.getppid() != parent:  # reparented: the run is gone
             os._exit(0)
+        time.sleep(PARENT_CHECK_S)
 
 
 PARENT_CHECK_S = 0.5

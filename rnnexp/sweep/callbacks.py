@@ -17,19 +17,12 @@ from omegaconf import DictConfig
 
 class SummariseSweep(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from omegaconf import OmegaConf
-
         from rnnexp import run_dirs
-        from rnnexp.errors import Rejected, RnnexpError
         from rnnexp.sweep import summary as sweep
         from rnnexp.sweep.jobs import SweepState, catch_stop_signals, clear_stop, write_plan
 
-        try:  # the sweep directory is this sweep's alone, before Hydra writes multirun.yaml into it
-            run_dirs.claim(str(config.hydra.sweep.dir), what="sweep",
-                           resume=OmegaConf.select(config, "train.resume") == "auto",
-                           overwrite=bool(OmegaConf.select(config, "train.overwrite", default=False)))
-        except (RnnexpError, OSError) as err:
-            raise Rejected(err) from err
+        # The sweep directory is this sweep's alone, before Hydra writes multirun.yaml into it.
+        run_dirs.claim_for_hydra(str(config.hydra.sweep.dir), config, what="sweep")
         sweep.current_sweep_dir = SweepState.directory = str(config.hydra.sweep.dir)
         write_plan(config)
         clear_stop(Path(SweepState.directory))

@@ -13,6 +13,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Optional
 
+from rnnexp.sweep.stats import group_stats
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -74,15 +76,16 @@ def plot_sweep(root: Path, rows: list[dict[str, Any]]) -> Optional[Path]:
     for name, points in lines.items():
         present = [x for x in xs if x in points]
         where = [positions[x] for x in present]
-        ys = [statistics.fmean(r["objective"] for r in points[x]) for x in present]
-        errs = [statistics.pstdev([r["objective"] for r in points[x]]) for x in present]
+        stats = [group_stats(points[x]) for x in present]  # (the summary's own rules: completed runs)
+        ys = [st["mean"] for st in stats]
+        errs = [st["std"] or 0.0 for st in stats]  # one run: no bar
         axes[0][0].errorbar(where, ys, yerr=errs, marker="o", capsize=3, label=name)
         if show_epochs:
             eps = [statistics.fmean(e) if (e := [r["target_epoch"] for r in points[x] if r["target_epoch"]])
                    else float("nan") for x in present]
             axes[0][1].plot(where, eps, marker="s", label=name)
     metric = done[0]["objective_name"]
-    titles = [(f"{metric} (best per job; mean ± sd over seeds)", f"{metric} vs {axis}")]
+    titles = [(f"{metric} (best per job; mean ± sd over completed seeds)", f"{metric} vs {axis}")]
     if show_epochs:
         titles.append(("epochs to target (runs that reached it)", "epochs to target"))
     for ax, (ylabel, title) in zip(axes[0], titles):

@@ -77,6 +77,7 @@ class CharLMTask(Task):
     def __init__(self, cfg: CharLMConfig, batch_size: int, seed: int, vocab: str | None = None):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         text = load_corpus(cfg.corpus)
+        self.corpus = {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "characters": len(text)}
         self.vocab = vocab if vocab is not None else "".join(sorted(set(text)))
         index = {ch: i for i, ch in enumerate(self.vocab)}
         train, val, test = split_text(text, cfg.val_fraction, cfg.test_fraction)
@@ -136,10 +137,9 @@ class CharLMTask(Task):
                 f"vocabulary {self.vocab_size}, {self.batch_size} streams x chunks of {self.cfg.chunk_length}")
 
     def data_report(self, epochs: int) -> dict[str, Any]:
-        """The corpus as trained on: its name or path, sha256 of its UTF-8 text, and the parts' sizes."""
-        text = load_corpus(self.cfg.corpus)
-        return {"corpus": self.cfg.corpus, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                "characters": len(text), "split": "contiguous: train, validation, test",
+        """The corpus as trained on (hashed when the task was built): its name or path, the sha256 of
+        its UTF-8 text, and the parts' sizes."""
+        return {"corpus": self.cfg.corpus, **self.corpus, "split": "contiguous: train, validation, test",
                 "parts": {"train": len(self.train_ids), **{k: len(v) for k, v in self.heldout_ids.items()}}}
 
     def artifacts(self) -> dict[str, str]:

@@ -35,7 +35,7 @@ from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
                                split_generator)
 from rnnexp.tasks.scoring import Score
-from rnnexp.tasks.splits import draw_in_part, split_summary
+from rnnexp.tasks.splits import draw_in_part, split_report
 
 BLANK, DELIMITER, CATEGORIES = 0, 9, 10
 FIRST_SYMBOL, LAST_SYMBOL = 1, 8
@@ -117,11 +117,8 @@ class CopyTask(Task):
         return iter(self._eval[split])
 
     def data_report(self, epochs: int) -> dict[str, Any]:
-        """The split's space (8^10 symbol strings) and the overlap measured against the training
-        draws of the first epochs (at most 20)."""
-        checked = min(epochs, 20)
-        train = [draw_symbols(self.cfg.train_size, epoch_generator(self.seed, e)) for e in range(1, checked + 1)]
-        return split_summary((LAST_SYMBOL - FIRST_SYMBOL + 1) ** RECALLED, self.heldout, train, checked)
+        return split_report((LAST_SYMBOL - FIRST_SYMBOL + 1) ** RECALLED, self.heldout,  # 8^10 symbol strings
+                            lambda e: draw_symbols(self.cfg.train_size, epoch_generator(self.seed, e)), epochs)
 
     def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
         """Cross-entropy over every step (the loss); accuracy over the 10 recalled symbols."""

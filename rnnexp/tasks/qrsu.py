@@ -25,7 +25,7 @@ from typing import Any, Iterator, Optional
 from rnnexp.errors import ConfigError, require, require_choice
 from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import Batch, Example, Task, check_sizes, epoch_generator, num_batches, split_generator
-from rnnexp.tasks.splits import draw_in_part, split_summary
+from rnnexp.tasks.splits import draw_in_part, split_report
 
 SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")
 X, Y, FIRST_DISTRACTOR, BEGIN, END = 0, 1, 2, 6, 7
@@ -105,8 +105,8 @@ def draw(n: int, cfg: QRSUConfig, generator: torch.Generator) -> tuple[torch.Ten
 
 def generate(n: int, cfg: QRSUConfig, generator: torch.Generator, part: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """`n` sequences of the hash split's `part`: symbols (n, T) with PAD after each end, labels (n,)."""
-    return draw_in_part(n, part, lambda m, g: draw(m, cfg, g), generator,  # type: ignore[return-value]
-                        what=f"task.difficulty={cfg.difficulty}")
+    keys = "task.length, task.t1 and task.t2" if cfg.difficulty == "custom" else f"task.difficulty={cfg.difficulty}"
+    return draw_in_part(n, part, lambda m, g: draw(m, cfg, g), generator, keys)  # type: ignore[return-value]
 
 
 def lengths_of(symbols: torch.Tensor) -> torch.Tensor:
@@ -177,13 +177,8 @@ class QRSUTask(Task):
         return iter(self._eval_batches[split])
 
     def data_report(self, epochs: int) -> dict[str, Any]:
-        """The split's space and the overlap measured against the training draws of the first
-        epochs (at most 20; the target's config, also under a curriculum)."""
-        checked = min(epochs, 20)
-        train = [generate(self.cfg.train_size, self.cfg, epoch_generator(self.seed, e))[0] for e in range(1, checked + 1)]
-        space = space_size(self.cfg)
-        return split_summary(space if space < 2 ** 53 else float(space),
-                             {split: data[0] for split, data in self.heldout.items()}, train, checked)
+        return split_report(space_size(self.cfg), {split: data[0] for split, data in self.heldout.items()},
+                            lambda e: generate(self.cfg.train_size, self.cfg, epoch_generator(self.seed, e))[0], epochs)
 
     def baseline(self) -> dict[str, float]:
         """Chance: the four classes are equally likely."""

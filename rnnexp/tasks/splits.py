@@ -85,41 +85,43 @@ def part_of(symbols: torch.Tensor) -> torch.Tensor:
 
 
 def draw_in_part(n: int, part: str, draw: Callable[[int, torch.Generator], tuple[torch.Tensor, ...]],
-                 generator: torch.Generator, what: str = "this task") -> tuple[torch.Tensor, ...]:
+                 generator: torch.Generator, keys: str = "the task's ranges") -> tuple[torch.Tensor, ...]:
     """`n` draws that belong to `part`. `draw(m, generator)` returns a tuple of tensors with m rows
     whose first is the symbols (m, T) that decide the part (-1 padded; T fixed for the config).
-    Draws of the other parts are rejected; the result is fixed by the generator's seed."""
-    wanted, kept, have = PARTS.index(part), [], 0
+    Draws of the other parts are rejected; the result is fixed by the generator's seed. `keys` name
+    what sets the space, for the error when a part of it is empty."""
+    wanted, kept, have, drawn_in_all = PARTS.index(part), [], 0, 0
     for _ in range(64):
         m = math.ceil((n - have) / SHARES[part] * 1.2) + 8
         drawn = draw(m, generator)
+        drawn_in_all += m
         keep = part_of(drawn[0]) == wanted
         kept.append(tuple(t[keep] for t in drawn))
         have += int(keep.sum())
         if have >= n:
             return tuple(torch.cat(parts)[:n] for parts in zip(*kept))
-    raise ConfigError(f"{what} has too few distinct sequences for a {part} set of {n}: only {have} of "
-                      f"{64 * n} draws fell in its part; use longer or wider ranges")
+    raise ConfigError(f"{keys} allow too few distinct sequences for a {part} set: {have} of {drawn_in_all:,} draws "
+                      f"fell in its part of the hash split; widen or lengthen them")
 
 
-def overlap(held_out: dict[str, torch.Tensor], train: list[torch.Tensor]) -> dict[str, int]:
-    """Measured, not assumed: how many sequences of each held-out set also occur in the other
-    held-out set or in the given training draws (exact symbol-by-symbol equality)."""
-    def keys(symbols: torch.Tensor) -> set[bytes]:
-        return {row.tobytes() for row in symbols.numpy().astype(np.int8)}
-
-    seen_in_training: set[bytes] = set()
-    for symbols in train:
-        seen_in_training |= keys(symbols)
-    val, test = keys(held_out["val"]), keys(held_out["test"])
-    return {"val_in_train": len(val & seen_in_training), "test_in_train": len(test & seen_in_training),
-            "test_in_val": len(test & val)}
+def distinct(symbols: torch.Tensor) -> set[bytes]:
+    """The distinct sequences among (n, T) symbols, exactly (as bytes)."""
+    return {row.tobytes() for row in symbols.numpy().astype(np.int8)}
 
 
-def split_summary(space: Optional[int], held_out: dict[str, torch.Tensor], train: list[torch.Tensor],
-                  epochs_checked: int) -> dict[str, object]:
-    """What results.json says of a hash-split task's data: the size of its space (None where it is
-    too large to matter), the parts' shares, distinct held-out sequences, and the measured overlap."""
-    return {"split": "hash of the symbols", "space": space, "shares": dict(SHARES),
-            "distinct": {split: len({row.tobytes() for row in s.numpy().astype(np.int8)}) for split, s in held_out.items()},
-            "overlap": overlap(held_out, train), "overlap_checked_over_epochs": epochs_checked}
+def split_report(space: int, held_out: dict[str, torch.Tensor], train_draws: Callable[[int], torch.Tensor],
+                 epochs: int) -> dict[str, object]:
+    """What results.json says of a hash-split task's data: the size of its space (a float where it
+    passes 2^53), the parts' shares, the distinct held-out sequences, and the overlap measured, not
+    assumed: held-out sequences found in the training draws of the first epochs (at most 20;
+    `train_draws(epoch)`, drawn with the target's settings: a curriculum's stages come from the same
+    train part) or in the other held-out set (exact symbol-by-symbol equality)."""
+    checked = min(epochs, 20)
+    seen: set[bytes] = set()
+    for epoch in range(1, checked + 1):
+        seen |= distinct(train_draws(epoch))
+    val, test = distinct(held_out["val"]), distinct(held_out["test"])
+    return {"split": "hash of the symbols", "space": space if space < 2 ** 53 else float(space),
+            "shares": dict(SHARES), "distinct": {"val": len(val), "test": len(test)},
+            "overlap": {"val_in_train": len(val & seen), "test_in_train": len(test & seen), "test_in_val": len(test & val)},
+            "overlap_checked_over_epochs": checked}
