@@ -25,6 +25,7 @@ from rnnexp.engine import checkpoint as ckpt
 from rnnexp.engine.callbacks import Callback, Callbacks
 from rnnexp.engine.curriculum import Curriculum
 from rnnexp.engine.loop import Engine
+from rnnexp.engine.precision import bf16_layers
 from rnnexp.engine.signals import stop_on_signals, under_submitit
 from rnnexp.engine.threads import apply_threads, available_cores, choose_threads
 from rnnexp.errors import ConfigError, DivergedError, Interrupted, ResourceError, RnnexpError
@@ -202,7 +203,8 @@ def start_lines(run: RunConfig, task: Any, model: Any, params: int, device: str,
              + (f" of {run.train.batches_per_epoch} batches" if run.train.batches_per_epoch else "")
              + f", seed {run.train.seed}"
              + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else "")
-             + (f", bf16 autocast ({engine.bf16_layers()})" if run.train.precision == "bf16" else ""),
+             + (f", bf16 autocast ({bf16_layers(model, task.example().batch.inputs, engine.device)})"
+                if run.train.precision == "bf16" else ""),
              f"device: {device}"]
     s = engine.state
     if s.global_step:

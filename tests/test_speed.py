@@ -102,7 +102,10 @@ def test_bf16_runs_validation_and_test_in_bf16_and_carries_the_state_in_float32(
     hook.remove()
     carried = engine.state.carried
     assert all(t.dtype == torch.float32 for t in (carried if isinstance(carried, tuple) else (carried,)))
-    assert engine.bf16_layers() == f"in bf16: recurrent ({cell}), output"
+    from rnnexp.engine.precision import bf16_layers
+
+    assert bf16_layers(engine.model, engine.task.example().batch.inputs, engine.device) == \
+        f"in bf16: recurrent ({cell}), output"
 
 
 def test_the_gru_in_bf16_follows_the_float32_gru_closely():

@@ -21,7 +21,6 @@ of scored steps may still synchronise on a GPU).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -35,6 +34,7 @@ from rnnexp.config import TrainConfig
 from rnnexp.engine.callbacks import Callback
 from rnnexp.engine.cuda_graph import GraphedTrainStep, graphs_wanted
 from rnnexp.engine.divergence import DivergenceRule, check_finite
+from rnnexp.engine.precision import autocast
 from rnnexp.errors import Interrupted
 from rnnexp.models.recurrent import State, carry_hidden_state
 from rnnexp.tasks.base import Batch, Task
@@ -220,33 +220,8 @@ class Engine:
         # here (the graph of this chunk is freed after backward).
         return carry_hidden_state(state), score.sums, norm
 
-    def bf16_layers(self) -> str:
-        """Which layers compute in bf16 under train.precision=bf16, found by running the task's
-        example once and looking at what each layer returns (autocast skips some: the embedding)."""
-        dtypes: dict[str, torch.dtype] = {}
-        names = {"encoder": "embedding", "rnn": f"recurrent ({getattr(self.model, 'cell', '?')})", "head": "output"}
-        hooks = [module.register_forward_hook(
-                    lambda m, i, out, name=names[key]: dtypes.__setitem__(name, (out[0] if isinstance(out, tuple) else out).dtype))
-                 for key, module in self.model.named_children() if key in names and not isinstance(module, nn.Identity)]
-        was_training = self.model.training
-        self.model.eval()  # no dropout: this look must draw no random numbers (a resumed run's RNG is restored)
-        try:
-            with torch.no_grad(), self._precision():
-                self.model(self.task.example().batch.to(self.device).inputs)
-        finally:
-            self.model.train(was_training)
-            for hook in hooks:
-                hook.remove()
-        low = [name for name, dtype in dtypes.items() if dtype == torch.bfloat16]
-        high = [name for name, dtype in dtypes.items() if dtype != torch.bfloat16]
-        return "in bf16: " + (", ".join(low) or "nothing") + ("; in float32: " + ", ".join(high) if high else "")
-
     def _precision(self) -> ContextManager[Any]:
-        """bf16 autocast (train.precision=bf16: matrix products in bfloat16, losses and weights in
-        float32), or nothing."""
-        if self.cfg.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.cfg.precision, self.device)
 
     def _clip_gradients(self) -> torch.Tensor:
         """The gradient norm before clipping (clipping to train.grad_clip when set): one foreach
