@@ -28,7 +28,7 @@ from rnnexp.argv import RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE, quote_free_text
 from rnnexp.sweep import summary as sweep
 from rnnexp.config import known_keys, load_run_config
 from rnnexp.engine.signals import stop_on_signals
-from rnnexp.errors import ConfigError, DivergedError, Interrupted, Rejected, RnnexpError
+from rnnexp.errors import ConfigError, DivergedError, Interrupted, Rejected, RnnexpError, RunDirError
 from rnnexp.report.errors import run_reporting_errors
 from rnnexp.sweep.jobs import SweepState, mark_stopped, read_plan, stop_requested_for
 
@@ -115,12 +115,16 @@ class ValidateBeforeRun(Callback):
             if resume == "auto":
                 raise ConfigError("train.resume=auto resumes each job of a sweep in its own directory "
                                   "(rnnexp -m ... train.resume=auto); for a single run give its directory")
+            run_dirs.check_instructions(config)
             if resume is None:
                 load_run_config(config)
             else:
                 from rnnexp.engine.checkpoint import check_not_finished, resume_config
+                from rnnexp.run_lock import in_use, is_locked, read_holder
 
                 run_dir = Path(str(resume)).expanduser()
+                if is_locked(run_dir):  # (before its checkpoint is looked for: a live run may have none yet)
+                    raise RunDirError(in_use(run_dir, read_holder(run_dir), resuming=True))
                 cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
                 check_not_finished(load_run_config(cfg), payload, run_dir)
         except RnnexpError as err:

@@ -150,9 +150,6 @@ class TrainConfig:
         require(self.insight_every >= 0, "train.insight_every", self.insight_every, "use >= 0 epochs (0 = off)")
         require(0 < self.curriculum_threshold <= 1, "train.curriculum_threshold", self.curriculum_threshold,
                 "use a validation accuracy 0 < threshold <= 1")
-        if self.overwrite and self.resume is not None:
-            raise ConfigError(f"train.overwrite=true moves the run in a directory aside and starts afresh, "
-                              f"train.resume={self.resume} continues it; choose one")
 
 
 @dataclass

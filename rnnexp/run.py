@@ -34,7 +34,7 @@ from rnnexp.insight.callback import InsightCallback, start_drawing_process
 from rnnexp.models.build import build_model, count_parameters
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS, completed_results, hparams, progress_results, result_line, summary_rows
-from rnnexp.report.provenance import provenance
+from rnnexp.report.provenance import provenance, with_resumes
 from rnnexp.report.tensorboard import TensorBoard
 from rnnexp.tasks import build_task
 from rnnexp.tasks.splits import stream_seed
@@ -118,8 +118,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
                                  background=draw_aside),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes)]
     results.update(status="running", task=run.task.name, cell=run.model.cell, hidden_size=model.rnn.hidden_size,
-                   parameters=params, threads=threads, device=str(device),
-                   provenance=provenance(device, threads, overrides), history=engine.state.history)
+                   parameters=params, threads=threads, device=str(device), config=ckpt.plain_config(cfg),
+                   **with_resumes(run_dir, provenance(device, threads, overrides), payload is not None),
+                   history=engine.state.history)
     step = f"; training step: {engine.step_kind}" if engine.step_kind else ""
     for line in start_lines(run, task, model, params, f"{device}; threads: {threads} ({why}){step}", run_dir, engine):
         con.start_log.info(line)
@@ -139,6 +140,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
             results["data"] = data
 
     results.update(completed_results(run, engine, test))
+    if warning := engine.divergence.unjudged(engine.state):
+        con.log.warning(warning)
+        results["warning"] = warning
     results["wall_seconds"] = round(time.time() - started, 3)
     write_json(run_dir / RESULTS, results)
     tensorboard.finish(len(engine.state.history), test, hparams(run, model.rnn.hidden_size),
@@ -202,6 +206,7 @@ def start_lines(run: RunConfig, task: Any, model: Any, params: int, device: str,
              f"up to {run.train.epochs} epoch{'s' * (run.train.epochs != 1)}"
              + (f" of {run.train.batches_per_epoch} batches" if run.train.batches_per_epoch else "")
              + f", seed {run.train.seed}"
+             + (f" (held-out sets: seed {run.task.heldout_seed})" if hasattr(run.task, "heldout_seed") else "")
              + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else "")
              + (f", bf16 autocast ({bf16_layers(model, task.example().batch.inputs, engine.device)})"
                 if run.train.precision == "bf16" else ""),

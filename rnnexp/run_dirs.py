@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import atexit
 import json
-import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +29,6 @@ from omegaconf import OmegaConf
 from rnnexp.errors import ConfigError, Rejected, RnnexpError, RunDirError
 from rnnexp.run_lock import RunLock, in_use, is_locked, read_holder
 
-log = logging.getLogger("rnnexp")
 
 
 def _is_set(resume: Any) -> bool:
@@ -92,7 +91,7 @@ def holds_run(directory: Path) -> Optional[str]:
             status = "unreadable"
         return f"a {status} run"
     if jobs or (directory / "jobs.json").exists() or (directory / "multirun.yaml").exists():
-        return f"a sweep ({len(jobs)} job results)"
+        return f"a sweep ({len(jobs)} job result{'s' * (len(jobs) != 1)})"
     return "a run that left no results.json"
 
 
@@ -109,12 +108,14 @@ def claim(directory: str | Path, *, what: str, resume: bool, overwrite: bool) ->
     key = "hydra.sweep.dir" if what == "sweep" else "hydra.run.dir"
     for place in (directory, directory.parent):  # (the parent: a sweep's job resumed on its own)
         if is_locked(place):
-            raise RunDirError(in_use(place, read_holder(place)))
+            raise RunDirError(in_use(place, read_holder(place), resuming=resume))
     held = holds_run(directory)
     if held is not None and not resume:
         if not overwrite:
-            again = ("train.resume=auto" if what == "sweep" else f"train.resume={directory}"
-                     if (directory / "checkpoint.pt").is_file() else None)
+            from rnnexp.sweep.jobs import read_plan
+
+            again = (read_plan(directory).get("resume", "rnnexp -m ... train.resume=auto") if what == "sweep"
+                     else f"train.resume={directory}" if (directory / "checkpoint.pt").is_file() else None)
             options = [f"resume it with {again}"] if again else []
             options += [f"move it aside with train.overwrite=true (kept as {directory.name}.replaced-<time>)",
                         f"choose another {key}"]
@@ -124,9 +125,10 @@ def claim(directory: str | Path, *, what: str, resume: bool, overwrite: bool) ->
         aside = next(p for n in range(1, 1000)
                      if not (p := directory.with_name(f"{directory.name}.replaced-{stamp}" + (f"-{n}" if n > 1 else ""))).exists())
         directory.rename(aside)
-        log.warning(f"train.overwrite=true: the {held.removeprefix('a ')} that was in {directory} is now in {aside}")
+        print(f"rnnexp: train.overwrite=true: the {held.removeprefix('a ')} that was in {directory} is now in {aside}",
+              file=sys.stderr)
     directory.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(directory, what)
+    lock = RunLock(directory, what, resuming=resume)
     lock.acquire()
     if not _held:
         atexit.register(release_all)
@@ -134,17 +136,27 @@ def claim(directory: str | Path, *, what: str, resume: bool, overwrite: bool) ->
     return directory
 
 
-def claim_for_hydra(directory: str, config: Any, what: str) -> None:
-    """`claim` from a Hydra callback: a refusal (or an unwritable directory) travels as Rejected,
-    which Hydra's callback machinery does not swallow, and main() prints it as one line."""
+def check_instructions(config: Any) -> None:
+    """train.overwrite (start afresh, the old run moved aside) and train.resume (continue it) exclude each other."""
     resume = OmegaConf.select(config, "train.resume")
-    overwrite = bool(OmegaConf.select(config, "train.overwrite", default=False))
+    if OmegaConf.select(config, "train.overwrite", default=False) and resume is not None:
+        raise ConfigError(f"train.overwrite=true moves the run in a directory aside and starts afresh, "
+                          f"train.resume={resume} continues it; choose one")
+
+
+def claim_for_hydra(directory: str, config: Any, what: str) -> None:
+    """`claim` from a Hydra callback, with the command line's train.resume and train.overwrite: a
+    refusal (or an unwritable directory) travels as Rejected, which Hydra's callback machinery does
+    not swallow, and main() prints it as one line."""
+    resume = OmegaConf.select(config, "train.resume")
     try:
-        if overwrite and resume is not None:
-            raise ConfigError(f"train.overwrite=true moves the {what} in a directory aside and starts afresh, "
-                              f"train.resume={resume} continues it; choose one")
+        check_instructions(config)
+        if what == "sweep" and resume == "auto":
+            from rnnexp.sweep.jobs import check_same_sweep
+
+            check_same_sweep(Path(directory).expanduser(), config)
         claim(directory, what=what, resume=resume is not None if what == "run" else resume == "auto",
-              overwrite=overwrite)
+              overwrite=bool(OmegaConf.select(config, "train.overwrite", default=False)))
     except (RnnexpError, OSError) as err:
         raise Rejected(err) from err
 

@@ -56,12 +56,14 @@ def held_elsewhere(holder: Optional[dict[str, Any]]) -> bool:
     return float(holder.get("age_s", STALE_AFTER_S)) < STALE_AFTER_S
 
 
-def in_use(directory: Path, holder: Optional[dict[str, Any]]) -> str:
+def in_use(directory: Path, holder: Optional[dict[str, Any]], resuming: bool = False) -> str:
     holder = holder or {}
     what = holder.get("what", "run")
     where = "" if holder.get("host") in (None, socket.gethostname()) else f" on {holder['host']}"
     who = f"the {what} of pid {holder['pid']}{where}, started {holder.get('started')}" if "pid" in holder \
         else f"another {what} (starting)"
+    if resuming:
+        return f"{directory} is in use by {who}; it is still running: resume it once it has stopped"
     key = "hydra.sweep.dir" if what == "sweep" else "hydra.run.dir"
     return f"{directory} is in use by {who}; wait for it to end, or choose another {key}"
 
@@ -82,8 +84,8 @@ def is_locked(directory: Path) -> bool:
 
 
 class RunLock:
-    def __init__(self, directory: Path, what: str):
-        self.directory, self.path, self.what = Path(directory), Path(directory) / LOCK, what
+    def __init__(self, directory: Path, what: str, resuming: bool = False):
+        self.directory, self.path, self.what, self.resuming = Path(directory), Path(directory) / LOCK, what, resuming
         self.fd: Optional[int] = None
         self._stop = threading.Event()
 
@@ -95,7 +97,7 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise RunDirError(in_use(self.directory, read_holder(self.directory))) from None
+                raise RunDirError(in_use(self.directory, read_holder(self.directory), self.resuming)) from None
             try:
                 same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -106,7 +108,7 @@ class RunLock:
             holder = read_holder(self.directory)
             if held_elsewhere(holder):
                 os.close(fd)
-                raise RunDirError(in_use(self.directory, holder))
+                raise RunDirError(in_use(self.directory, holder, self.resuming))
             self._write(fd)
             self.fd = fd
             threading.Thread(target=self._beat, name="rnnexp-lock-heartbeat", daemon=True).start()

@@ -77,6 +77,7 @@ def test_an_epoch_mean_far_above_the_reference_is_diverged(run_cfg, tmp_path, mo
     done = run_cfg(tmp_path, "train.epochs=3", "train.target_accuracy=null", "train.divergence_factor=null", *SMALL,
                    name="off")
     assert done["status"] == "completed" and done["divergence"]["max_epoch_ratio"] > 10
+    assert "not called diverged" in done["warning"], "an exploded run that completed says so"
 
 
 def test_a_diverging_job_is_marked_in_a_sweep_and_the_sweep_still_exits_0(tmp_path, monkeypatch, capsys):

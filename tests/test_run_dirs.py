@@ -157,13 +157,44 @@ def test_the_heartbeat_is_refreshed_while_the_run_lives(tmp_path, monkeypatch):
 def test_a_second_sweep_into_the_same_directory_is_refused_unless_resumed(tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "S"
     args = ["-m", "model=lstm,gru", f"hydra.sweep.dir={sweep}", *ONE_EPOCH]
-    assert run_main(monkeypatch, capsys, tmp_path, *args)[0] == 0
+    assert run_main(monkeypatch, capsys, tmp_path, *args, "train.overwrite=true")[0] == 0
     before = snapshot(sweep)
     code, _, err = run_main(monkeypatch, capsys, tmp_path, *args)
-    assert code == 2 and f"{sweep} already holds a sweep (2 job results)" in err and "train.resume=auto" in err
+    assert code == 2 and f"{sweep} already holds a sweep (2 job results)" in err
+    resume = json.loads((sweep / "jobs.json").read_text())["resume"]
+    assert f"resume it with {resume}" in err and "train.overwrite" not in resume
+    assert snapshot(sweep) == before
+    # Another sweep (other jobs) is not let in by train.resume=auto: it names the sweep's own command.
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "model=rnn,gru", f"hydra.sweep.dir={sweep}",
+                            *ONE_EPOCH, "train.resume=auto")
+    assert code == 2 and "holds another sweep than this command plans" in err and resume in err
     assert snapshot(sweep) == before
     code, _, err = run_main(monkeypatch, capsys, tmp_path, *args, "train.resume=auto")
     assert code == 0, err
+    assert sorted(p.name.split("_")[0] for p in sweep.glob("*_*")) == ["0", "1"]
+
+
+def test_a_run_started_with_overwrite_resumes_with_its_own_command(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "X"
+    args = [f"hydra.run.dir={target}", "train.epochs=1", "train.target_accuracy=null", "train.insight_every=0",
+            "task.train_size=320", "task.val_size=200", "task.test_size=200"]
+    assert run_main(monkeypatch, capsys, tmp_path, *args, "train.overwrite=true")[0] == 0
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume={target}", "train.epochs=2")
+    assert code == 0, err
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume={target}", "train.epochs=3",
+                            "train.overwrite=true")
+    assert code == 2 and "choose one" in err
+
+
+def test_resuming_a_run_that_is_still_running_says_so(tmp_path, monkeypatch, capsys):
+    busy = tmp_path / "busy"
+    holder = hold(busy)
+    try:
+        code, _, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume={busy}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and "it is still running: resume it once it has stopped" in err
 
 
 @pytest.mark.slow

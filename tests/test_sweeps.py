@@ -129,7 +129,7 @@ def test_statistics_count_completed_runs_only_and_say_what_was_left_out(tmp_path
     console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
     print_summary(rows, list(groups.values()), "title", console, tmp_path)
     text = console.export_text()
-    assert "mean and sd of completed runs only" in text and "best val/accuracy" in text
+    assert "mean, sample sd of completed runs" in text and "best val/accuracy" in text
     assert "model=lstm: 1 diverged; 1 time-limited; not averaged: job 2 (interrupted after 13 epochs)" in text
     assert "0.4280" not in text.split("across seeds")[1]
     write_summary(tmp_path, rows, list(groups.values()))
@@ -141,3 +141,14 @@ def test_how_a_job_ran_is_no_column_and_no_group(tmp_path):
     fake_job(tmp_path, "1_a", ["model=lstm", "train.seed=2", "train.resume=auto"])
     (group,) = seed_groups(read_jobs(tmp_path))
     assert group["config"] == "model=lstm" and group["completed_of"] == "2 of 2"
+
+
+def test_a_job_resumed_with_more_epochs_is_labelled_as_it_ran(tmp_path):
+    fake_job(tmp_path, "0_a", ["model=lstm", "train.epochs=5", "train.seed=1"], epochs=6)
+    fake_job(tmp_path, "1_a", ["model=lstm", "train.epochs=5", "train.seed=2"], epochs=5)
+    resumed = tmp_path / "0_a" / ".hydra" / "resume-2026-12-07_12-00-00"
+    resumed.mkdir(parents=True)
+    (resumed / "overrides.yaml").write_text(yaml.safe_dump([f"train.resume={tmp_path / '0_a'}", "train.epochs=6"]))
+    rows = {row["job"]: row for row in read_jobs(tmp_path)}
+    assert rows["0_a"]["params"] == {"model": "lstm", "train.epochs": "6", "train.seed": "1"}
+    assert {g["config"] for g in seed_groups(list(rows.values()))} == set(), "5 and 6 epochs are not one group"

@@ -35,8 +35,7 @@ RENAMED_KEYS = {"task.data_seed": "task.heldout_seed"}
 
 #: What may differ on resume; any other key given on the command line must equal the run's own.
 RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.divergence_factor", "train.threads",
-             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.overwrite",
-             "train.resume")
+             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")
 #: Keys added after runs were saved without them: the value that trains as those runs did
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,
@@ -75,9 +74,17 @@ def save_torch(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
+#: Instructions for the start of a run, not settings of it: never saved with the run (a resume
+#: takes them from its own command line).
+INSTRUCTIONS = ("overwrite",)
+
+
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
-    """The run's resolved task/model/train config as plain data (what checkpoints keep)."""
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "train")}
+    """The run's resolved task/model/train config as plain data (what checkpoints and results.json keep)."""
+    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "train")}
+    for key in INSTRUCTIONS:
+        plain["train"].pop(key, None)  # type: ignore[union-attr]
+    return plain
 
 
 # -- resume ------------------------------------------------------------------------------------

@@ -57,20 +57,20 @@ class DivergenceRule:
 
     def interval(self, state: Any, loss: float, where: str) -> None:
         check_finite(loss, "training loss", where)
-        self._judge(state, "interval", loss, where, INTERVAL_TIMES)
+        self._judge(state, "interval", loss, where, INTERVAL_TIMES, judged=True)
 
     def epoch(self, state: Any, loss: float) -> None:
+        """(Epoch 1's ratio is recorded, not judged.)"""
         check_finite(loss, "training loss", f"epoch {state.epoch}")
-        if state.epoch >= FIRST_JUDGED_EPOCH:
-            self._judge(state, "epoch", loss, f"epoch {state.epoch} (its mean)", 1)
+        self._judge(state, "epoch", loss, f"epoch {state.epoch} (its mean)", 1, judged=state.epoch >= FIRST_JUDGED_EPOCH)
 
-    def _judge(self, state: Any, kind: str, loss: float, where: str, times: float) -> None:
+    def _judge(self, state: Any, kind: str, loss: float, where: str, times: float, judged: bool) -> None:
         if state.reference_loss is None or state.reference_loss <= 0:
             return
         ratio = loss / state.reference_loss
         key = f"max_{kind}_ratio"
         state.divergence[key] = max(state.divergence.get(key, 0.0), ratio)
-        if self.factor is not None and ratio > self.factor * times:
+        if judged and self.factor is not None and ratio > self.factor * times:
             raise DivergedError(
                 f"the training loss reached {loss:.4g} at {where}, {ratio:.3g}x its reference "
                 f"{state.reference_loss:.4g} (the larger of the task's baseline and the initial loss; a run "
@@ -78,7 +78,18 @@ class DivergenceRule:
                 f"to judge only NaN and infinity")
 
     def report(self, state: Any) -> dict[str, Any]:
-        """What results.json says: the reference, the factor and the largest ratios reached."""
+        """What results.json says: the reference, the factor and the largest ratios reached (epoch 1
+        included; None before the first interval or epoch)."""
+        reached = {key: round(state.divergence[key], 4) if key in state.divergence else None
+                   for key in ("max_epoch_ratio", "max_interval_ratio")}
         return {"reference_loss": state.reference_loss, "factor": self.factor,
-                "interval_factor": None if self.factor is None else self.factor * INTERVAL_TIMES,
-                **{k: round(v, 4) for k, v in state.divergence.items()}}
+                "interval_factor": None if self.factor is None else self.factor * INTERVAL_TIMES, **reached}
+
+    def unjudged(self, state: Any, default: float = 10.0) -> Optional[str]:
+        """With train.divergence_factor=null: a warning when the loss went where the default rule
+        would have called it diverged (a completed run that exploded must not pass unremarked)."""
+        epoch, interval = state.divergence.get("max_epoch_ratio", 0.0), state.divergence.get("max_interval_ratio", 0.0)
+        if self.factor is not None or (epoch <= default and interval <= default * INTERVAL_TIMES):
+            return None
+        return (f"warning: the training loss reached {max(epoch, interval):.3g}x its reference {state.reference_loss:.4g}; "
+                f"with train.divergence_factor=null this run is not called diverged, but it is not a trained model")

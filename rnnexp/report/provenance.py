@@ -8,23 +8,27 @@ data's own provenance (a corpus's sha256, a hash split's space) is the task's `d
 
 from __future__ import annotations
 
+import json
 import platform
 import shlex
 import subprocess
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 
-import rnnexp
+#: The checkout (or site-packages) this rnnexp runs from: found from this file, not from
+#: `rnnexp.__file__`, which a folder named rnnexp in the working directory can shadow.
+SOURCE = Path(__file__).resolve().parents[2]
 
 
 def provenance(device: torch.device, threads: int, overrides: Sequence[str]) -> dict[str, Any]:
     return {
         "rnnexp": _version(),
-        "git": git_state(Path(rnnexp.__file__).resolve().parents[1]),
+        "git": git_state(SOURCE),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu": cpu_model(),
@@ -35,13 +39,28 @@ def provenance(device: torch.device, threads: int, overrides: Sequence[str]) -> 
     }
 
 
+def with_resumes(run_dir: Path, current: dict[str, Any], resumed: bool) -> dict[str, Any]:
+    """results.json's `provenance` (the run's first start) and `resumes` (each later start): a
+    resumed run keeps where it began, and says where it went on."""
+    if not resumed:
+        return {"provenance": current}
+    try:
+        earlier = json.loads((Path(run_dir) / "results.json").read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    first = earlier.get("provenance") or current
+    return {"provenance": first, "resumes": [*earlier.get("resumes", []), {**current, "at": time.strftime("%Y-%m-%d %H:%M:%S")}]}
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
 
         return version("rnnexp")
     except Exception:  # not installed (run from a source tree on sys.path)
-        return rnnexp.__version__
+        from rnnexp import __version__
+
+        return __version__
 
 
 @lru_cache(maxsize=4)

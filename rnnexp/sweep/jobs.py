@@ -23,6 +23,8 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 PLAN = "jobs.json"
+#: Overrides that say how a job ran, not what it is (not part of a plan, a column or a group).
+HOW_IT_RAN = ("hydra", "train.resume", "train.overwrite")
 STOP = ".stop"  # written when the sweep's own process is stopped; removed when the sweep (re)starts
 
 
@@ -63,6 +65,25 @@ def write_plan(config: DictConfig) -> None:
     plan = {"resume": resume_command(config),
             "jobs": None if jobs is None else [{"job": n, "overrides": o} for n, o in enumerate(jobs)]}
     (directory / PLAN).write_text(json.dumps(plan, indent=2))
+
+
+def check_same_sweep(directory: Path, config: DictConfig) -> None:
+    """A sweep resumed into `directory` (train.resume=auto) must plan the jobs that are there:
+    another plan would put a second sweep beside the first (Hydra names job directories by their
+    overrides), not continue it."""
+    from rnnexp.errors import RunDirError
+
+    old, new = read_plan(directory), planned_jobs(config)
+    if not old.get("jobs") or new is None:
+        return
+
+    def what(jobs: list[list[str]]) -> list[list[str]]:
+        return [sorted(o for o in job if not o.startswith(HOW_IT_RAN)) for job in jobs]
+
+    if what([job["overrides"] for job in old["jobs"]]) != what(new):
+        raise RunDirError(f"{directory} holds another sweep than this command plans ({len(old['jobs'])} jobs of "
+                          f"other settings); resume it with its own command: {old.get('resume')}, or choose another "
+                          f"hydra.sweep.dir")
 
 
 def read_plan(directory: Path) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def _number(job: str) -> str:
 
 
 def _at_epoch(row: dict[str, Any]) -> str:
-    return f" after {row['epochs']} epochs" if row.get("epochs") else ""
+    return f" after {row['epochs']} epoch{'s' * (row['epochs'] != 1)}" if row.get("epochs") else ""
 
 
 def notes(stats: dict[str, Any]) -> Optional[str]:

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rnnexp.argv import hydra_quote, shell_word
-from rnnexp.sweep.jobs import read_plan
+from rnnexp.sweep.jobs import HOW_IT_RAN, read_plan
 from rnnexp.sweep.stats import group_stats, notes
 
 current_sweep_dir: Optional[str] = None  # set when a multirun starts (see hydra_callbacks)
@@ -61,8 +61,7 @@ def read_results(root: Path) -> list[dict[str, Any]]:
             res = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
             res = {"status": "unreadable", "error": f"{path.name}: {err}"}
-        overrides_file = path.parent / ".hydra" / "overrides.yaml"
-        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+        overrides = effective_overrides(path.parent)
         objective = res.get("objective") or {}
         final, test = res.get("final") or {}, res.get("test") or {}
         rows.append({
@@ -80,12 +79,20 @@ def read_results(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
-#: Overrides that say how a job ran, not what it is: never a column or a group of the summary.
-HOW_IT_RAN = ("hydra", "train.resume", "train.overwrite")
-
-
 def params_of(overrides: list[str]) -> dict[str, str]:
     return dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(HOW_IT_RAN))
+
+
+def effective_overrides(job: Path) -> list[str]:
+    """The job's overrides as it ran: its first ones (.hydra/overrides.yaml), then those its
+    resumes changed (.hydra/resume-*/overrides.yaml: train.epochs and the other resumable keys)."""
+    def load(path: Path) -> list[str]:
+        return [str(o) for o in (yaml.safe_load(path.read_text()) or [])] if path.is_file() else []
+
+    merged = {o.split("=", 1)[0]: o for o in load(job / ".hydra" / "overrides.yaml")}
+    for resume in sorted((job / ".hydra").glob("resume-*/overrides.yaml")):
+        merged.update({o.split("=", 1)[0]: o for o in load(resume) if not o.startswith(HOW_IT_RAN)})
+    return list(merged.values())
 
 
 def _job_sort_key(name: str) -> tuple[int, str]:
@@ -150,7 +157,7 @@ SEED_COLUMNS = [("completed_of", "completed", 0), ("mean", "mean", 4), ("std", "
 def seeds_title(groups: list[dict[str, Any]]) -> str:
     """What the across-seeds numbers are."""
     metric = next((g["metric"] for g in groups if g["metric"]), "objective")
-    return f"best {metric} per run, mean and sd of completed runs only"
+    return f"best {metric} per run; mean, sample sd of completed runs"
 
 
 def varying_params(rows: list[dict[str, Any]], leave_out: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
