@@ -1,15 +1,23 @@
 """train.precision: the autocast context of every forward pass (training, validation, test), and
-which layers it actually runs in bf16 (the start line says so)."""
+what it actually runs in bf16 (the start line says so).
+
+Under CPU autocast torch runs nn.LSTM as one bf16 kernel, and nn.RNN and nn.GRU step by step with
+their matrix products in bf16 and the state (what the layer returns) in float32; the embedding is
+a lookup. So the look below goes by the dtype of each layer's matrix products, not of its
+output (by the output, the GRU seemed to stay float32 on a CPU: it does not).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Optional
 
 import torch
 from torch import nn
 
 LAYERS = {"encoder": "embedding", "rnn": "recurrent", "head": "output"}
+#: aten ops that are a layer's matrix products (names contain one of these)
+PRODUCTS = ("mm", "addmm", "bmm", "linear", "rnn", "lstm", "gru")
 
 
 def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
@@ -21,26 +29,42 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
 
 
 def bf16_layers(model: nn.Module, inputs: torch.Tensor, device: torch.device) -> str:
-    """Which of the model's layers compute in bf16 under autocast, found by running `inputs` once
-    and looking at what each layer returns (autocast leaves some alone: the embedding is a lookup).
-    In eval mode and without gradients: the look draws no random numbers, so a resumed run's
-    restored RNG state is left as it was."""
-    dtypes: dict[str, torch.dtype] = {}
-    hooks = [module.register_forward_hook(
-        lambda m, i, out, name=name: dtypes.__setitem__(name, (out[0] if isinstance(out, tuple) else out).dtype))
-        for key, module in model.named_children()
-        if (name := LAYERS.get(key)) and not isinstance(module, nn.Identity)]
+    """Which of the model's layers compute their matrix products in bf16 under autocast, found by
+    running `inputs` once and recording the dtypes of the products each layer dispatches. In eval
+    mode and without gradients: the look draws no random numbers, so a resumed run's restored RNG
+    state is left as it was."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    current: list[Optional[str]] = [None]
+    seen: dict[str, set[torch.dtype]] = {}
+
+    class Products(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = func.overloadpacket.__name__
+            if current[0] is not None and any(p in name for p in PRODUCTS):
+                seen[current[0]].update(a.dtype for a in args[:2] if isinstance(a, torch.Tensor) and a.is_floating_point())
+            return func(*args, **(kwargs or {}))
+
+    hooks = []
+    for key, module in model.named_children():
+        if (name := LAYERS.get(key)) and not isinstance(module, nn.Identity):
+            seen[name] = set()
+            hooks.append(module.register_forward_pre_hook(lambda m, i, name=name: current.__setitem__(0, name)))
+            hooks.append(module.register_forward_hook(lambda m, i, o: current.__setitem__(0, None)))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), autocast("bf16", device):
+        with torch.no_grad(), autocast("bf16", device), Products():
             model(inputs.to(device))
     finally:
         model.train(was_training)
         for hook in hooks:
             hook.remove()
     cell = getattr(model, "cell", None)
-    named = {name: f"{name} ({cell})" if name == "recurrent" and cell else name for name in dtypes}
-    low = [named[name] for name, dtype in dtypes.items() if dtype == torch.bfloat16]
-    high = [named[name] for name, dtype in dtypes.items() if dtype != torch.bfloat16]
-    return "in bf16: " + (", ".join(low) or "nothing") + ("; in float32: " + ", ".join(high) if high else "")
+    label = {name: f"{name} ({cell})" if name == "recurrent" and cell else name for name in seen}
+    low = [label[n] for n, dtypes in seen.items() if dtypes == {torch.bfloat16}]
+    high = [label[n] for n, dtypes in seen.items() if dtypes and dtypes != {torch.bfloat16}]
+    lookups = [label[n] for n, dtypes in seen.items() if not dtypes]
+    return "; ".join(["matrix products in bf16: " + (", ".join(low) or "none")]
+                     + (["in float32: " + ", ".join(high)] if high else [])
+                     + ([f"{name}: a lookup" for name in lookups]))

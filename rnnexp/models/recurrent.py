@@ -101,39 +101,10 @@ class RecurrentModel(nn.Module):
         x = self.encoder(inputs)
         if self.input_drop.p > 0:  # (a dropout of 0 still costs a kernel and its backward)
             x = self.input_drop(x)
-        hidden, state = self._recurrent(x, state)
+        hidden, state = self.rnn(x, state)
         if self.drop.p > 0:
             hidden = self.drop(hidden)
         return self.head(hidden), state
-
-
-    def _recurrent(self, x: torch.Tensor, state: Optional[State]) -> tuple[torch.Tensor, State]:
-        """The recurrent layer. Under bf16 autocast on a CPU torch runs nn.RNN and nn.LSTM in bf16
-        but leaves nn.GRU in float32 (its CPU autocast has no rule for it); here the GRU runs in
-        bf16 too, on a bf16 copy of its weights made at every forward (the gradients reach the
-        float32 weights): 1.6-1.9x faster for the character GRU on this machine's CPU, with a final
-        validation loss within 1% (BENCHMARKS.md, "bf16"). (Not with model.weight_drop, whose
-        weights are recomputed on access: that GRU stays float32.)"""
-        if self.cell == "gru" and x.device.type == "cpu" and autocast_dtype("cpu") == torch.bfloat16 \
-                and not nn.utils.parametrize.is_parametrized(self.rnn):
-            weights = {name: w.to(torch.bfloat16) for name, w in self.rnn.named_parameters()}
-            start = None if state is None else state.to(torch.bfloat16)  # type: ignore[union-attr]
-            return torch.func.functional_call(self.rnn, weights, (x.to(torch.bfloat16), start))
-        return self.rnn(x, state)
-
-
-def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
-    """The dtype autocast computes in on `device_type` here, None when it is off."""
-    try:
-        on = torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4
-        on = torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
-    if not on:
-        return None
-    try:
-        return torch.get_autocast_dtype(device_type)
-    except AttributeError:  # torch < 2.4
-        return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
 def carry_hidden_state(state: Optional[State]) -> Optional[State]:
