@@ -102,7 +102,7 @@ class TrainConfig:
     curriculum: Optional[list[Any]]
     curriculum_threshold: float
     resume: Optional[str]
-    overwrite: bool
+    overwrite: bool = False  # an instruction for the run's start, not saved with the run (checkpoint.INSTRUCTIONS)
 
     def validate(self) -> None:
         require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
