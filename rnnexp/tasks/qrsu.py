@@ -120,19 +120,24 @@ def one_hot(symbols: torch.Tensor) -> torch.Tensor:
 
 def batches_of(symbols: torch.Tensor, labels: torch.Tensor, batch_size: int, padding: str = "right") -> Iterator[Batch]:
     """Cut into batches, each trimmed to its own longest sequence and padded on `padding`'s side.
-    The batches' lengths are found in one pass over the whole set, not one per batch."""
+    The batches' lengths are found in one pass over the whole set, not one per batch, and the
+    one-hot vectors (right padding: as drawn) are made once for the whole set."""
     n = symbols.shape[0]
     lengths = lengths_of(symbols)
     groups = -(-n // batch_size)
     longest = torch.zeros(groups * batch_size, dtype=lengths.dtype)
     longest[:n] = lengths
+    right = one_hot(symbols) if padding == "right" else None
     for index, length in enumerate(longest.view(groups, batch_size).amax(1).tolist()):
         rows = slice(index * batch_size, (index + 1) * batch_size)
-        ids, own = symbols[rows, :length], lengths[rows]
-        if padding == "left":  # shift each row right by its padding: ids[j - (length - own)]
+        own = lengths[rows]
+        if right is not None:
+            inputs = right[rows, :length]
+        else:  # shift each row right by its padding: ids[j - (length - own)]
+            ids = symbols[rows, :length]
             source = torch.arange(length).unsqueeze(0) - (length - own).unsqueeze(1)
-            ids = torch.where(source >= 0, ids.gather(1, source.clamp(min=0)), PAD)
-        yield Batch(one_hot(ids), labels[rows], lengths=own, left_padded=padding == "left")
+            inputs = one_hot(torch.where(source >= 0, ids.gather(1, source.clamp(min=0)), PAD))
+        yield Batch(inputs, labels[rows], lengths=own, left_padded=padding == "left")
 
 
 def space_size(cfg: QRSUConfig) -> int:
