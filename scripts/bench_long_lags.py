@@ -94,12 +94,16 @@ def tables(results: list[dict[str, Any]]) -> str:
                   "best val acc (unsolved) |", "|---|---|---|---|---|---|---|---|"]
         for key, rows in itertools.groupby(sorted(qrsu, key=_key), key=_key):
             rows = list(rows)
-            solved = [r for r in rows if r.get("target_epoch")]
-            unsolved = [r["best"]["val/accuracy"] for r in rows if not r.get("target_epoch") and r.get("best")]
-            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {len(solved)}/{len(rows)} | "
+            # (rnnexp/sweep/stats.py's rules: a diverged run is counted, and never solved)
+            solved = [r for r in rows if r.get("target_epoch") and r.get("status") == "completed"]
+            diverged = sum(r.get("status") == "diverged" for r in rows)
+            unsolved = [f"{r['best']['val/accuracy']:.2f}" + (" (diverged)" if r.get("status") == "diverged" else "")
+                        for r in rows if r not in solved and r.get("best")]
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {len(solved)}/{len(rows)}"
+                         f"{f', {diverged} diverged' if diverged else ''} | "
                          f"{median([r['target_epoch'] * TRAIN_SIZE for r in solved])} | "
                          f"{median([r['train_seconds'] for r in solved])} | "
-                         f"{', '.join(f'{v:.2f}' for v in unsolved) or '-'} |")
+                         f"{', '.join(unsolved) or '-'} |")
     other = [r for r in results if not r["group"].startswith("qrsu")]
     if other:
         lines += ["", "| task | cell | init | seed | best val loss | baseline | test loss | test accuracy | epochs | "
