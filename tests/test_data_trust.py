@@ -13,7 +13,7 @@ from rnnexp.config import typed
 from rnnexp.models.recurrent import RecurrentModel
 from rnnexp.tasks.copy_memory import CopyConfig, CopyTask
 from rnnexp.tasks.echo import EchoConfig, EchoTask
-from rnnexp.tasks.qrsu import BEGIN, END, PAD, QRSUConfig, QRSUTask, batches_of, draw, generate, space_size
+from rnnexp.tasks.qrsu import BEGIN, END, PAD, QRSUConfig, QRSUTask, batches_of, draw, space_size
 from rnnexp.tasks.splits import PARTS, part_of, stream
 
 torch.set_num_threads(1)

@@ -22,7 +22,6 @@ of scored steps may still synchronise on a GPU).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
