@@ -228,8 +228,12 @@ def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
         return
     key = task_cls.curriculum_key
     if key is None:
+        from rnnexp.tasks.base import task_class, task_names
+
+        keys = [f"task.{task_class(name).curriculum_key} ({name})" for name in task_names()
+                if task_class(name).curriculum_key]
         raise ConfigError(f"train.curriculum is not available for task={task_cls.name}; it steps through "
-                          f"task.difficulty (qrsu), task.length (adding) or task.delay (copy); use train.curriculum=null")
+                          f"{', '.join(keys)}; use train.curriculum=null")
     for index, value in enumerate(stages):
         try:
             task_cls.stage_config(run.task, value).validate()

@@ -18,6 +18,10 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+#: The options of the task and model groups, as `rnnexp --help` and Hydra's errors list them:
+#: read from conf/, never a hand-kept list (a new task or model is new files only).
+TASK_YAMLS = sorted((REPO / "conf" / "task").glob("*.yaml"))
+MODEL_YAMLS = sorted((REPO / "conf" / "model").glob("*.yaml"))
 SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 

@@ -6,6 +6,7 @@ import torch
 
 from tests.test_charlm import bad_corpus_file
 from tests.test_cli import run_main, snapshot
+from tests.conftest import MODEL_YAMLS, TASK_YAMLS
 
 
 def checkpoint_dir(tmp, kind):
@@ -20,8 +21,8 @@ def checkpoint_dir(tmp, kind):
 
 # (arguments, text the one-line message must contain). {tmp} is a scratch folder, {run} the earlier run.
 CASES = [
-    (["model=lstmm"], "choose model= one of gru, lstm, rnn"),
-    (["task=qrsuu"], "choose task= one of adding, charlm, copy, echo, qrsu"),
+    (["model=lstmm"], "choose model= one of " + ", ".join(sorted(p.stem for p in MODEL_YAMLS))),
+    (["task=qrsuu"], "choose task= one of " + ", ".join(sorted(p.stem for p in TASK_YAMLS))),
     (["task.difficulty=impossible"], "task.difficulty='impossible' is invalid: choose one of easy"),
     (["model.hidden_size=-3"], "model.hidden_size=-3 is invalid: use an integer >= 1"),
     (["train.lr=abc"], "train.lr: Value 'abc' of type 'str' could not be converted to Float"),

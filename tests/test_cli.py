@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rnnexp import cli
+from tests.conftest import MODEL_YAMLS, TASK_YAMLS
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -70,7 +71,7 @@ def test_python_m_is_the_same_entrypoint(tmp_path):
 def test_help_lists_groups_and_options(monkeypatch, capsys, tmp_path):
     code, out, _ = run_main(monkeypatch, capsys, tmp_path, "--help")
     assert code == 0
-    assert "model: gru, lstm, rnn" in out and "task: " in out and "qrsu" in out
+    assert "model: " + ", ".join(sorted(p.stem for p in MODEL_YAMLS)) in out and "task: " in out and "qrsu" in out
     assert not (tmp_path / "outputs").exists()
 
 
@@ -96,13 +97,14 @@ from hydra import compose, initialize_config_module
 import rnnexp.cli
 from rnnexp.config import known_keys, load_run_config
 from rnnexp.errors import ConfigError
+from rnnexp.tasks.base import task_class, task_names
 
-BAD = {"qrsu": "task.difficulty=foo", "echo": "task.delay=-1", "charlm": "task.chunk_length=0",
-       "adding": "task.length=1", "copy": "task.delay=0"}
 with initialize_config_module(config_module="rnnexp.conf", version_base="1.3"):
-    for task, bad in BAD.items():
+    for task in task_names():
         load_run_config(compose(config_name="config", overrides=[f"task={task}"]))  # every check runs
-        for override in (bad, "train.lr=-1", "model.init=identity"):
+        # a wrong type for one of the task's own keys (its first after `name`), and two others
+        key = [f for f in task_class(task).Config.__dataclass_fields__ if f != "name"][0]
+        for override in (f"task.{key}=[oops]", "train.lr=-1", "model.init=identity"):
             try:
                 load_run_config(compose(config_name="config", overrides=[f"task={task}", override]))
             except ConfigError:

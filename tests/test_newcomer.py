@@ -19,6 +19,7 @@ from rnnexp.argv import (RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE, SAMPLE_FREE_TEXT, h
 from rnnexp.report.errors import selected_tasks, unknown_key_message
 from rnnexp.sweep.summary import print_summary, read_jobs, seed_groups, summarise
 from tests.test_cli import run_main
+from tests.conftest import MODEL_YAMLS, TASK_YAMLS
 
 PRESETS = ("choose experiment= one of adding_long, charlm_cpu, charlm_gpu, charlm_quick, copy_long, lecture_charlm, "
            "lecture_echo, lecture_qrsu, long_lags")
@@ -44,13 +45,14 @@ def one_error_line(monkeypatch, capsys, tmp_path, *args) -> str:
     (["-m", "experiment=lecture_ech"], f"did you mean experiment=lecture_echo? {PRESETS}"),
     (["hparams_search=qrsu_optuma"], "did you mean hparams_search=qrsu_optuna? "
                                      "choose hparams_search= one of charlm_optuna, qrsu_optuna"),
-    (["model=lstmm"], "choose model= one of gru, lstm, rnn"),
+    (["model=lstmm"], "choose model= one of " + ", ".join(sorted(p.stem for p in MODEL_YAMLS))),
     (["task=qrsuu"], "did you mean task=qrsu? choose task= one of "),
     (["train=fast"], "choose train= one of default"),
     (["hydra/launcher=local_paralel"], "did you mean hydra/launcher=local_parallel? choose hydra/launcher= one of"),
     (["experiment=null"], f"experiment=null: a config group takes an option name, not null; leave experiment= "
                           f"out for none, or {PRESETS}"),
-    (["model=null"], "model=null: a config group takes an option name, not null; choose model= one of gru, lstm, rnn"),
+    (["model=null"], "model=null: a config group takes an option name, not null; choose model= one of "
+     + ", ".join(sorted(p.stem for p in MODEL_YAMLS))),
 ])
 def test_a_wrong_group_option_exits_2_with_the_valid_choices(monkeypatch, capsys, tmp_path, args, expected):
     assert expected in one_error_line(monkeypatch, capsys, tmp_path, *args)

@@ -2,7 +2,7 @@
 
     for each epoch:
         for each batch (a chunk of parallel streams, or independent sequences):
-            outputs, state = model(inputs, state)      1. forward
+            outputs, state = task.forward(model, batch, state)   1. forward
             loss = task.score(outputs, batch).loss     2. loss
             optimizer.zero_grad()                      3. zero_grad
             loss.backward()                            4. backward
@@ -207,7 +207,7 @@ class Engine:
         """The five steps on one batch, from hidden state `start` (None: zeros). Returns the state
         to carry into the next chunk, the batch's metric sums and the gradient norm before clipping."""
         with self._precision():
-            outputs, state = self.model(batch.inputs, start)                 # 1. forward
+            outputs, state = self.task.forward(self.model, batch, start)     # 1. forward
             score = self.task.score(outputs, batch)                          # 2. loss
         norm = self._no_norm
         if score.loss is not None:  # a chunk may score nothing (echo: before the first delay)
@@ -329,7 +329,7 @@ class Engine:
             for batch in self.task.eval_batches(split):
                 batch = batch.to(self.device)
                 with self._precision():
-                    outputs, state = model(batch.inputs, None if batch.reset else state)
+                    outputs, state = self.task.predict(model, batch, None if batch.reset else state)
                     sums.add(self.task.score(outputs, batch).sums)
                 state = carry_hidden_state(state)  # float32 between chunks, as in training
                 if split == "val" and self.stop_requested():

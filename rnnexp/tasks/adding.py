@@ -26,17 +26,16 @@ data does not depend on the batch size), and each batch's inputs are assembled w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 from rnnexp.errors import ConfigError, require
 from rnnexp.lazy import torch  # on first use: config checks need no torch
-from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
-                               split_generator)
+from rnnexp.tasks.base import Batch, check_sizes
+from rnnexp.tasks.fixed_sets import FixedSetTask
 from rnnexp.tasks.scoring import Score, regression
 
 TOLERANCE = 0.04                # |error| below this counts as correct (Hochreiter & Schmidhuber 1997)
 MEMORYLESS_MSE = 2.0 / 12.0     # Var(U1 + U2): the MSE of always answering the mean, 1
-EVAL_BATCH = 500                # held-out batch size, fixed so val/test never depend on train.batch_size
 
 
 @dataclass
@@ -54,58 +53,27 @@ class AddingConfig:
         check_sizes(self)
 
 
-def draw_sequences(n: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` sequences: values (n, T) uniform in [0, 1] and marker positions (n, 2), one per half."""
-    values = torch.rand(n, length, generator=generator)
-    half = length // 2
-    first = torch.randint(0, half, (n,), generator=generator)
-    second = torch.randint(half, length, (n,), generator=generator)
-    return values, torch.stack([first, second], dim=1)
-
-
-def make_batch(values: torch.Tensor, marked: torch.Tensor) -> Batch:
-    """Inputs (B, T, 2) = (value, marker) per step; targets (B,) = the sum of the marked values."""
-    markers = torch.zeros_like(values).scatter_(1, marked, 1.0)
-    targets = values.gather(1, marked).sum(1)
-    return Batch(torch.stack([values, markers], dim=-1), targets)
-
-
-def batches_of(values: torch.Tensor, marked: torch.Tensor, batch_size: int) -> Iterator[Batch]:
-    for start in range(0, len(values), batch_size):
-        yield make_batch(values[start:start + batch_size], marked[start:start + batch_size])
-
-
-class AddingTask(Task):
+class AddingTask(FixedSetTask):
     name = "adding"
     Config = AddingConfig
     unit = "seqs"
-    streaming = False
     objective = ("loss", "min")  # the MSE, as the literature reports it; graded, unlike the 0.04 hit rate
     curriculum_key = "length"
+    input_size, num_classes = 2, 1
 
-    def __init__(self, cfg: AddingConfig, batch_size: int, seed: int):
-        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
-        self.input_size, self.num_classes = 2, 1
-        sizes = {"val": cfg.val_size, "test": cfg.test_size}
-        # Each held-out split: drawn once from its own generator, cut once, reused every epoch.
-        self._eval = {split: list(batches_of(*draw_sequences(sizes[split], cfg.length,
-                                                             split_generator(cfg.heldout_seed, split)), EVAL_BATCH))
-                      for split in SPLITS}
+    def draw(self, cfg: AddingConfig, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` sequences: values (n, T) uniform in [0, 1] and marker positions (n, 2), one per half."""
+        values = torch.rand(n, cfg.length, generator=generator)
+        half = cfg.length // 2
+        first = torch.randint(0, half, (n,), generator=generator)
+        second = torch.randint(half, cfg.length, (n,), generator=generator)
+        return values, torch.stack([first, second], dim=1)
 
-    def train_batches(self, epoch: int) -> Iterator[Batch]:
-        data = draw_sequences(self.cfg.train_size, self.train_cfg.length, epoch_generator(self.seed, epoch))
-        return batches_of(*data, self.batch_size)
-
-    def train_batch_count(self) -> int:
-        return num_batches(self.cfg.train_size, self.batch_size)
-
-    def eval_batches(self, split: str) -> Iterator[Batch]:
-        if split == "stage":
-            return self.stage_batches(lambda cfg, generator: list(batches_of(
-                *draw_sequences(self.cfg.val_size, cfg.length, generator), EVAL_BATCH)))
-        if split not in self._eval:
-            raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
-        return iter(self._eval[split])
+    def make_batch(self, cfg: AddingConfig, values: torch.Tensor, marked: torch.Tensor) -> Batch:
+        """Inputs (B, T, 2) = (value, marker) per step; targets (B,) = the sum of the marked values."""
+        markers = torch.zeros_like(values).scatter_(1, marked, 1.0)
+        targets = values.gather(1, marked).sum(1)
+        return Batch(torch.stack([values, markers], dim=-1), targets)
 
     def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
         return regression(outputs[:, -1, 0], batch.targets, tolerance=TOLERANCE)
@@ -116,16 +84,16 @@ class AddingTask(Task):
     def max_lag(self) -> Optional[int]:
         return self.cfg.length  # the first marker may sit at step 0, the answer is read at T - 1
 
-    def example(self, text: Optional[str] = None) -> Example:
-        if text is None:
-            batch = next(iter(self._eval["val"]))
-            values, markers = batch.inputs[0, :, 0], batch.inputs[0, :, 1]
-            batch = Batch(batch.inputs[:1], batch.targets[:1])
-        else:
-            values, markers = parse_sequence(text)
-            batch = Batch(torch.stack([values, markers], -1).unsqueeze(0), (values * markers).sum().reshape(1))
-        labels = [("*" if m > 0 else "") + f"{v:.2f}" for v, m in zip(values.tolist(), markers.tolist())]
-        return Example(batch, labels)
+    def max_length(self) -> int:
+        return self.cfg.length
+
+    def labels(self, batch: Batch) -> list[str]:
+        values, markers = batch.inputs[0, :, 0].tolist(), batch.inputs[0, :, 1].tolist()
+        return [("*" if m > 0 else "") + f"{v:.2f}" for v, m in zip(values, markers)]
+
+    def parse(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        values, markers = parse_sequence(text)
+        return values.unsqueeze(0), markers.nonzero().view(1, 2)
 
     def describe(self) -> str:
         return (f"adding T={self.cfg.length}: sum of the 2 marked values in [0, 1]; {self.cfg.train_size} fresh "

@@ -14,8 +14,12 @@ and the fixed `eval_batches("val")` (selects: early stopping, the schedule, the 
 `eval_batches("test")` (reports, once, with the best model). Validation and test data never
 depend on `train.batch_size`, so curves compare across batch sizes.
 
-A new task is one module in this package (a `Task` subclass with a `name` and a `Config`
-dataclass; it registers itself) and one YAML file in `conf/task/`.
+A new task is one module in this package and one YAML file in `conf/task/` (README: "Adding a
+task"): a `Task` subclass with a `name` registers itself when the package is scanned, which
+imports every module here. So a task module must import without torch (`rnnexp.lazy`: checking a
+config never waits for torch), and a helper module here simply defines no `Task`. A task of
+independent sequences with fixed validation and test sets subclasses `fixed_sets.FixedSetTask`
+and gives only its data and its score. tests/test_task_contract.py checks every registered task.
 """
 
 from __future__ import annotations
@@ -46,13 +50,23 @@ class Batch:
     #: lecture's form) puts the padding first and reads every answer at step T - 1.
     lengths: Optional[torch.Tensor] = None
     left_padded: bool = False
+    #: (B, T_out) or (B, T_out, features): what a decoder reads while it writes the targets, the
+    #: targets shifted right behind a start symbol (teacher forcing), for tasks whose model
+    #: writes an output sequence after reading the input (an encoder-decoder). None: no decoder.
+    decoder_inputs: Optional[torch.Tensor] = None
 
     def to(self, device: torch.device) -> "Batch":
         if self.inputs.device == device:
             return self
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(self.inputs.to(device), self.targets.to(device), move(self.mask), self.reset,
-                     move(self.lengths), self.left_padded)
+        return replace(self, inputs=self.inputs.to(device), targets=self.targets.to(device), mask=move(self.mask),
+                       lengths=move(self.lengths), decoder_inputs=move(self.decoder_inputs))
+
+    def first(self, n: int = 1) -> "Batch":
+        """The batch of its first `n` sequences (an example for the pictures)."""
+        take = lambda t: None if t is None else t[:n]  # noqa: E731
+        return replace(self, inputs=self.inputs[:n], targets=self.targets[:n], mask=take(self.mask),
+                       lengths=take(self.lengths), decoder_inputs=take(self.decoder_inputs))
 
     def last_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """(B, T, C) per-step outputs -> (B, C): each sequence's output at its own last step."""
@@ -72,6 +86,13 @@ class Example:
 
 
 class Task:
+    """What every task defines: `name` (task=NAME), `Config` (a dataclass of its keys with a
+    `validate()` that raises a one-line ConfigError; it holds `name` and `label`, which names the
+    run directory), `input_size`/`vocab_size` and `num_classes`, `train_batches`,
+    `train_batch_count`, `eval_batches`, `baseline`, `example` and `describe`; and where the
+    defaults below do not fit: `score`/`metrics`, `objective`, `streaming`, `max_lag`,
+    `max_length`, `curriculum_key`/`stage_config`, `forward`/`predict` (a decoder's inputs)."""
+
     name: ClassVar[str]
     Config: ClassVar[type]
     streaming: ClassVar[bool] = False
@@ -119,8 +140,7 @@ class Task:
         stream under `train.seed` (`self.seed`); a hash-split task draws them from its validation part."""
         cache = self.__dict__.setdefault("_stage_batches", {})
         if self.stage not in cache:
-            index = zlib.crc32(repr(self.stage).encode())  # the stage's value names its stream
-            cache[self.stage] = make(self.train_cfg, stream(self.seed, "stage", index))
+            cache[self.stage] = make(self.train_cfg, stage_generator(self.seed, self.stage))
         return iter(cache[self.stage])
 
     @property
@@ -141,6 +161,20 @@ class Task:
         """The fixed held-out batches of `split` (one of SPLITS: "val", "test"; both on the target),
         or "stage": held-out batches of the curriculum's current stage (tasks with a curriculum)."""
         raise NotImplementedError
+
+    # -- applying a model --------------------------------------------------------------------
+    def forward(self, model: torch.nn.Module, batch: Batch, state: Any) -> tuple[torch.Tensor, Any]:
+        """The model's per-step outputs on `batch` from `state` in training: (B, T, C), new state.
+        With decoder inputs the model reads them too (teacher forcing)."""
+        if batch.decoder_inputs is not None:
+            return model(batch.inputs, state, decoder_inputs=batch.decoder_inputs)
+        return model(batch.inputs, state)
+
+    def predict(self, model: torch.nn.Module, batch: Batch, state: Any) -> tuple[torch.Tensor, Any]:
+        """The outputs scored in validation and test: as in training by default; a task whose
+        model writes a sequence decodes it here without the true previous outputs
+        (`rnnexp.tasks.decoding.greedy_decode`)."""
+        return self.forward(model, batch, state)
 
     # -- scoring -----------------------------------------------------------------------------
     def readout(self, outputs: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,6 +208,11 @@ class Task:
         """The longest time lag the task can pose (for the chrono initialisation); None: unknown."""
         return None
 
+    def max_length(self) -> Optional[int]:
+        """The most steps one batch can have (a window over a whole sequence, a position
+        table); None: no bound (a stream is cut into chunks of its own length)."""
+        return None
+
     def example(self, text: Optional[str] = None) -> Example:
         """A sequence to look inside the network with (figures of the hidden state): a fixed
         validation example when `text` is None, else `text` parsed in the task's own alphabet
@@ -204,10 +243,15 @@ class Task:
         self.stage = state.get("stage")
 
 
-def task_class(name: Any) -> type[Task]:
+def task_names() -> list[str]:
+    """Every registered task (task=NAME), sorted."""
     _import_all()
-    if name not in _REGISTRY:
-        raise ConfigError(f"task={name!r} is unknown; choose one of {', '.join(sorted(_REGISTRY))}")
+    return sorted(_REGISTRY)
+
+
+def task_class(name: Any) -> type[Task]:
+    if name not in task_names():
+        raise ConfigError(f"task={name!r} is unknown; choose one of {', '.join(task_names())}")
     return _REGISTRY[name]
 
 
@@ -225,6 +269,12 @@ def split_generator(heldout_seed: int, split: str) -> torch.Generator:
     """The RNG of the fixed held-out split `split` ("val" or "test") under `task.heldout_seed`:
     the same sets for every `train.seed`, independent of each other and of all training data."""
     return stream(heldout_seed, split)
+
+
+def stage_generator(seed: int, stage: Any) -> torch.Generator:
+    """The RNG of the held-out set of curriculum stage `stage` under `train.seed` (the stage's value
+    names its stream)."""
+    return stream(seed, "stage", zlib.crc32(repr(stage).encode()))
 
 
 def check_sizes(cfg: Any) -> None:
@@ -246,6 +296,5 @@ def _import_all() -> None:
 
     import rnnexp.tasks as pkg
 
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name not in ("base", "scoring", "streams", "corpus", "splits"):
-            importlib.import_module(f"rnnexp.tasks.{info.name}")
+    for info in pkgutil.iter_modules(pkg.__path__):  # helpers too: they define no Task, and cost nothing
+        importlib.import_module(f"rnnexp.tasks.{info.name}")

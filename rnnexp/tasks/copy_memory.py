@@ -28,20 +28,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Optional
 
 from rnnexp.errors import ConfigError, require
 from rnnexp.lazy import F, torch  # on first use: config checks need no torch
-from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
-                               split_generator)
+from rnnexp.tasks.base import Batch, check_sizes
+from rnnexp.tasks.fixed_sets import FixedSetTask
 from rnnexp.tasks.scoring import Score
-from rnnexp.tasks.splits import draw_in_part, split_report
 
 BLANK, DELIMITER, CATEGORIES = 0, 9, 10
 FIRST_SYMBOL, LAST_SYMBOL = 1, 8
 RECALLED = 10                   # symbols to remember per sequence
 LABELS = ("_", *map(str, range(FIRST_SYMBOL, LAST_SYMBOL + 1)), ":")  # per category, for figures
-EVAL_BATCH = 500                # held-out batch size, fixed so val/test never depend on train.batch_size
 
 
 @dataclass
@@ -59,66 +57,31 @@ class CopyConfig:
         check_sizes(self)
 
 
-def draw_symbols(n: int, generator: torch.Generator, part: str = "train") -> torch.Tensor:
-    """The (n, 10) symbols to remember, uniform over 1..8 and independent, from the hash split's
-    `part` (the symbols decide it, whatever the delay)."""
-    def draw(m: int, g: torch.Generator) -> tuple[torch.Tensor]:
-        return (torch.randint(FIRST_SYMBOL, LAST_SYMBOL + 1, (m, RECALLED), generator=g),)
-
-    return draw_in_part(n, part, draw, generator)[0]
-
-
-def make_batch(symbols: torch.Tensor, delay: int) -> Batch:
-    """Symbols (B, 10) -> one-hot inputs (B, T + 20, 10) and category targets (B, T + 20)."""
-    n, steps = symbols.shape[0], delay + 2 * RECALLED
-    sequence = torch.full((n, steps), BLANK, dtype=torch.long)
-    sequence[:, :RECALLED] = symbols
-    sequence[:, RECALLED + delay - 1] = DELIMITER
-    targets = torch.full((n, steps), BLANK, dtype=torch.long)
-    targets[:, -RECALLED:] = symbols
-    return Batch(F.one_hot(sequence, CATEGORIES).float(), targets)
-
-
-def batches_of(symbols: torch.Tensor, delay: int, batch_size: int) -> Iterator[Batch]:
-    for start in range(0, len(symbols), batch_size):
-        yield make_batch(symbols[start:start + batch_size], delay)
-
-
-class CopyTask(Task):
+class CopyTask(FixedSetTask):
     name = "copy"
     Config = CopyConfig
     unit = "symbols"     # what `count` counts: recalled symbols, 10 per sequence
-    streaming = False
     objective = ("loss", "min")
     curriculum_key = "delay"
+    input_size, num_classes = CATEGORIES, CATEGORIES
 
-    def __init__(self, cfg: CopyConfig, batch_size: int, seed: int):
-        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
-        self.input_size, self.num_classes = CATEGORIES, CATEGORIES
-        sizes = {"val": cfg.val_size, "test": cfg.test_size}
-        # Each held-out split: drawn once from its own generator, cut once, reused every epoch.
-        self.heldout = {split: draw_symbols(sizes[split], split_generator(cfg.heldout_seed, split), part=split)
-                        for split in SPLITS}
-        self._eval = {split: list(batches_of(symbols, cfg.delay, EVAL_BATCH)) for split, symbols in self.heldout.items()}
+    def draw(self, cfg: CopyConfig, n: int, generator: torch.Generator) -> tuple[torch.Tensor]:
+        """The (n, 10) symbols to remember, uniform over 1..8 and independent (they decide the
+        hash split's part, whatever the delay)."""
+        return (torch.randint(FIRST_SYMBOL, LAST_SYMBOL + 1, (n, RECALLED), generator=generator),)
 
-    def train_batches(self, epoch: int) -> Iterator[Batch]:
-        symbols = draw_symbols(self.cfg.train_size, epoch_generator(self.seed, epoch))
-        return batches_of(symbols, self.train_cfg.delay, self.batch_size)
+    def space(self, cfg: CopyConfig) -> int:
+        return (LAST_SYMBOL - FIRST_SYMBOL + 1) ** RECALLED  # 8^10 symbol strings
 
-    def train_batch_count(self) -> int:
-        return num_batches(self.cfg.train_size, self.batch_size)
-
-    def eval_batches(self, split: str) -> Iterator[Batch]:
-        if split == "stage":
-            return self.stage_batches(lambda cfg, generator: list(batches_of(
-                draw_symbols(self.cfg.val_size, generator, part="val"), cfg.delay, EVAL_BATCH)))
-        if split not in self._eval:
-            raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
-        return iter(self._eval[split])
-
-    def data_report(self, epochs: int) -> dict[str, Any]:
-        return split_report((LAST_SYMBOL - FIRST_SYMBOL + 1) ** RECALLED, self.heldout,  # 8^10 symbol strings
-                            lambda e: draw_symbols(self.cfg.train_size, epoch_generator(self.seed, e)), epochs)
+    def make_batch(self, cfg: CopyConfig, symbols: torch.Tensor) -> Batch:
+        """Symbols (B, 10) -> one-hot inputs (B, T + 20, 10) and category targets (B, T + 20)."""
+        n, steps = symbols.shape[0], cfg.delay + 2 * RECALLED
+        sequence = torch.full((n, steps), BLANK, dtype=torch.long)
+        sequence[:, :RECALLED] = symbols
+        sequence[:, RECALLED + cfg.delay - 1] = DELIMITER
+        targets = torch.full((n, steps), BLANK, dtype=torch.long)
+        targets[:, -RECALLED:] = symbols
+        return Batch(F.one_hot(sequence, CATEGORIES).float(), targets)
 
     def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
         """Cross-entropy over every step (the loss); accuracy over the 10 recalled symbols."""
@@ -143,13 +106,14 @@ class CopyTask(Task):
         # Symbol i is read at step i and written at step T + 10 + i: every lag is exactly T + 10.
         return self.cfg.delay + RECALLED
 
-    def example(self, text: Optional[str] = None) -> Example:
-        if text is None:
-            batch = next(iter(self._eval["val"]))
-            batch = Batch(batch.inputs[:1], batch.targets[:1])
-        else:
-            batch = make_batch(parse_symbols(text).unsqueeze(0), self.cfg.delay)
-        return Example(batch, [LABELS[c] for c in batch.inputs[0].argmax(-1).tolist()])
+    def max_length(self) -> int:
+        return self.cfg.delay + 2 * RECALLED
+
+    def labels(self, batch: Batch) -> list[str]:
+        return [LABELS[c] for c in batch.inputs[0].argmax(-1).tolist()]
+
+    def parse(self, text: str) -> tuple[torch.Tensor]:
+        return (parse_symbols(text).unsqueeze(0),)
 
     def describe(self) -> str:
         return (f"copy T={self.cfg.delay}: recall {RECALLED} symbols from 1-8 after {self.cfg.delay + RECALLED} "

@@ -15,8 +15,9 @@ import math
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from rnnexp.errors import ConfigError, require
+from rnnexp.errors import require
 from rnnexp.lazy import torch  # on first use: config checks need no torch
+from rnnexp.tasks.parsing import parse_bits
 from rnnexp.tasks.streams import chunk_streams
 from rnnexp.tasks.base import Batch, Example, Task, epoch_generator, num_batches, split_generator
 
@@ -95,9 +96,7 @@ class EchoTask(Task):
             length = max(30, 3 * self.cfg.delay + 10)
             inputs, targets, mask = (t[:1, :length] for t in self.heldout["val"])
         else:
-            if not text or set(text) - {"0", "1"}:
-                raise ConfigError(f"example={text!r} is not a bit string; use 0s and 1s, e.g. example=0110100111")
-            bits = torch.tensor([[int(ch) for ch in text]])
+            bits = parse_bits(text).unsqueeze(0)
             inputs, targets = bits.float().unsqueeze(-1), torch.zeros_like(bits)
             targets[:, self.cfg.delay:] = bits[:, : bits.shape[1] - self.cfg.delay]
             mask = torch.arange(bits.shape[1]).unsqueeze(0) >= self.cfg.delay
