@@ -15,14 +15,16 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.models.cells import GATE_BLOCKS, check_fits_in_memory
+from rnnexp.models.family import check_fits_in_memory, family_class, family_names, options_of
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
 
 def per_cell(cell: str, choices: Any) -> Any:
     """`${rnnexp_per_cell:${model.cell},{rnn: a, lstm: b, gru: c}}`: the choice for the chosen cell,
-    so one preset (experiment=long_lags) can recommend the setting that works for each cell."""
+    so one preset (experiment=long_lags) can recommend the setting that works for each cell. A
+    model family without cells (model=mlp) cannot use such a preset: `check_per_cell` says so in
+    one line before anything resolves."""
     if cell not in choices:
         raise ConfigError(f"this preset has no setting for model.cell={cell}; it knows {', '.join(choices)}")
     return choices[cell]
@@ -31,47 +33,6 @@ def per_cell(cell: str, choices: Any) -> Any:
 if not OmegaConf.has_resolver("rnnexp_per_cell"):
     OmegaConf.register_new_resolver("rnnexp_per_cell", per_cell)
 SECTIONS = ("task", "model", "train")
-
-
-@dataclass
-class ModelConfig:
-    cell: str
-    hidden_size: int
-    num_layers: int
-    dropout: float
-    input_dropout: float
-    weight_drop: float
-    tie_weights: bool
-    nonlinearity: str
-    embedding_size: Optional[int]
-    param_budget: Optional[int]
-    init: str
-    forget_bias: float
-    chrono_tmax: Optional[float]
-
-    def validate(self) -> None:
-        require_choice("model.cell", self.cell, GATE_BLOCKS)  # the model factory's names
-        require(self.hidden_size >= 1, "model.hidden_size", self.hidden_size, "use an integer >= 1")
-        require(self.num_layers >= 1, "model.num_layers", self.num_layers, "use an integer >= 1")
-        require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use 0 <= dropout < 1")
-        require(0.0 <= self.input_dropout < 1.0, "model.input_dropout", self.input_dropout, "use 0 <= dropout < 1")
-        require(0.0 <= self.weight_drop < 1.0, "model.weight_drop", self.weight_drop, "use 0 <= dropout < 1")
-        if self.tie_weights and self.embedding_size not in (None, self.hidden_size):
-            raise ConfigError(f"model.tie_weights shares the embedding with the output layer, so model.embedding_size "
-                              f"must equal model.hidden_size ({self.embedding_size} != {self.hidden_size}); "
-                              f"set model.embedding_size=null or model.tie_weights=false")
-        require_choice("model.nonlinearity", self.nonlinearity, ("relu", "tanh"))
-        if self.embedding_size is not None:
-            require(self.embedding_size >= 1, "model.embedding_size", self.embedding_size, "use >= 1 or null")
-        if self.param_budget is not None:
-            require(self.param_budget >= 10, "model.param_budget", self.param_budget, "use an integer >= 10 or null")
-        from rnnexp.models.init import check_init
-
-        check_init(self.cell, self.init, self.nonlinearity)
-        if self.param_budget is None:
-            check_fits_in_memory(self)
-        if self.chrono_tmax is not None:
-            require(self.chrono_tmax >= 2, "model.chrono_tmax", self.chrono_tmax, "use a time range >= 2 steps, or null (the task's longest lag)")
 
 
 @dataclass
@@ -154,8 +115,8 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    task: Any  # the task's own Config dataclass (see rnnexp.tasks)
-    model: ModelConfig
+    task: Any   # the task's own Config dataclass (see rnnexp.tasks)
+    model: Any  # the model family's own Config dataclass (see rnnexp.models.family)
     train: TrainConfig
 
 
@@ -169,6 +130,11 @@ def typed(schema: type[T], node: Any, prefix: str) -> T:
     known = {f.name for f in fields(schema)}
     for key in node.keys():
         if key not in known:
+            if prefix == "model" and (other := _family_with_key(str(key))):
+                family = node.get("family", "recurrent")
+                raise ConfigError(f"model.{key} does not apply to model family {family} (model="
+                                  f"{'|'.join(options_of(str(family))) or family}); it is a key of the {other} family "
+                                  f"(model={'|'.join(options_of(other))}); {family}'s keys: {', '.join(sorted(known))}")
             if prefix in SECTIONS:
                 from rnnexp.report.errors import unknown_key_message
 
@@ -183,7 +149,8 @@ def typed(schema: type[T], node: Any, prefix: str) -> T:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        key = f"{prefix}.{err.full_key}" if getattr(err, "full_key", None) else prefix
+        full = str(getattr(err, "full_key", "") or "")
+        key = full if full.startswith(f"{prefix}.") else f"{prefix}.{full}" if full else prefix  # never model.model.x
         key = key.removeprefix("sample.")  # rnnexp-sample's keys are top-level
         raise ConfigError(f"{key}: {one_line(str(err)).split(' full_key:')[0]}") from err
     return obj  # type: ignore[return-value]
@@ -205,20 +172,45 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
             raise ConfigError(f"+{key}=... is not a key rnnexp knows (top-level keys: {', '.join(SECTIONS)}); "
                               f"remove it; settings live under task.*, model.* and train.* (--help lists them)")
     task_cls = task_class(cfg.task.get("name"))
+    family_cls = family_class(cfg.model.get("family") if isinstance(cfg.model, DictConfig) else None)
+    check_per_cell(cfg)
     run = RunConfig(
         task=typed(task_cls.Config, cfg.task, "task"),
-        model=typed(ModelConfig, cfg.model, "model"),
+        model=typed(family_cls.Config, cfg.model, "model"),
         train=typed(TrainConfig, _stringify(cfg.train, "threads"), "train"),
     )
     run.task.validate()
     run.model.validate()
     run.train.validate()
-    if run.model.tie_weights and not task_cls.token_inputs:
-        raise ConfigError(f"model.tie_weights needs a task with token inputs and outputs (charlm), not "
-                          f"task={task_cls.name}; use model.tie_weights=false")
+    family_cls.validate_with(run.model, task_cls)
+    if getattr(run.model, "param_budget", None) is None:  # (a budget sizes the model for the task)
+        check_fits_in_memory(family_cls(run.model))
     task_cls.validate_with(run.task, run.model, run.train)
     validate_curriculum(task_cls, run)
     return run
+
+
+def check_per_cell(cfg: DictConfig) -> None:
+    """A preset that sets keys per cell (`${rnnexp_per_cell:${model.cell},...}`) with a model
+    family that has no cells: one line naming the keys, before they fail to resolve."""
+    if "cell" in cfg.model:
+        return
+    keys = [f"{section}.{key}" for section in SECTIONS if isinstance(cfg.get(section), DictConfig)
+            for key, value in OmegaConf.to_container(cfg[section], resolve=False).items()  # type: ignore[union-attr]
+            if isinstance(value, str) and "rnnexp_per_cell" in value]
+    if keys:
+        family = cfg.model.get("family")
+        raise ConfigError(f"this preset chooses {', '.join(keys)} per cell (rnnexp_per_cell), and model family "
+                          f"{family} has no cells; use the preset with model={'|'.join(options_of('recurrent'))}, or "
+                          f"set those keys yourself without the preset")
+
+
+def _family_with_key(key: str) -> Optional[str]:
+    """The first family (by name) that has model.`key`, for the message of a key that does not apply."""
+    for name in family_names():
+        if key in {f.name for f in fields(family_class(name).Config)}:
+            return name
+    return None
 
 
 def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
@@ -255,7 +247,8 @@ def known_keys() -> list[str]:
     from rnnexp.tasks.base import _REGISTRY, _import_all
 
     _import_all()
-    keys = {f"model.{f.name}" for f in fields(ModelConfig)} | {f"train.{f.name}" for f in fields(TrainConfig)}
+    keys = {f"model.{f.name}" for name in family_names() for f in fields(family_class(name).Config)}
+    keys |= {f"train.{f.name}" for f in fields(TrainConfig)}
     for task_cls in _REGISTRY.values():
         keys |= {f"task.{f.name}" for f in fields(task_cls.Config)}
     return sorted(keys)

@@ -47,15 +47,21 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list
     from rnnexp.models.load import load_best, model_from_payload
     from rnnexp.tasks import build_task
 
+    from rnnexp.models.family import model_family
+
     payload = load_best(run_dir)
     config = with_added_keys(OmegaConf.create(payload["config"]))  # the run's own config, looked at on the CPU
     config.train.device, config.train.resume = "cpu", None
     run = load_run_config(config)
+    family = model_family(run.model)
+    if not family.replay:
+        raise ConfigError(f"rnnexp-inspect draws states, gradients and gates from a step-by-step replay, and {run_dir} "
+                          f"is a model of family {family.name}, which has none; inspect a run of model=rnn|lstm|gru")
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     task.load_state_dict(payload["task"])
     model = model_from_payload(payload, task, torch.device("cpu"))
     example = task.example(text)
-    title = f"{run.task.label} / {run.model.cell}, best model (epoch {payload['epoch']})"
+    title = f"{run.task.label} / {run.model.label}, best model (epoch {payload['epoch']})"
     return inspect(model, task, example, out or run_dir / "inspect", title=title)
 
 

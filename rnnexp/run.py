@@ -31,7 +31,8 @@ from rnnexp.engine.threads import apply_threads, available_cores, choose_threads
 from rnnexp.errors import ConfigError, DivergedError, Interrupted, ResourceError, RnnexpError
 from rnnexp.files import write_json
 from rnnexp.insight.callback import InsightCallback, start_drawing_process
-from rnnexp.models.build import build_model, count_parameters
+from rnnexp.models.build import count_parameters
+from rnnexp.models.family import model_family
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS, completed_results, hparams, progress_results, result_line, summary_rows
 from rnnexp.report.provenance import provenance, with_resumes
@@ -90,7 +91,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         raise ConfigError("train.precision=bf16: this GPU has no bfloat16; use train.precision=fp32")
     seed_everything(run.train.seed)
     task = build_task(run.task, run.train.batch_size, run.train.seed)
-    model = build_model(run.model, task).to(device)
+    family = model_family(run.model)
+    size = family.size(task)
+    model = family.build(task, size).to(device)
     params = count_parameters(model)
     threads, why = choose_threads(run.train.threads, params, device, parallel_jobs)
     apply_threads(threads)
@@ -100,7 +103,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     draw_aside = device.type == "cuda" or threads * parallel_jobs < available_cores()
     if draw_aside and run.train.insight_every:
         start_drawing_process()
-    engine = Engine(task, model, run.train, device)
+    engine = Engine(task, model, run.train, device, cuda_graph=family.cuda_graph)
     if payload is not None:
         ckpt.restore(payload, engine)
     for name, text in task.artifacts().items():
@@ -113,17 +116,20 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     resumed = engine.state if payload is not None else None
     tensorboard = TensorBoard(run_dir, OmegaConf.to_yaml(OmegaConf.create(ckpt.plain_config(cfg))), resumed)
     progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
+    insight_every = run.train.insight_every if family.replay else 0  # (what it lacks is said below)
     callbacks = [*task_callbacks(run, engine), tensorboard, progress,
-                 InsightCallback(tensorboard.writer, run_dir, run.train.insight_every, task.example(),
-                                 background=draw_aside),
-                 ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes)]
-    results.update(status="running", task=run.task.name, cell=run.model.cell, hidden_size=model.rnn.hidden_size,
+                 InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside),
+                 ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size)]
+    results.update(status="running", task=run.task.name, model=run.model.label, **family.hparams(size),
                    parameters=params, threads=threads, device=str(device), config=ckpt.plain_config(cfg),
                    **with_resumes(run_dir, provenance(device, threads, overrides), payload is not None),
                    history=engine.state.history)
     step = f"; training step: {engine.step_kind}" if engine.step_kind else ""
-    for line in start_lines(run, task, model, params, f"{device}; threads: {threads} ({why}){step}", run_dir, engine):
+    for line in start_lines(run, task, model, family.describe(size, params), f"{device}; threads: {threads} ({why}){step}",
+                            run_dir, engine):
         con.start_log.info(line)
+    if lacks := family.lacks():
+        con.start_log.info(lacks)
 
     try:
         with stop_on_signals() as stop_requested:  # (a stop during the test is recorded and ignored)
@@ -145,11 +151,11 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         results["warning"] = warning
     results["wall_seconds"] = round(time.time() - started, 3)
     write_json(run_dir / RESULTS, results)
-    tensorboard.finish(len(engine.state.history), test, hparams(run, model.rnn.hidden_size),
+    tensorboard.finish(len(engine.state.history), test, hparams(run, family.hparams(size)),
                        [f"val/{task.objective[0]}", *test])
     tensorboard.close()
     if mode != "quiet":
-        con.print_summary(console, f"{run.task.label} / {run.model.cell}", summary_rows(run, results, task.unit, str(run_dir)))
+        con.print_summary(console, f"{run.task.label} / {run.model.label}", summary_rows(run, results, task.unit, str(run_dir)))
     con.log.info(result_line(run, results, str(run_dir)))
     return float(results["objective"]["value"])
 
@@ -195,13 +201,9 @@ def batches_per_epoch(task: Any, run: RunConfig) -> int:
     return min(count, run.train.batches_per_epoch) if run.train.batches_per_epoch else count
 
 
-def start_lines(run: RunConfig, task: Any, model: Any, params: int, device: str, run_dir: Path,
+def start_lines(run: RunConfig, task: Any, model: Any, described: str, device: str, run_dir: Path,
                 engine: Engine) -> list[str]:
-    budget = f" (model.param_budget={run.model.param_budget})" if run.model.param_budget else ""
-    init = "" if run.model.init == "default" else f", init {run.model.init}"
-    lines = [f"run directory: {run_dir}", f"task: {task.describe()}",
-             f"model: {run.model.cell} hidden {model.rnn.hidden_size}{budget} x {run.model.num_layers} layer(s)"
-             f"{init}: {params:,} parameters",
+    lines = [f"run directory: {run_dir}", f"task: {task.describe()}", f"model: {described}",
              f"training: {run.train.optimizer} lr {run.train.lr:g}, batch {run.train.batch_size}, "
              f"up to {run.train.epochs} epoch{'s' * (run.train.epochs != 1)}"
              + (f" of {run.train.batches_per_epoch} batches" if run.train.batches_per_epoch else "")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnexp.models.build import count_parameters
-from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.models.recurrent_net import RecurrentModel
 
 CASES = [  # (label, cell, hidden, vocab, batch, steps per chunk, input features)
     ("QRSU lstm h4 (lecture)", "lstm", 4, 0, 32, 8, 8),

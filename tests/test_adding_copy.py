@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.models.recurrent_net import RecurrentModel
 from rnnexp.tasks.adding import AddingConfig, AddingTask
 from rnnexp.tasks.base import Task, task_class
 from rnnexp.tasks.copy_memory import BLANK, DELIMITER, CopyConfig, CopyTask

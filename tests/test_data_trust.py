@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rnnexp.config import typed
-from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.models.recurrent_net import RecurrentModel
 from rnnexp.tasks.copy_memory import CopyConfig, CopyTask
 from rnnexp.tasks.echo import EchoConfig, EchoTask
 from rnnexp.tasks.qrsu import BEGIN, END, PAD, QRSUConfig, QRSUTask, batches_of, draw, space_size

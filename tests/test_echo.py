@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from rnnexp.config import TrainConfig, typed
-from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.models.recurrent_net import RecurrentModel
 from rnnexp.tasks.streams import chunk_streams, split_into_streams
 from rnnexp.tasks.echo import EchoConfig, EchoTask
 from rnnexp.engine.callbacks import Callbacks

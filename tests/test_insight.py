@@ -13,7 +13,7 @@ from rnnexp.insight import inspect, look, unit_states
 from rnnexp.insight.callback import InsightCallback
 from rnnexp.insight.figures import figure_to_rgb, gates_figure, gradients_figure, states_figure, tick_positions
 from rnnexp.insight.units import best_units, char_properties, units_page
-from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.models.recurrent_net import RecurrentModel
 from rnnexp.models.replay import gradients_through_time, replay
 from rnnexp.tasks.base import Batch, Example
 from rnnexp.tasks.scoring import classification

@@ -5,8 +5,11 @@ import torch
 from torch import nn
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.build import count_parameters, hidden_size_for_budget, parameter_count
-from rnnexp.models.recurrent import RecurrentModel, carry_hidden_state, make_recurrent_layer
+from rnnexp.models.build import count_parameters
+from rnnexp.models.family import size_for_budget
+from rnnexp.models.recurrent import parameter_count
+from rnnexp.models.family import carry_hidden_state
+from rnnexp.models.recurrent_net import RecurrentModel, make_recurrent_layer
 
 
 def test_factory_builds_torch_layers_and_rejects_unknown_names():
@@ -32,7 +35,7 @@ def test_a_tied_matrix_counts_once_also_in_a_budget(cell, layers):
     for hidden in (4, 33):
         model = RecurrentModel(cell, 0, 65, hidden, num_layers=layers, vocab_size=65, tie_weights=True)
         assert count_parameters(model) == parameter_count(cell, 0, 65, hidden, layers, 65, tie_weights=True)
-    hidden = hidden_size_for_budget(200_000, cell, 0, 65, layers, 65, tie_weights=True)
+    hidden = size_for_budget(200_000, lambda h: parameter_count(cell, 0, 65, h, layers, 65, tie_weights=True))
     tied = RecurrentModel(cell, 0, 65, hidden, num_layers=layers, vocab_size=65, tie_weights=True)
     assert abs(count_parameters(tied) - 200_000) / 200_000 < 0.02
 
@@ -70,7 +73,7 @@ def test_an_lstm_has_four_times_the_recurrent_weights_of_an_rnn():
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("budget", [1_000, 20_000, 500_000])
 def test_param_budget_sizes_the_hidden_layer(cell, budget):
-    hidden = hidden_size_for_budget(budget, cell, 8, 4)
+    hidden = size_for_budget(budget, lambda h: parameter_count(cell, 8, 4, h))
     actual = count_parameters(RecurrentModel(cell, 8, 4, hidden))
     assert abs(actual - budget) / budget < 0.05
     assert abs(actual - budget) <= abs(parameter_count(cell, 8, 4, hidden + 1) - budget)

@@ -15,7 +15,7 @@ from rnnexp.engine.callbacks import Callbacks
 from rnnexp.engine.loop import Engine, Sums
 from rnnexp.errors import ConfigError
 from rnnexp.models.build import build_model
-from rnnexp.models.recurrent import RecurrentModel
+from rnnexp.models.recurrent_net import RecurrentModel
 from rnnexp.tasks import build_task
 from tests.conftest import REPO, SHAKESPEARE, compose_config
 

@@ -11,6 +11,7 @@ the task's validation objective) with its config and task state, for sampling an
 from __future__ import annotations
 
 import io
+import logging
 import random
 import time
 from dataclasses import asdict
@@ -40,12 +41,13 @@ RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy"
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,
               "train.overwrite": False,
+              "model.family": "recurrent",  # (every model was recurrent before families)
               "model.input_dropout": 0.0,
               "model.weight_drop": 0.0, "model.tie_weights": False}
 #: Task keys added later, by task: the value that reads an old run's data as it was.
 ADDED_TASK_KEYS = {"qrsu": {"task.padding": "left"}}
 #: A group given again on resume is compared by the option it names, not by today's YAML of it.
-GROUP_OPTION = {"task": "task.name", "model": "model.cell"}
+GROUP_OPTION = {"task": "task.name", "model": "model.label"}
 #: Groups that only select other config; on resume the run's own config stands in for them.
 PRESET_GROUPS = ("experiment", "hparams_search")
 
@@ -126,8 +128,8 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
 
 
 def with_added_keys(saved: DictConfig) -> DictConfig:
-    """A saved config with the keys added (or renamed) since it was saved, at the values it
-    trained with."""
+    """A saved config as today's schemas read it: the keys added (or renamed) since it was saved,
+    at the values it trained with, and the keys that no longer apply dropped, with one note."""
     for old, new in RENAMED_KEYS.items():
         section, _, name = old.partition(".")
         node = saved.get(section)
@@ -138,6 +140,35 @@ def with_added_keys(saved: DictConfig) -> DictConfig:
         section, _, name = key.partition(".")
         if section in saved and name not in saved[section]:  # (a saved null stays null)
             OmegaConf.update(saved, key, value, force_add=True)
+    if "model" in saved and "label" not in saved.model and "cell" in saved.model:
+        OmegaConf.update(saved, "model.label", saved.model.cell, force_add=True)  # what named its run directory
+    return drop_retired_keys(saved)
+
+
+def drop_retired_keys(saved: DictConfig) -> DictConfig:
+    """Remove the keys today's schema of the run's task, model family and training loop does not
+    know (a key retired since the run was saved), with one note naming them."""
+    from dataclasses import fields
+
+    from rnnexp.config import TrainConfig
+    from rnnexp.errors import RnnexpError
+    from rnnexp.models.family import family_class
+    from rnnexp.tasks import task_class
+
+    try:
+        schemas = {"task": task_class(OmegaConf.select(saved, "task.name")).Config,
+                   "model": family_class(OmegaConf.select(saved, "model.family")).Config, "train": TrainConfig}
+    except RnnexpError:
+        return saved  # an unknown task or family: loading the config says so in one line
+    dropped = []
+    for section, schema in schemas.items():
+        known = {f.name for f in fields(schema)}
+        for key in [k for k in saved.get(section, {}) if k not in known]:
+            saved[section].pop(key)
+            dropped.append(f"{section}.{key}")
+    if dropped:
+        logging.getLogger("rnnexp").info(f"note: this run was saved with keys that no longer apply; dropped "
+                                         f"{', '.join(dropped)}")
     return saved
 
 
@@ -164,11 +195,13 @@ def save_checkpoint(run_dir: Path, engine: Any, config: dict[str, Any]) -> None:
     })
 
 
-def save_best(run_dir: Path, engine: Any, config: dict[str, Any]) -> None:
+def save_best(run_dir: Path, engine: Any, config: dict[str, Any], model_size: dict[str, int]) -> None:
+    """best.pt: the best model's weights with what rebuilds it: the config and its resolved size
+    (the family's `size`, e.g. {"hidden_size": 8}; a budget's choice need not be searched again)."""
     save_torch(Path(run_dir) / BEST, {
         "format": FORMAT, "config": config, "epoch": engine.state.best_epoch,
         "model": engine.best_model if engine.best_model is not None else engine.model.state_dict(),
-        "hidden_size": engine.model.rnn.hidden_size, "task": engine.task.state_dict(),
+        "model_size": model_size, "task": engine.task.state_dict(),
     })
 
 
@@ -229,8 +262,9 @@ class Checkpoints(Callback):
     are cheap by default (a 2-second run writes one at its end), yet a killed run loses at most
     `minutes` of training plus an epoch."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], minutes: float):
+    def __init__(self, run_dir: Path, config: dict[str, Any], minutes: float, model_size: dict[str, int]):
         self.run_dir, self.config, self.seconds = Path(run_dir), config, minutes * 60
+        self.model_size = model_size
         self.saved_at, self.saved_step, self.best_written = 0.0, -1, None
 
     def save(self, engine: Any) -> None:
@@ -238,7 +272,7 @@ class Checkpoints(Callback):
         if position == self.saved_step:
             return
         if engine.state.best_epoch != self.best_written:  # first, so a checkpoint never names a newer best
-            save_best(self.run_dir, engine, self.config)
+            save_best(self.run_dir, engine, self.config, self.model_size)
             self.best_written = engine.state.best_epoch
         save_checkpoint(self.run_dir, engine, self.config)
         self.saved_at, self.saved_step = time.monotonic(), position

@@ -35,7 +35,7 @@ from rnnexp.engine.cuda_graph import GraphedTrainStep, graphs_wanted
 from rnnexp.engine.divergence import DivergenceRule, check_finite
 from rnnexp.engine.precision import autocast
 from rnnexp.errors import Interrupted
-from rnnexp.models.recurrent import State, carry_hidden_state
+from rnnexp.models.family import State, carry_hidden_state
 from rnnexp.tasks.base import Batch, Task
 
 PROGRESS_EVERY_S = 5.0  # a long epoch still shows progress (a line in a log file at least this often)
@@ -128,10 +128,11 @@ class Sums:
 class Engine:
     """One model trained on one task; `fit` runs the loop, `test` reports on the test set."""
 
-    def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device):
+    def __init__(self, task: Task, model: nn.Module, cfg: TrainConfig, device: torch.device, cuda_graph: bool = True):
+        """`cuda_graph`: whether the model's family can run its step as a CUDA graph (ModelFamily)."""
         self.task, self.model, self.cfg, self.device = task, model, cfg, device
         self.params = list(model.parameters())
-        graphed, self.step_kind = graphs_wanted(cfg.cuda_graph, device, model)
+        graphed, self.step_kind = graphs_wanted(cfg.cuda_graph if cuda_graph else "off", device, model)
         self.optimizer = make_optimizer(cfg, self.params, capturable=graphed)
         self._no_norm = torch.zeros((), device=device)
         # The step the loop runs: `train_step` itself, or on a GPU the same step as a CUDA graph.

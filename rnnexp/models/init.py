@@ -73,7 +73,7 @@ def apply_init(rnn: torch.nn.RNNBase, cell: str, init: str, *, forget_bias: floa
     `generator` if given, else torch's global RNG, so a seeded run is reproducible.
     """
     # torch's layer classes, imported here: check_init (the config check) must not need torch
-    from rnnexp.models.recurrent import CELLS
+    from rnnexp.models.recurrent_net import CELLS
 
     if not isinstance(rnn, CELLS[cell][0] if cell in CELLS else ()):
         raise ValueError(f"cell {cell!r} does not match the layer {type(rnn).__name__}")

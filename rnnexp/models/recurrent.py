@@ -1,123 +1,135 @@
-"""Recurrent models: an encoder, a fused torch recurrent layer, a linear head.
+"""The recurrent family: `model=rnn|lstm|gru`, one fused torch layer of the chosen cell.
 
-    inputs (B, T, features) or token ids (B, T)
-      -> encoder: identity for one-hot/bit features, nn.Embedding for token ids
-         (then dropout `input_dropout`)
-      -> rnn: nn.RNN (ReLU or tanh), nn.LSTM or nn.GRU, chosen by name in `CELLS`
-         (dropout between layers; `weight_drop`: DropConnect on the hidden-to-hidden weights)
-      -> head: nn.Linear(hidden, classes), applied at every step (after dropout; with
-         `tie_weights` it shares the embedding's weights)
-    returns (logits (B, T, classes), final hidden state)
+    rnnexp task=qrsu model=lstm
+    rnnexp task=qrsu model=rnn model.init=identity model.hidden_size=64
 
-The regularisers for language models are the ones LSTM language-model research found (each off
-by default): dropout on the embeddings and outputs (Zaremba et al. 2014), DropConnect on the
-recurrent weights (Wan et al. 2013; Merity et al. 2018, AWD-LSTM: it keeps the fused kernel, as
-the dropped weights are the same at every time step), and tied input and output embeddings
-(Press & Wolf 2017; Inan et al. 2017).
-
-The hidden state is whatever torch's layer uses (a tensor, or an (h, c) tuple for the LSTM);
-`carry_hidden_state` detaches either form so a streaming task can carry it to the next chunk.
+The network itself (encoder -> torch's nn.RNN/LSTM/GRU -> linear head) is in
+`rnnexp.models.recurrent_net`; this module holds what checking a config needs, without torch: the
+keys, the cells and their gate blocks, the parameter count and the memory estimate.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Optional
 
-import torch
-from torch import nn
+from rnnexp.errors import ConfigError, require, require_choice
+from rnnexp.models.family import ModelFamily, size_for_budget
 
-from rnnexp.errors import ConfigError
-from rnnexp.models.cells import GATE_BLOCKS
-
-State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
-TIED_INIT_RANGE = 0.1  # U(-0.1, 0.1) for a matrix shared by the embedding and the output layer
-
-# name -> (torch layer, gate blocks per weight matrix). The names and their gate blocks live in
-# rnnexp.models.cells, which the config check reads without importing torch.
-_LAYERS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-CELLS: dict[str, tuple[type[nn.RNNBase], int]] = {name: (_LAYERS[name], gates) for name, gates in GATE_BLOCKS.items()}
+# cell -> gate blocks per weight matrix. An RNN has one block; a GRU three (reset, update,
+# candidate); an LSTM four (input, forget, cell, output): hence the 4x weights.
+GATE_BLOCKS: dict[str, int] = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
-def make_recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                         dropout: float = 0.0, nonlinearity: str = "relu") -> nn.RNNBase:
-    """The fused torch layer for `cell`; an unknown name is rejected with the valid ones."""
-    if cell not in CELLS:
-        raise ConfigError(f"model.cell={cell!r} is unknown; choose one of {', '.join(CELLS)}")
-    layer_cls, _ = CELLS[cell]
-    kwargs: dict[str, Any] = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-                                  dropout=dropout if num_layers > 1 else 0.0, batch_first=True)
-    if cell == "rnn":
-        kwargs["nonlinearity"] = nonlinearity
-    return layer_cls(**kwargs)
+@dataclass
+class RecurrentConfig:
+    family: str
+    cell: str
+    hidden_size: int
+    num_layers: int
+    dropout: float
+    input_dropout: float
+    weight_drop: float
+    tie_weights: bool
+    nonlinearity: str
+    embedding_size: Optional[int]
+    param_budget: Optional[int]
+    init: str
+    forget_bias: float
+    chrono_tmax: Optional[float]
+    label: str
+
+    def validate(self) -> None:
+        require_choice("model.cell", self.cell, GATE_BLOCKS)  # the model factory's names
+        require(self.hidden_size >= 1, "model.hidden_size", self.hidden_size, "use an integer >= 1")
+        require(self.num_layers >= 1, "model.num_layers", self.num_layers, "use an integer >= 1")
+        require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "use 0 <= dropout < 1")
+        require(0.0 <= self.input_dropout < 1.0, "model.input_dropout", self.input_dropout, "use 0 <= dropout < 1")
+        require(0.0 <= self.weight_drop < 1.0, "model.weight_drop", self.weight_drop, "use 0 <= dropout < 1")
+        if self.tie_weights and self.embedding_size not in (None, self.hidden_size):
+            raise ConfigError(f"model.tie_weights shares the embedding with the output layer, so model.embedding_size "
+                              f"must equal model.hidden_size ({self.embedding_size} != {self.hidden_size}); "
+                              f"set model.embedding_size=null or model.tie_weights=false")
+        require_choice("model.nonlinearity", self.nonlinearity, ("relu", "tanh"))
+        if self.embedding_size is not None:
+            require(self.embedding_size >= 1, "model.embedding_size", self.embedding_size, "use >= 1 or null")
+        if self.param_budget is not None:
+            require(self.param_budget >= 10, "model.param_budget", self.param_budget, "use an integer >= 10 or null")
+        from rnnexp.models.init import check_init
+
+        check_init(self.cell, self.init, self.nonlinearity)
+        if self.chrono_tmax is not None:
+            require(self.chrono_tmax >= 2, "model.chrono_tmax", self.chrono_tmax, "use a time range >= 2 steps, or null (the task's longest lag)")
 
 
-class DropConnect(nn.Module):
-    """A parametrization: the weight with a fresh dropout mask at every forward pass in training
-    (torch.nn.utils.parametrize recomputes it on access; the fused RNN picks it up)."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return nn.functional.dropout(weight, self.p, self.training)
-
-
-class RecurrentModel(nn.Module):
-    def __init__(self, cell: str, input_size: int, num_classes: int, hidden_size: int,
-                 num_layers: int = 1, dropout: float = 0.0, nonlinearity: str = "relu",
-                 vocab_size: int = 0, embedding_size: Optional[int] = None, input_dropout: float = 0.0,
-                 weight_drop: float = 0.0, tie_weights: bool = False):
-        super().__init__()
-        self.cell = cell
-        if vocab_size > 0:
-            embedding_size = embedding_size or hidden_size
-            self.encoder: nn.Module = nn.Embedding(vocab_size, embedding_size)
-            input_size = embedding_size
-        else:
-            self.encoder = nn.Identity()
-        self.input_drop = nn.Dropout(input_dropout)
-        self.rnn = make_recurrent_layer(cell, input_size, hidden_size, num_layers, dropout, nonlinearity)
-        self.weight_drop = weight_drop
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, num_classes)
-        if tie_weights:  # (the config check has told the user; this guards direct use)
-            if not (vocab_size == num_classes and embedding_size == hidden_size):
-                raise ValueError("tie_weights needs vocab_size == num_classes and embedding_size == hidden_size")
-            self.head.weight = self.encoder.weight  # type: ignore[union-attr]
-            # The shared matrix starts small, as in word_language_model and the AWD-LSTM: with
-            # nn.Embedding's N(0, 1) the output layer's logits would have a std of ~3 (a fresh model
-            # at 8.75 nats against ln V = 4.56 for 96 characters) instead of ~0.1.
-            nn.init.uniform_(self.encoder.weight, -TIED_INIT_RANGE, TIED_INIT_RANGE)
-
-    def apply_weight_drop(self) -> None:
-        """DropConnect on every hidden-to-hidden weight matrix (after initialisation, which sets
-        the weights themselves)."""
-        if self.weight_drop > 0:
-            for layer in range(self.rnn.num_layers):
-                nn.utils.parametrize.register_parametrization(self.rnn, f"weight_hh_l{layer}", DropConnect(self.weight_drop))
-
-    def forward(self, inputs: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        x = self.encoder(inputs)
-        if self.input_drop.p > 0:  # (a dropout of 0 still costs a kernel and its backward)
-            x = self.input_drop(x)
-        hidden, state = self.rnn(x, state)
-        if self.drop.p > 0:
-            hidden = self.drop(hidden)
-        return self.head(hidden), state
+def parameter_count(cell: str, input_size: int, num_classes: int, hidden_size: int,
+                    num_layers: int = 1, vocab_size: int = 0, embedding_size: Optional[int] = None,
+                    tie_weights: bool = False) -> int:
+    """Closed-form parameter count of `RecurrentModel`; a matrix the embedding and the output
+    layer share counts once."""
+    gates = GATE_BLOCKS[cell]
+    if vocab_size > 0:
+        embedding_size = embedding_size or hidden_size
+        total, layer_in = vocab_size * embedding_size, embedding_size
+    else:
+        total, layer_in = 0, input_size
+    for _ in range(num_layers):
+        total += gates * hidden_size * (layer_in + hidden_size + 2)
+        layer_in = hidden_size
+    head = 0 if tie_weights else hidden_size * num_classes
+    return total + head + num_classes
 
 
-def carry_hidden_state(state: Optional[State]) -> Optional[State]:
-    """The state to start the next chunk from: same values, no gradient history, float32.
+class Recurrent(ModelFamily):
+    name = "recurrent"
+    Config = RecurrentConfig
+    cuda_graph = True
+    replay = True
+    size_keys = ("hidden_size", "num_layers")
 
-    Truncated BPTT: without the detach, backward() would run through every earlier chunk (and
-    fail, since their graphs are freed). The state still carries the memory forward; only the
-    gradient stops at the chunk boundary. Not in place, so it works for the LSTM's (h, c) tuple.
-    Under bf16 autocast the layer returns its state in bf16: it is carried (and checkpointed) in
-    float32, so that a long stream does not round its memory to 8 bits of mantissa at every chunk.
-    """
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach().float() for s in state)  # type: ignore[return-value]
-    return state.detach().float()
+    @classmethod
+    def validate_with(cls, cfg: RecurrentConfig, task_cls: Any) -> None:
+        if cfg.tie_weights and not task_cls.token_inputs:
+            raise ConfigError(f"model.tie_weights needs a task with token inputs and outputs (charlm), not "
+                              f"task={task_cls.name}; use model.tie_weights=false")
+
+    def memory_bytes(self) -> int:
+        # A lower bound without the task: the recurrent layers alone (layers above the first read
+        # h inputs), in 4 float32 copies (weights, gradients, two optimizer moments).
+        h, layers = self.cfg.hidden_size, self.cfg.num_layers
+        return 4 * 4 * GATE_BLOCKS[self.cfg.cell] * h * (h + 2) * (2 * layers - 1)
+
+    def parameter_count(self, task: Any, size: dict[str, int]) -> int:
+        c = self.cfg
+        return parameter_count(c.cell, task.input_size, task.num_classes, size["hidden_size"], c.num_layers,
+                               task.vocab_size, c.embedding_size, c.tie_weights)
+
+    def size(self, task: Any) -> dict[str, int]:
+        if self.cfg.param_budget is None:
+            return {"hidden_size": self.cfg.hidden_size}
+        return {"hidden_size": size_for_budget(self.cfg.param_budget,
+                                               lambda h: self.parameter_count(task, {"hidden_size": h}))}
+
+    def build(self, task: Any, size: dict[str, int]) -> Any:
+        """The network for `task`, initialised as `model.init` says (rnnexp.models.init)."""
+        from rnnexp.models.init import apply_init
+        from rnnexp.models.recurrent_net import RecurrentModel
+
+        c = self.cfg
+        model = RecurrentModel(c.cell, task.input_size, task.num_classes, size["hidden_size"], c.num_layers,
+                               c.dropout, c.nonlinearity, task.vocab_size, c.embedding_size, c.input_dropout,
+                               c.weight_drop, c.tie_weights)
+        tmax = c.chrono_tmax if c.chrono_tmax is not None else task.max_lag()
+        apply_init(model.rnn, c.cell, c.init, forget_bias=c.forget_bias, chrono_tmax=tmax)
+        model.apply_weight_drop()
+        return model
+
+    def describe(self, size: dict[str, int], params: int) -> str:
+        c = self.cfg
+        budget = f" (model.param_budget={c.param_budget})" if c.param_budget else ""
+        init = "" if c.init == "default" else f", init {c.init}"
+        return f"{c.cell} hidden {size['hidden_size']}{budget} x {c.num_layers} layer(s){init}: {params:,} parameters"
+
+    def hparams(self, size: dict[str, int]) -> dict[str, Any]:
+        return {"cell": self.cfg.cell, "hidden_size": size["hidden_size"], "init": self.cfg.init,
+                "num_layers": self.cfg.num_layers}

@@ -63,11 +63,11 @@ def result_line(run: RunConfig, results: dict[str, Any], run_dir: str) -> str:
     reached = (f"target reached at epoch {results['target_epoch']}" if results["target_epoch"]
                else "target not reached" if run.train.target_accuracy is not None else results["stopped_by"])
     tests = " ".join(f"{k}={v:.4f}" for k, v in test.items() if k in ("test/accuracy", "test/loss"))
-    return (f"result: {run.task.label} {run.model.cell} best {objective['name']}={objective['value']:.4f} {tests} "
+    return (f"result: {run.task.label} {run.model.label} best {objective['name']}={objective['value']:.4f} {tests} "
             f"epochs={results['epochs_run']} ({reached}) train_seconds={results['train_seconds']:.1f}; {run_dir}")
 
 
-def hparams(run: RunConfig, hidden: int) -> dict[str, Any]:
-    return {"task": run.task.label, "cell": run.model.cell, "hidden_size": hidden, "init": run.model.init,
-            "num_layers": run.model.num_layers, "optimizer": run.train.optimizer, "lr": run.train.lr,
-            "batch_size": run.train.batch_size, "seed": run.train.seed}
+def hparams(run: RunConfig, model: dict[str, Any]) -> dict[str, Any]:
+    """TensorBoard's HParams: the task, the model family's own (`ModelFamily.hparams`), the loop's."""
+    return {"task": run.task.label, "model": run.model.label, **model, "optimizer": run.train.optimizer,
+            "lr": run.train.lr, "batch_size": run.train.batch_size, "seed": run.train.seed}

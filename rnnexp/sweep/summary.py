@@ -51,7 +51,7 @@ def read_jobs(root: Path) -> list[dict[str, Any]]:
 
 
 ROW_KEYS = ("objective_name", "objective", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs",
-            "target_epoch", "target_accuracy", "stopped_by", "train_seconds", "cell")
+            "target_epoch", "target_accuracy", "stopped_by", "train_seconds", "model")
 
 
 def read_results(root: Path) -> list[dict[str, Any]]:
@@ -74,7 +74,7 @@ def read_results(root: Path) -> list[dict[str, Any]]:
             "val_accuracy": final.get("val/accuracy"), "val_loss": final.get("val/loss"),
             "epochs": res.get("epochs_run"), "target_epoch": res.get("target_epoch"),
             "target_accuracy": res.get("target_accuracy"), "stopped_by": res.get("stopped_by"),
-            "train_seconds": res.get("train_seconds"), "cell": res.get("cell"), "error": res.get("error", ""),
+            "train_seconds": res.get("train_seconds"), "model": res.get("model", res.get("cell")), "error": res.get("error", ""),
         })
     return rows
 

@@ -1,0 +1,172 @@
+"""Model families: what the rest of rnnexp asks of a model, and which families there are.
+
+A family is a `ModelFamily` subclass in the module `rnnexp/models/<name>.py`, where <name> is
+the family's `name`; each option of the `model` config group (conf/model/*.yaml) names its
+family with `family: <name>` and sets that family's keys. `model=rnn|lstm|gru` are the
+`recurrent` family's options, one per cell; `model=mlp` is the `mlp` family. A family's module
+must import without torch (checking a config never waits for torch, rnnexp.lazy); it imports
+torch where it builds the network.
+
+The protocol, in the order a run uses it:
+
+    family = model_family(run.model)            the validated config -> the family
+    size = family.size(task)                    e.g. {"hidden_size": 8}: the config's, or sized to
+                                                model.param_budget with parameter_count()
+    model = family.build(task, size)            an nn.Module: model(inputs, state) ->
+                                                (outputs (B, T, C), state to carry)
+    family.describe(size, params)               the start line; family.hparams(size): TensorBoard's
+    family.lacks()                              what it cannot do, said once at the start
+
+and, before torch is imported, `Config.validate()` and `memory_bytes()` (a lower bound checked
+against free memory). Capabilities are class attributes: `cuda_graph` (its training step can be
+captured as a CUDA graph), `pack_seeds` (seeds can train packed into one model), `replay` (a
+step-by-step replay for the pictures of states, gradients through time and gates).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
+
+from rnnexp.errors import ConfigError, ResourceError
+
+if TYPE_CHECKING:
+    import torch
+
+#: The carried state: a tensor, or a tuple of them (the LSTM's (h, c)).
+State = Union["torch.Tensor", tuple["torch.Tensor", ...]]
+
+_REGISTRY: dict[str, type["ModelFamily"]] = {}
+CAPABILITIES = {"cuda_graph": "no CUDA graph (eager steps on a GPU)",
+                "pack_seeds": "no seed packing",
+                "replay": "no pictures of states, gradients through time or gates (no step-by-step replay)"}
+
+
+class ModelFamily:
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    cuda_graph: ClassVar[bool] = False
+    pack_seeds: ClassVar[bool] = False
+    replay: ClassVar[bool] = False
+    #: The keys that set its size (named when it does not fit in memory).
+    size_keys: ClassVar[tuple[str, ...]] = ("hidden_size",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    @classmethod
+    def validate_with(cls, cfg: Any, task_cls: Any) -> None:
+        """Checks that need the task's class too (token inputs, ...); override where needed."""
+
+    def memory_bytes(self) -> int:
+        """A lower bound of the bytes training needs (weights, gradients, optimizer state), from
+        the config alone; 0: no estimate."""
+        return 0
+
+    def size(self, task: Any) -> dict[str, int]:
+        """The model's resolved size for `task`: the config's, or chosen for model.param_budget."""
+        raise NotImplementedError
+
+    def parameter_count(self, task: Any, size: dict[str, int]) -> int:
+        """The closed-form parameter count of `build(task, size)` (it sizes a model to a budget)."""
+        raise NotImplementedError
+
+    def build(self, task: Any, size: dict[str, int]) -> "torch.nn.Module":
+        raise NotImplementedError
+
+    def describe(self, size: dict[str, int], params: int) -> str:
+        """What the start line says of the model, e.g. "lstm hidden 8 x 1 layer(s): 196 parameters"."""
+        raise NotImplementedError
+
+    def hparams(self, size: dict[str, int]) -> dict[str, Any]:
+        """Plain values for TensorBoard's HParams and the summaries: its label and size at least."""
+        return {"model": self.cfg.label, **size}
+
+    def lacks(self) -> Optional[str]:
+        """One line naming what this family cannot do (None: it can do everything)."""
+        missing = [text for capability, text in CAPABILITIES.items() if not getattr(self, capability)]
+        return f"model family {self.name}: {'; '.join(missing)}" if missing else None
+
+
+def family_names() -> list[str]:
+    """The families the options of the `model` config group name (conf/model/*.yaml)."""
+    from rnnexp.report.errors import _yaml, group_options
+
+    return sorted({str(_yaml("model", f"{option}.yaml").get("family", "recurrent")) for option in group_options("model")})
+
+
+def family_class(name: Any) -> type[ModelFamily]:
+    """The family `name`, imported from rnnexp/models/<name>.py on first use."""
+    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
+        try:
+            importlib.import_module(f"rnnexp.models.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"rnnexp.models.{name}":
+                raise
+    if name not in _REGISTRY:
+        raise ConfigError(f"model.family={name!r} is unknown; choose one of {', '.join(family_names())} "
+                          f"(with model=...: rnnexp --help lists the options)")
+    return _REGISTRY[name]
+
+
+def model_family(cfg: Any) -> ModelFamily:
+    return family_class(cfg.family)(cfg)
+
+
+def options_of(family: str) -> list[str]:
+    """The `model` options of a family, e.g. recurrent: ["gru", "lstm", "rnn"]."""
+    from rnnexp.report.errors import _yaml, group_options
+
+    return [o for o in group_options("model") if _yaml("model", f"{o}.yaml").get("family", "recurrent") == family]
+
+
+def size_for_budget(budget: int, count: Callable[[int], int]) -> int:
+    """The width w >= 1 whose `count(w)` is closest to `budget` (the count grows with w)."""
+    w = 1
+    while count(w + 1) <= budget:
+        w += 1
+    return w + 1 if abs(count(w + 1) - budget) < abs(count(w) - budget) else w
+
+
+def available_memory() -> int:
+    """Bytes this process could still allocate (MemAvailable on Linux, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits_in_memory(family: ModelFamily) -> None:
+    """Refuse, before anything is allocated, a model whose lower-bound memory need exceeds free memory."""
+    need, have = family.memory_bytes(), available_memory()
+    if need > have:
+        keys = [f"model.{key}" for key in family.size_keys]
+        settings = ", ".join(f"{key}={getattr(family.cfg, key.split('.', 1)[1])}" for key in keys)
+        raise ResourceError(f"{settings} needs ~{need / 2**30:.1f} GiB for weights, gradients and optimizer state, "
+                            f"but {have / 2**30:.1f} GiB are free; use a smaller {' or '.join(keys)}")
+
+
+def carry_hidden_state(state: Optional[State]) -> Optional[State]:
+    """The state to start the next chunk from: same values, no gradient history, float32.
+
+    Truncated BPTT: without the detach, backward() would run through every earlier chunk (and
+    fail, since their graphs are freed). The state still carries the memory forward; only the
+    gradient stops at the chunk boundary. Not in place, so it works for the LSTM's (h, c) tuple.
+    Under bf16 autocast the layer returns its state in bf16: it is carried (and checkpointed) in
+    float32, so that a long stream does not round its memory to 8 bits of mantissa at every chunk.
+    """
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach().float() for s in state)  # type: ignore[return-value]
+    return state.detach().float()
