@@ -29,6 +29,7 @@ from rnnexp.sweep import summary as sweep
 from rnnexp.config import known_keys, load_run_config
 from rnnexp.engine.signals import stop_on_signals
 from rnnexp.errors import ConfigError, DivergedError, Interrupted, Rejected, RnnexpError, RunDirError
+from rnnexp.report import help_keys
 from rnnexp.report.errors import run_reporting_errors
 from rnnexp.sweep.jobs import SweepState, mark_stopped, read_plan, stop_requested_for
 
@@ -37,6 +38,7 @@ from rnnexp.sweep.jobs import SweepState, mark_stopped, read_plan, stop_requeste
 # rnnexp.lazy); what does (the run, checkpoints, the thread policy) is imported where it is used.
 
 run_dirs.register()
+help_keys.register()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://rnnexp.conf", config_name="config")

@@ -75,6 +75,22 @@ def test_help_lists_groups_and_options(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_help_lists_every_key_of_every_task_and_model_family(monkeypatch, capsys, tmp_path):
+    from dataclasses import fields
+
+    from rnnexp.models.family import family_class, family_names
+    from rnnexp.tasks.base import task_class, task_names
+
+    code, out, _ = run_main(monkeypatch, capsys, tmp_path, "--help")
+    words = set(out.replace(",", " ").replace(":", " ").split())
+    assert code == 0
+    for name in task_names():
+        assert f"task={name}" in words
+        assert {f"task.{f.name}" for f in fields(task_class(name).Config) if f.name != "name"} <= words, name
+    for name in family_names():
+        assert {f"model.{f.name}" for f in fields(family_class(name).Config) if f.name != "family"} <= words, name
+
+
 def test_cfg_job_prints_the_composed_config(monkeypatch, capsys, tmp_path):
     code, out, _ = run_main(monkeypatch, capsys, tmp_path, "--cfg", "job", "model=rnn", "task.difficulty=hard")
     assert code == 0
