@@ -81,6 +81,9 @@ class AddingTask(FixedSetTask):
     def baseline(self) -> dict[str, float]:
         return {"loss": MEMORYLESS_MSE}
 
+    def memoryless_outputs(self, batch: Batch) -> torch.Tensor:
+        return torch.ones(batch.inputs.shape[0], batch.inputs.shape[1], 1)  # always the mean of the sum, 1
+
     def max_lag(self) -> Optional[int]:
         return self.cfg.length  # the first marker may sit at step 0, the answer is read at T - 1
 

@@ -197,8 +197,15 @@ class Task:
         return mean_metrics(sums)
 
     def baseline(self) -> dict[str, float]:
-        """Reference values a model that learned nothing scores (e.g. {"loss": 0.167})."""
+        """Reference values a model that learned nothing scores (e.g. {"loss": 0.167}): the score of
+        `memoryless_outputs` (tests/test_contract.py checks that they agree)."""
         return {}
+
+    def memoryless_outputs(self, batch: Batch) -> torch.Tensor:
+        """(B, T, C) outputs of the best model that remembers nothing, whose score is `baseline()`.
+        Default: every class equally likely (right where the classes are)."""
+        steps = batch.inputs.shape[1]
+        return torch.zeros(batch.inputs.shape[0], steps, self.num_classes)
 
     # -- what else a run shows or keeps ------------------------------------------------------
     def describe(self) -> str:

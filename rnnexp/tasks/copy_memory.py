@@ -102,6 +102,14 @@ class CopyTask(FixedSetTask):
         return {"loss": RECALLED * math.log(LAST_SYMBOL - FIRST_SYMBOL + 1) / (self.cfg.delay + 2 * RECALLED),
                 "accuracy": 1.0 / (LAST_SYMBOL - FIRST_SYMBOL + 1)}
 
+    def memoryless_outputs(self, batch: Batch) -> torch.Tensor:
+        """Blank with certainty until the recall, then the 8 symbols equally likely."""
+        n, steps = batch.targets.shape
+        outputs = torch.full((n, steps, CATEGORIES), -1e4)
+        outputs[:, :-RECALLED, BLANK] = 0.0
+        outputs[:, -RECALLED:, FIRST_SYMBOL:LAST_SYMBOL + 1] = 0.0
+        return outputs
+
     def max_lag(self) -> Optional[int]:
         # Symbol i is read at step i and written at step T + 10 + i: every lag is exactly T + 10.
         return self.cfg.delay + RECALLED

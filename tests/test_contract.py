@@ -1,0 +1,154 @@
+"""The contract every task and every model family keeps, checked for each one registered: a new
+task or family is covered here by itself, and its own test file holds only what is specific to it.
+
+Tasks (`rnnexp.tasks.base.Task`): the module imports without torch; the data is fixed by the
+seeds (held-out sets by task.heldout_seed alone); validation and test never share a sequence
+(a hash split's measured overlap is 0; otherwise the two sets differ); `baseline()` is the score
+of the task's `memoryless_outputs`; `example()` is one sequence with a label per step.
+Families (`rnnexp.models.family.ModelFamily`): the module imports without torch; the parameter
+count and the memory estimate agree with the built model; a parameter budget sizes it.
+Both, for every pair: one epoch trains, and a run stopped mid-epoch resumes exactly.
+
+Runs are shrunk through the keys named in SHRINK where a task has them (sizes of its data).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from dataclasses import fields
+
+import pytest
+import torch
+
+from rnnexp.models.family import family_class, family_names, model_family, options_of
+from rnnexp.tasks.base import task_class, task_names
+from tests.test_cli import ENV
+
+SHRINK = {"train_size": 96, "val_size": 200, "test_size": 64, "series_length": 120, "val_length": 120, "eval_streams": 2}
+TASKS = task_names()
+MODELS = [options_of(family)[0] for family in family_names()]  # one option of each family
+QUICK = ["train.epochs=2", "train.batches_per_epoch=3", "train.insight_every=0", "train.target_accuracy=null",
+         "train.curriculum=null", "model.hidden_size=8"]
+
+
+def shrunk(task: str, **sizes: int) -> list[str]:
+    keys = {f.name for f in fields(task_class(task).Config)}
+    return [f"task={task}", *(f"task.{key}={value}" for key, value in {**SHRINK, **sizes}.items() if key in keys)]
+
+
+def built(compose_cfg, task: str, *overrides: str, seed: int = 0, **sizes: int):
+    from rnnexp.config import load_run_config
+    from rnnexp.tasks import build_task
+
+    run = load_run_config(compose_cfg(*shrunk(task, **sizes), *overrides))
+    return run, build_task(run.task, run.train.batch_size, seed)
+
+
+def tensors(batches) -> list[torch.Tensor]:
+    return [t for b in batches for t in (b.inputs, b.targets) if t is not None]
+
+
+def same(a, b) -> bool:
+    a, b = tensors(a), tensors(b)
+    return len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
+
+
+# -- imports -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("module", sorted({task_class(t).__module__ for t in TASKS}
+                                          | {family_class(f).__module__ for f in family_names()}))
+def test_the_module_imports_without_torch(module):
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False", f"{module} imports torch: checking a config would wait for it"
+
+
+# -- tasks -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", TASKS)
+def test_data_is_fixed_by_the_seeds(task, compose_cfg):
+    _, one = built(compose_cfg, task, seed=1)
+    _, again = built(compose_cfg, task, seed=1)
+    _, other = built(compose_cfg, task, seed=2)
+    assert same(one.train_batches(1), again.train_batches(1)) and same(one.train_batches(2), again.train_batches(2))
+    assert not same(one.train_batches(1), other.train_batches(1)), "train.seed chooses the training data"
+    for split in ("val", "test"):  # the same held-out sets for every train.seed
+        assert same(one.eval_batches(split), other.eval_batches(split))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_validation_and_test_share_nothing(task, compose_cfg):
+    _, t = built(compose_cfg, task)
+    report = t.data_report(2)
+    if "overlap" in report and not str(report["split"]).startswith("none"):
+        assert report["overlap"] == {"val_in_train": 0, "test_in_train": 0, "test_in_val": 0}
+    assert not same(t.eval_batches("val"), t.eval_batches("test"))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_baseline_is_the_score_of_a_model_that_remembers_nothing(task, compose_cfg):
+    _, t = built(compose_cfg, task, val_size=1000)
+    sums: dict[str, float] = {}
+    for batch in t.eval_batches("val"):
+        for key, value in t.score(t.memoryless_outputs(batch), batch).sums.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
+    metrics = t.metrics(sums)
+    assert t.baseline(), "a task says what learning nothing scores"
+    for key, value in t.baseline().items():
+        # exact for a uniform guess; within the sampling noise of 1,000 validation sequences otherwise
+        assert metrics[key] == pytest.approx(value, rel=0.1, abs=0.03), key
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_example_is_one_sequence_with_a_label_per_step(task, compose_cfg):
+    _, t = built(compose_cfg, task)
+    example = t.example()
+    assert example.batch.inputs.shape[0] == 1 and len(example.labels) == example.batch.inputs.shape[1] > 0
+    assert all(isinstance(label, str) for label in example.labels)
+
+
+# -- model families ----------------------------------------------------------------------------
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("task", TASKS)
+def test_the_family_counts_its_parameters_and_memory_and_meets_a_budget(model, task, compose_cfg):
+    from rnnexp.models.build import count_parameters
+
+    run, t = built(compose_cfg, task, f"model={model}", "model.hidden_size=8")
+    family = model_family(run.model)
+    size = family.size(t)
+    net = family.build(t, size)
+    params = count_parameters(net)
+    assert family.parameter_count(t, size) == params
+    assert family.memory_bytes() <= 4 * 4 * params  # a lower bound of 4 float32 copies
+    assert f"{params:,}" in family.describe(size, params)
+    budget = max(200, params * 3)
+    run, t = built(compose_cfg, task, f"model={model}", f"model.param_budget={budget}")
+    family = model_family(run.model)
+    fitted = count_parameters(family.build(t, family.size(t)))
+    assert abs(fitted - budget) / budget < 0.25, (fitted, budget)
+    lacks = family.lacks() or ""
+    assert ("replay" in lacks) != family.replay and ("CUDA graph" in lacks) != family.cuda_graph
+
+
+# -- every task with every family: one epoch trains, a stopped run resumes exactly ------------
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("task", TASKS)
+def test_it_trains_and_a_run_stopped_mid_epoch_resumes_exactly(task, model, run_cfg, tmp_path, monkeypatch):
+    from rnnexp import run as run_module
+    from rnnexp.errors import Interrupted
+    from tests.test_reliability import stop_at_check
+
+    args = [*shrunk(task), f"model={model}", *QUICK]
+    clean = run_cfg(tmp_path, *args, name="clean")
+    assert clean["status"] == "completed" and clean["epochs_run"] == 2
+    first, second = clean["history"]
+    assert math.isfinite(first["train/loss"]) and first["train/weight_norm"] != second["train/weight_norm"]
+
+    monkeypatch.setattr(run_module, "stop_on_signals", stop_at_check(2))  # after epoch 1's second batch
+    with pytest.raises(Interrupted):
+        run_cfg(tmp_path, *args, name="stopped")
+    monkeypatch.undo()
+    resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
+    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]  # noqa: E731
+    assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]
