@@ -132,7 +132,9 @@ class Engine:
         """`cuda_graph`: whether the model's family can run its step as a CUDA graph (ModelFamily)."""
         self.task, self.model, self.cfg, self.device = task, model, cfg, device
         self.params = list(model.parameters())
-        graphed, self.step_kind = graphs_wanted(cfg.cuda_graph if cuda_graph else "off", device, model)
+        graphed, self.step_kind = graphs_wanted(cfg.cuda_graph, device, model)
+        if graphed and not cuda_graph:
+            graphed, self.step_kind = False, "eager (this model family has no CUDA-graph step)"
         self.optimizer = make_optimizer(cfg, self.params, capturable=graphed)
         self._no_norm = torch.zeros((), device=device)
         # The step the loop runs: `train_step` itself, or on a GPU the same step as a CUDA graph.

@@ -85,6 +85,8 @@ def unknown_key_message(key: str, value: Optional[str] = None, argv: Optional[Se
         return _not_a_group_or_key(key, value, known)
     if section == "task":
         return _not_a_task_key(key, name, argv, tasks)
+    if section == "model" and (line := _not_a_family_key(key, argv)):
+        return line
     hint = _close_key(key, name, [k for k in known if k.startswith(section + ".")], known)
     if hint:
         return f"{key} is not a known key; did you mean {hint}?"
@@ -160,6 +162,40 @@ def _not_a_task_key(key: str, name: str, argv: Optional[Sequence[str]], tasks: O
         where = _either([t for t in keys if elsewhere in keys[t]])
         return f"{key} is not a key of task={task}; {elsewhere} is a key of {where}; {task}'s keys: {own}"
     return f"{key} is not a key of task={task}; {task}'s keys: {own} (--help lists the keys)"
+
+
+def _not_a_family_key(key: str, argv: Optional[Sequence[str]]) -> Optional[str]:
+    """`model.weight_drop` with model=mlp: the key of another model family (None: of no family)."""
+    from dataclasses import fields
+
+    from rnnexp.models.family import family_class, family_names, options_of
+
+    keys = {f: [f"model.{x.name}" for x in fields(family_class(f).Config)] for f in family_names()}
+    owners = [f for f in keys if key in keys[f]]
+    chosen = {str(_yaml("model", f"{option}.yaml").get("family", "recurrent")): option for option in selected_models(argv)}
+    lacking = [f for f in chosen if f in keys and key not in keys[f]]
+    if not owners or not lacking:
+        return None
+    family, owner = lacking[0], owners[0]
+    own = ", ".join(k for k in keys[family] if k != "model.family")
+    return (f"{key} does not apply to model={chosen[family]} (model family {family}); it is a key of the {owner} "
+            f"family (model={'|'.join(options_of(owner))}); {family}'s keys: {own}")
+
+
+def selected_models(argv: Optional[Sequence[str]] = None) -> list[str]:
+    """The model option(s) a command line selects (`model=...`, all values of a sweep), else the default."""
+    for arg in reversed(list(sys.argv[1:] if argv is None else argv)):
+        if split_override(arg)[1] == "model":
+            try:
+                override = parse_override(arg)
+                values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+            except Exception:
+                continue
+            return [str(getattr(v, "text", v)) for v in values if v is not None]
+    for entry in _yaml("config.yaml").get("defaults") or []:
+        if isinstance(entry, dict) and "model" in entry:
+            return [str(entry["model"])]
+    return []
 
 
 def _either(tasks: Sequence[str]) -> str:
