@@ -152,7 +152,9 @@ def typed(schema: type[T], node: Any, prefix: str) -> T:
         full = str(getattr(err, "full_key", "") or "")
         key = full if full.startswith(f"{prefix}.") else f"{prefix}.{full}" if full else prefix  # never model.model.x
         key = key.removeprefix("sample.")  # rnnexp-sample's keys are top-level
-        raise ConfigError(f"{key}: {one_line(str(err)).split(' full_key:')[0]}") from err
+        why = one_line(str(err)).split(" full_key:")[0]
+        why = why.split("raised while resolving interpolation: ", 1)[-1]  # a resolver's own one-line error
+        raise ConfigError(f"{key}: {why}") from err
     return obj  # type: ignore[return-value]
 
 

@@ -37,6 +37,8 @@ CASES = [
     (["model.num_layers=0"], "model.num_layers=0 is invalid"),
     (["model.nonlinearity=sigmoid"], "model.nonlinearity='sigmoid' is invalid: choose one of relu, tanh"),
     (["model.param_budget=3"], "model.param_budget=3 is invalid"),
+    # the key named once (it read model.model.hidden_size), the resolver's own words without OmegaConf's
+    (["experiment=long_lags", "model.cell=xyz"], "error: model.hidden_size: this preset has no setting for model.cell=xyz"),
     (["model=rnn", "model.init=forget_bias"], "model.init=forget_bias does not apply to model.cell=rnn"),
     (["model=lstm", "model.init=identity"], "model.init=identity does not apply to model.cell=lstm"),
     (["+colour=red"], "+colour=... is not a key rnnexp knows"),
