@@ -43,3 +43,11 @@ def test_a_curriculum_solves_parity_where_plain_training_stays_at_chance(run_cfg
     taught = run_cfg(tmp_path, *common, "train.curriculum=[2,3,5,10]", name="taught")
     assert plain["best"]["val/accuracy"] < 0.65
     assert taught["target_epoch"] is not None and taught["test"]["test/accuracy"] >= 0.99
+
+
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru", "mlp"])
+def test_the_preset_teaches_20_bits_after_2_3_5_and_10_for_any_model(model, compose_cfg):
+    from rnnexp.config import load_run_config
+
+    run = load_run_config(compose_cfg("experiment=parity_curriculum", f"model={model}"))
+    assert (run.task.name, run.task.length, run.train.curriculum) == ("parity", 20, [2, 3, 5, 10])
