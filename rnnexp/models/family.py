@@ -25,8 +25,10 @@ step-by-step replay for the pictures of states, gradients through time and gates
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Union
 
 from rnnexp.errors import ConfigError, ResourceError
@@ -94,11 +96,26 @@ class ModelFamily:
         return f"model family {self.name}: {'; '.join(missing)}" if missing else None
 
 
-def family_names() -> list[str]:
-    """The families the options of the `model` config group name (conf/model/*.yaml)."""
-    from rnnexp.report.errors import _yaml, group_options
+@functools.lru_cache(maxsize=1)
+def model_options() -> dict[str, str]:
+    """Each option of the `model` config group (conf/model/<option>.yaml) -> the family it names."""
+    import yaml
 
-    return sorted({str(_yaml("model", f"{option}.yaml").get("family", "recurrent")) for option in group_options("model")})
+    folder = resources.files("rnnexp.conf") / "model"
+    options = {}
+    for path in folder.iterdir():
+        if path.name.endswith(".yaml"):
+            try:
+                family = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("family", "recurrent")
+            except (OSError, yaml.YAMLError):
+                continue  # a broken option file: composing it says what is wrong
+            options[path.name.removesuffix(".yaml")] = str(family)
+    return dict(sorted(options.items()))
+
+
+def family_names() -> list[str]:
+    """The families the options of the `model` config group name."""
+    return sorted(set(model_options().values()))
 
 
 def family_class(name: Any) -> type[ModelFamily]:
@@ -121,9 +138,7 @@ def model_family(cfg: Any) -> ModelFamily:
 
 def options_of(family: str) -> list[str]:
     """The `model` options of a family, e.g. recurrent: ["gru", "lstm", "rnn"]."""
-    from rnnexp.report.errors import _yaml, group_options
-
-    return [o for o in group_options("model") if _yaml("model", f"{o}.yaml").get("family", "recurrent") == family]
+    return [option for option, named in model_options().items() if named == family]
 
 
 def size_for_budget(budget: int, count: Callable[[int], int]) -> int:

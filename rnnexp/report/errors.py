@@ -168,11 +168,11 @@ def _not_a_family_key(key: str, argv: Optional[Sequence[str]]) -> Optional[str]:
     """`model.weight_drop` with model=mlp: the key of another model family (None: of no family)."""
     from dataclasses import fields
 
-    from rnnexp.models.family import family_class, family_names, options_of
+    from rnnexp.models.family import family_class, family_names, model_options, options_of
 
     keys = {f: [f"model.{x.name}" for x in fields(family_class(f).Config)] for f in family_names()}
     owners = [f for f in keys if key in keys[f]]
-    chosen = {str(_yaml("model", f"{option}.yaml").get("family", "recurrent")): option for option in selected_models(argv)}
+    chosen = {model_options()[option]: option for option in selected_models(argv) if option in model_options()}
     lacking = [f for f in chosen if f in keys and key not in keys[f]]
     if not owners or not lacking:
         return None
