@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Optional, TypeVar
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.models.family import check_fits_in_memory, family_class, family_names, options_of
+from rnnexp.models.family import check_fits_in_memory, families_with, family_class, family_names, not_a_key_of
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 
@@ -130,11 +130,8 @@ def typed(schema: type[T], node: Any, prefix: str) -> T:
     known = {f.name for f in fields(schema)}
     for key in node.keys():
         if key not in known:
-            if prefix == "model" and (other := _family_with_key(str(key))):
-                family = node.get("family", "recurrent")
-                raise ConfigError(f"model.{key} does not apply to model family {family} (model="
-                                  f"{'|'.join(options_of(str(family))) or family}); it is a key of the {other} family "
-                                  f"(model={'|'.join(options_of(other))}); {family}'s keys: {', '.join(sorted(known))}")
+            if prefix == "model" and (line := not_a_key_of(str(node.get("family")), f"model.{key}")):
+                raise ConfigError(line)
             if prefix in SECTIONS:
                 from rnnexp.report.errors import unknown_key_message
 
@@ -174,17 +171,26 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
             raise ConfigError(f"+{key}=... is not a key rnnexp knows (top-level keys: {', '.join(SECTIONS)}); "
                               f"remove it; settings live under task.*, model.* and train.* (--help lists them)")
     task_cls = task_class(cfg.task.get("name"))
-    family_cls = family_class(cfg.model.get("family") if isinstance(cfg.model, DictConfig) else None)
+    model = cfg.model
+    if isinstance(model, DictConfig) and "family" not in model:  # an option file from before model families
+        model = model.copy()
+        with open_dict(model):
+            model.family = "recurrent"
+    family_cls = family_class(model.get("family") if isinstance(model, DictConfig) else None)
     check_per_cell(cfg)
     run = RunConfig(
         task=typed(task_cls.Config, cfg.task, "task"),
-        model=typed(family_cls.Config, cfg.model, "model"),
+        model=typed(family_cls.Config, model, "model"),
         train=typed(TrainConfig, _stringify(cfg.train, "threads"), "train"),
     )
     run.task.validate()
     run.model.validate()
     run.train.validate()
     family_cls.validate_with(run.model, task_cls)
+    if task_cls.decodes and not family_cls.decoder:
+        readers = "|".join(families_with(lambda f: f.decoder)) or "none yet"
+        raise ConfigError(f"task={task_cls.name} writes its answer as a sequence, and model family {family_cls.name} "
+                          f"reads no decoder inputs; use a model with a decoder (model={readers})")
     if getattr(run.model, "param_budget", None) is None:  # (a budget sizes the model for the task)
         check_fits_in_memory(family_cls(run.model))
     task_cls.validate_with(run.task, run.model, run.train)
@@ -203,16 +209,9 @@ def check_per_cell(cfg: DictConfig) -> None:
     if keys:
         family = cfg.model.get("family")
         raise ConfigError(f"this preset chooses {', '.join(keys)} per cell (rnnexp_per_cell), and model family "
-                          f"{family} has no cells; use the preset with model={'|'.join(options_of('recurrent'))}, or "
+                          f"{family} has no cells; use the preset with model="
+                          f"{'|'.join(families_with(lambda f: 'cell' in {x.name for x in fields(f.Config)}))}, or "
                           f"set those keys yourself without the preset")
-
-
-def _family_with_key(key: str) -> Optional[str]:
-    """The first family (by name) that has model.`key`, for the message of a key that does not apply."""
-    for name in family_names():
-        if key in {f.name for f in fields(family_class(name).Config)}:
-            return name
-    return None
 
 
 def validate_curriculum(task_cls: Any, run: RunConfig) -> None:

@@ -44,10 +44,9 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list
     from rnnexp.config import load_run_config
     from rnnexp.engine.checkpoint import with_added_keys
     from rnnexp.insight import inspect
+    from rnnexp.models.family import families_with, model_family
     from rnnexp.models.load import load_best, model_from_payload
     from rnnexp.tasks import build_task
-
-    from rnnexp.models.family import model_family
 
     payload = load_best(run_dir)
     config = with_added_keys(OmegaConf.create(payload["config"]))  # the run's own config, looked at on the CPU
@@ -56,7 +55,8 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list
     family = model_family(run.model)
     if not family.replay:
         raise ConfigError(f"rnnexp-inspect draws states, gradients and gates from a step-by-step replay, and {run_dir} "
-                          f"is a model of family {family.name}, which has none; inspect a run of model=rnn|lstm|gru")
+                          f"is a model of family {family.name}, which has none; inspect a run of model="
+                          f"{'|'.join(families_with(lambda f: f.replay))}")
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     task.load_state_dict(payload["task"])
     model = model_from_payload(payload, task, torch.device("cpu"))

@@ -68,8 +68,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
         results.setdefault("wall_seconds", round(time.time() - started, 3))
         results.setdefault("epochs_run", len(results.get("history", [])))  # epochs finished before it stopped
         # A run that never started must not overwrite an earlier run's results (a refused resume);
-        # a sweep job that never started (a bad config) still says why in its own directory.
-        started_here = "task" in results or (in_sweep and not had_results)
+        # one that failed before it started in a directory of its own (a sweep job's bad config, a
+        # crash while building) still says why there.
+        started_here = "task" in results or not had_results
         if results["status"] not in ("completed", "skipped") and started_here and run_dir.is_dir():
             write_json(run_dir / RESULTS, results)
 
@@ -120,7 +121,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     callbacks = [*task_callbacks(run, engine), tensorboard, progress,
                  InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size)]
-    results.update(status="running", task=run.task.name, model=run.model.label, **family.hparams(size),
+    results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
                    parameters=params, threads=threads, device=str(device), config=ckpt.plain_config(cfg),
                    **with_resumes(run_dir, provenance(device, threads, overrides), payload is not None),
                    history=engine.state.history)

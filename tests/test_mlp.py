@@ -5,7 +5,7 @@ within its window and not beyond; and what it is not (a recurrent model) is said
 import pytest
 import torch
 
-from rnnexp.models.family import model_family
+from rnnexp.models.family import model_family, options_of
 from tests.test_cli import run_main
 
 
@@ -50,7 +50,8 @@ def test_it_solves_echo_within_its_window_and_stays_at_chance_beyond(run_cfg, tm
 @pytest.mark.parametrize("args, expected", [
     (["model=mlp", "model.weight_drop=0.2"],
      "model.weight_drop does not apply to model=mlp (model family mlp); it is a key of the recurrent family"),
-    (["model=mlp", "experiment=long_lags"], "and model family mlp has no cells; use the preset with model=gru|lstm|rnn"),
+    (["model=mlp", "experiment=long_lags"], "and model family mlp has no cells; use the preset with model="
+     + "|".join(options_of("recurrent"))),
     (["model=mlp", "task=echo", "model.window=null"], "task=echo is a stream without one; set model.window"),
     (["model=mlp", "model.window=abc"], "rnnexp: error: model.window: Value 'abc'"),  # one model. prefix
 ])
@@ -66,8 +67,8 @@ def test_the_start_says_what_it_lacks_and_inspect_says_it_in_one_line(run_cfg, t
 
     run_cfg(tmp_path, "model=mlp", "train.epochs=1", "task.train_size=64")
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model family mlp:")]
-    assert said == ["model family mlp: no CUDA graph (eager steps on a GPU); no seed packing; no pictures of "
-                    "states, gradients through time or gates (no step-by-step replay)"]
+    assert said == ["model family mlp: no CUDA graph (eager steps on a GPU); no pictures of states, gradients "
+                    "through time or gates (no step-by-step replay)"]
     assert not list((tmp_path / "run").glob("*.png"))
-    with pytest.raises(ConfigError, match="is a model of family mlp, which has none; inspect a run of model=rnn"):
+    with pytest.raises(ConfigError, match="is a model of family mlp, which has none; inspect a run of model=gru"):
         inspect_run(tmp_path / "run", None, None)

@@ -91,3 +91,48 @@ def test_carry_hidden_state_keeps_values_and_drops_history(cell):
         assert after.grad_fn is None and not after.requires_grad
         assert torch.equal(before, after)
     assert carry_hidden_state(None) is None
+
+
+# -- the model-family framework ----------------------------------------------------------------
+def test_a_family_that_keeps_the_default_hparams_runs(run_cfg, tmp_path, monkeypatch):
+    from rnnexp import run as run_module
+    from rnnexp.models.family import ModelFamily
+    from rnnexp.models.mlp import MLP
+
+    class Plain(MLP):  # (no `name`: not registered)
+        hparams = ModelFamily.hparams  # {"model": its label, **size}
+
+    monkeypatch.setattr(run_module, "model_family", lambda cfg: Plain(cfg))
+    res = run_cfg(tmp_path, "model=mlp", "train.epochs=1", "task.train_size=64", "train.insight_every=0")
+    assert res["status"] == "completed" and res["model"] == "mlp" and res["window"] == 10
+
+
+def test_an_option_file_without_a_family_is_recurrent_and_an_unknown_family_is_one_line(compose_cfg):
+    from rnnexp.config import load_run_config
+    from rnnexp.errors import ConfigError
+
+    assert load_run_config(compose_cfg("model=gru", "~model.family")).model.cell == "gru"
+    with pytest.raises(ConfigError, match="model.family='load' is unknown; choose one of mlp, recurrent"):
+        load_run_config(compose_cfg("model.family=load"))  # a module of the package, not a family
+
+
+def test_a_task_that_decodes_needs_a_family_with_a_decoder(compose_cfg, monkeypatch):
+    from rnnexp.config import load_run_config
+    from rnnexp.errors import ConfigError
+    from rnnexp.tasks.qrsu import QRSUTask
+
+    monkeypatch.setattr(QRSUTask, "decodes", True)
+    with pytest.raises(ConfigError, match="task=qrsu writes its answer as a sequence, and model family recurrent "
+                                          "reads no decoder inputs; use a model with a decoder"):
+        load_run_config(compose_cfg("model=lstm"))
+
+
+def test_resume_compares_the_model_option_by_family_and_cell_not_by_label(run_cfg, tmp_path):
+    from rnnexp.errors import RunDirError
+
+    run_cfg(tmp_path, "model=lstm", "model.label=mine", "train.epochs=1", "task.train_size=64",
+            "train.target_accuracy=null", "train.insight_every=0")
+    resumed = run_cfg(tmp_path, "model=lstm", f"train.resume={tmp_path / 'run'}", "train.epochs=2")
+    assert resumed["status"] == "completed" and resumed["epochs_run"] == 2 and resumed["model"] == "mine"
+    with pytest.raises(RunDirError, match="model.cell: 'lstm' -> 'gru'"):
+        run_cfg(tmp_path, "model=gru", f"train.resume={tmp_path / 'run'}", "train.epochs=3")

@@ -30,11 +30,15 @@ def test_an_old_run_resumes_and_ends_where_the_old_rnnexp_ended(run_cfg, tmp_pat
 
 def test_keys_that_no_longer_apply_are_dropped_with_one_note(run_cfg, tmp_path, caplog):
     run = copied(tmp_path, "qrsu_lstm")
-    payload = torch.load(run / "checkpoint.pt", weights_only=True)
-    payload["config"]["model"]["retired_knob"] = 3  # as a key retired after the run was saved would be
-    torch.save(payload, run / "checkpoint.pt")
+    for name in ("checkpoint.pt", "best.pt"):  # as a key retired after the run was saved would be
+        payload = torch.load(run / name, weights_only=True)
+        payload["config"]["model"]["retired_knob"] = 3
+        torch.save(payload, run / name)
     with caplog.at_level(logging.INFO, logger="rnnexp"):
         res = run_cfg(tmp_path, f"train.resume={run}", "train.epochs=3", name="qrsu_lstm")
+        from rnnexp.inspect import inspect_run
+
+        inspect_run(run, None, tmp_path / "pictures")  # reads the config again (its best.pt has the key too)
     notes = [r.getMessage() for r in caplog.records if "no longer apply" in r.getMessage()]
     assert res["status"] == "completed" and len(notes) == 1 and "model.retired_knob" in notes[0]
 

@@ -27,10 +27,13 @@ from rnnexp.errors import RunDirError
 from rnnexp.files import atomic_write
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
-FORMAT = 4  # bump when the payload changes incompatibly
+FORMAT = 5  # bump when the payload changes incompatibly
 #: 3: train.batches_per_epoch makes an epoch a window that goes on through the data; 4: data from
 #: spawned streams and hash splits (older checkpoints load for sampling and inspection, never resume).
-READS = (2, 3, 4)
+#: 5: model families (config keys model.family and model.label; best.pt holds "model_size"); a
+#: format-4 checkpoint still resumes, its config read as today's (`with_added_keys`).
+READS = (2, 3, 4, 5)
+RESUMES = (4, 5)
 #: Keys renamed since runs were saved with the old name.
 RENAMED_KEYS = {"task.data_seed": "task.heldout_seed"}
 
@@ -41,13 +44,14 @@ RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy"
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,
               "train.overwrite": False,
-              "model.family": "recurrent",  # (every model was recurrent before families)
-              "model.input_dropout": 0.0,
-              "model.weight_drop": 0.0, "model.tie_weights": False}
+              "model.family": "recurrent"}  # (every model was recurrent before families)
+#: Model keys added later, by family.
+ADDED_MODEL_KEYS = {"recurrent": {"model.input_dropout": 0.0, "model.weight_drop": 0.0, "model.tie_weights": False}}
 #: Task keys added later, by task: the value that reads an old run's data as it was.
 ADDED_TASK_KEYS = {"qrsu": {"task.padding": "left"}}
 #: A group given again on resume is compared by the option it names, not by today's YAML of it.
-GROUP_OPTION = {"task": "task.name", "model": "model.label"}
+#: (model=gru: its family and cell, whatever today's conf/model/gru.yaml says)
+GROUP_OPTION = {"task": ("task.name",), "model": ("model.family", "model.cell")}
 #: Groups that only select other config; on resume the run's own config stands in for them.
 PRESET_GROUPS = ("experiment", "hparams_search")
 
@@ -98,7 +102,7 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
         raise RunDirError(f"train.resume={run_dir} is not a directory; give the run directory printed at its start")
     payload = load_payload(run_dir / CHECKPOINT)
     saved = with_added_keys(OmegaConf.create(payload["config"]))
-    if payload["format"] < FORMAT:
+    if payload["format"] not in RESUMES:
         raise RunDirError(f"cannot resume {run_dir}: its checkpoint (format {payload['format']}) was written by an "
                           f"older rnnexp whose training and held-out data came from other random streams, so it would "
                           f"not continue the same run; start a new run (its best.pt still works with "
@@ -111,16 +115,16 @@ def resume_config(cfg: DictConfig, overrides: list[str], run_dir: Path) -> tuple
             continue
         if "=" not in override or key.startswith("hydra") or key in PRESET_GROUPS or key == "train":
             continue
-        key = GROUP_OPTION.get(key, key)  # model=gru: the cell, whatever today's conf/model/gru.yaml says
-        given = OmegaConf.select(cfg, key, default=None)
-        if key in RESUMABLE:
-            OmegaConf.update(saved, key, given, force_add=True)
-            continue
-        given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else given
-        own = OmegaConf.select(saved, key, default=None)
-        own = OmegaConf.to_container(own) if isinstance(own, DictConfig) else own
-        if given != own:
-            differ.append(f"{key}: {own!r} -> {given!r}" if not isinstance(own, dict) else f"{key} (its settings)")
+        for key in GROUP_OPTION.get(key, (key,)):
+            given = OmegaConf.select(cfg, key, default=None)
+            if key in RESUMABLE:
+                OmegaConf.update(saved, key, given, force_add=True)
+                continue
+            given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else given
+            own = OmegaConf.select(saved, key, default=None)
+            own = OmegaConf.to_container(own) if isinstance(own, DictConfig) else own
+            if given != own:
+                differ.append(f"{key}: {own!r} -> {given!r}" if not isinstance(own, dict) else f"{key} (its settings)")
     if differ:
         raise RunDirError(f"cannot resume {run_dir}: the command line changes {'; '.join(differ)}; a resume uses the "
                           f"run's own config and may change only {', '.join(RESUMABLE[:-1])}; start a new run instead")
@@ -135,7 +139,9 @@ def with_added_keys(saved: DictConfig) -> DictConfig:
         node = saved.get(section)
         if node is not None and name in node:
             OmegaConf.update(saved, new, node.pop(name), force_add=True)
-    added = {**ADDED_KEYS, **ADDED_TASK_KEYS.get(str(OmegaConf.select(saved, "task.name", default="")), {})}
+    family = OmegaConf.select(saved, "model.family", default="recurrent")
+    added = {**ADDED_KEYS, **ADDED_MODEL_KEYS.get(str(family), {}),
+             **ADDED_TASK_KEYS.get(str(OmegaConf.select(saved, "task.name", default="")), {})}
     for key, value in added.items():
         section, _, name = key.partition(".")
         if section in saved and name not in saved[section]:  # (a saved null stays null)
@@ -166,10 +172,14 @@ def drop_retired_keys(saved: DictConfig) -> DictConfig:
         for key in [k for k in saved.get(section, {}) if k not in known]:
             saved[section].pop(key)
             dropped.append(f"{section}.{key}")
-    if dropped:
+    if dropped and tuple(dropped) not in _NOTED:  # one note, however often the config is read
+        _NOTED.add(tuple(dropped))
         logging.getLogger("rnnexp").info(f"note: this run was saved with keys that no longer apply; dropped "
                                          f"{', '.join(dropped)}")
     return saved
+
+
+_NOTED: set[tuple[str, ...]] = set()
 
 
 def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None:

@@ -15,7 +15,6 @@ from typing import Any, ContextManager, Optional
 import torch
 from torch import nn
 
-LAYERS = {"encoder": "embedding", "rnn": "recurrent", "head": "output"}
 #: aten ops that are a layer's matrix products (names contain one of these)
 PRODUCTS = ("mm", "addmm", "bmm", "linear", "rnn", "lstm", "gru")
 
@@ -45,9 +44,13 @@ def bf16_layers(model: nn.Module, inputs: torch.Tensor, device: torch.device) ->
                 seen[current[0]].update(a.dtype for a in args[:2] if isinstance(a, torch.Tensor) and a.is_floating_point())
             return func(*args, **(kwargs or {}))
 
+    # The model's top-level layers with weights, by the names the model gives them (`layer_labels`,
+    # e.g. the recurrent model's {"rnn": "recurrent (gru)"}), else by their attribute names.
+    labels = getattr(model, "layer_labels", {})
     hooks = []
     for key, module in model.named_children():
-        if (name := LAYERS.get(key)) and not isinstance(module, nn.Identity):
+        if next(module.parameters(), None) is not None:
+            name = labels.get(key, key)
             seen[name] = set()
             hooks.append(module.register_forward_pre_hook(lambda m, i, name=name: current.__setitem__(0, name)))
             hooks.append(module.register_forward_hook(lambda m, i, o: current.__setitem__(0, None)))
@@ -60,11 +63,9 @@ def bf16_layers(model: nn.Module, inputs: torch.Tensor, device: torch.device) ->
         model.train(was_training)
         for hook in hooks:
             hook.remove()
-    cell = getattr(model, "cell", None)
-    label = {name: f"{name} ({cell})" if name == "recurrent" and cell else name for name in seen}
-    low = [label[n] for n, dtypes in seen.items() if dtypes == {torch.bfloat16}]
-    high = [label[n] for n, dtypes in seen.items() if dtypes and dtypes != {torch.bfloat16}]
-    lookups = [label[n] for n, dtypes in seen.items() if not dtypes]
+    low = [n for n, dtypes in seen.items() if dtypes == {torch.bfloat16}]
+    high = [n for n, dtypes in seen.items() if dtypes and dtypes != {torch.bfloat16}]
+    lookups = [n for n, dtypes in seen.items() if not dtypes]
     return "; ".join(["matrix products in bf16: " + (", ".join(low) or "none")]
                      + (["in float32: " + ", ".join(high)] if high else [])
                      + ([f"{name}: a lookup" for name in lookups]))

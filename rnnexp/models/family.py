@@ -20,7 +20,8 @@ The protocol, in the order a run uses it:
 and, before torch is imported, `Config.validate()` and `memory_bytes()` (a lower bound checked
 against free memory). Capabilities are class attributes: `cuda_graph` (its training step can be
 captured as a CUDA graph), `pack_seeds` (seeds can train packed into one model), `replay` (a
-step-by-step replay for the pictures of states, gradients through time and gates).
+step-by-step replay for the pictures of states, gradients through time and gates), `decoder`
+(it reads decoder inputs: an encoder-decoder).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ if TYPE_CHECKING:
 State = Union["torch.Tensor", tuple["torch.Tensor", ...]]
 
 _REGISTRY: dict[str, type["ModelFamily"]] = {}
+#: What the start line says a family lacks. `pack_seeds` joins it once rnnexp packs seeds: until
+#: then no family packs, and saying so at every start would be noise.
 CAPABILITIES = {"cuda_graph": "no CUDA graph (eager steps on a GPU)",
-                "pack_seeds": "no seed packing",
-                "replay": "no pictures of states, gradients through time or gates (no step-by-step replay)"}
+                "replay": "no pictures of states, gradients through time or gates (no step-by-step replay)",
+                "decoder": None}
 
 
 class ModelFamily:
@@ -51,6 +54,9 @@ class ModelFamily:
     cuda_graph: ClassVar[bool] = False
     pack_seeds: ClassVar[bool] = False
     replay: ClassVar[bool] = False
+    #: Reads a task's decoder inputs: `model(inputs, state, decoder_inputs=ids)` (an encoder-decoder);
+    #: a task whose batches carry them (`Task.decoder_inputs`) needs such a family.
+    decoder: ClassVar[bool] = False
     #: The keys that set its size (named when it does not fit in memory).
     size_keys: ClassVar[tuple[str, ...]] = ("hidden_size",)
 
@@ -92,7 +98,7 @@ class ModelFamily:
 
     def lacks(self) -> Optional[str]:
         """One line naming what this family cannot do (None: it can do everything)."""
-        missing = [text for capability, text in CAPABILITIES.items() if not getattr(self, capability)]
+        missing = [text for capability, text in CAPABILITIES.items() if text and not getattr(self, capability)]
         return f"model family {self.name}: {'; '.join(missing)}" if missing else None
 
 
@@ -120,16 +126,32 @@ def family_names() -> list[str]:
 
 def family_class(name: Any) -> type[ModelFamily]:
     """The family `name`, imported from rnnexp/models/<name>.py on first use."""
-    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
-        try:
-            importlib.import_module(f"rnnexp.models.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"rnnexp.models.{name}":
-                raise
+    if name not in _REGISTRY and name in family_names():  # (never any other module of the package)
+        importlib.import_module(f"rnnexp.models.{name}")
     if name not in _REGISTRY:
         raise ConfigError(f"model.family={name!r} is unknown; choose one of {', '.join(family_names())} "
                           f"(with model=...: rnnexp --help lists the options)")
     return _REGISTRY[name]
+
+
+def families_with(test: Callable[[type[ModelFamily]], bool]) -> list[str]:
+    """The `model` options of the families that pass `test` (e.g. have a replay), for messages."""
+    return [o for f in family_names() if test(family_class(f)) for o in options_of(f)]
+
+
+def not_a_key_of(family: str, key: str, option: Optional[str] = None) -> Optional[str]:
+    """The line for `model.<key>` given to `family` (chosen as model=`option`) when the key is
+    another family's (model.weight_drop with model=mlp); None when no other family has it."""
+    from dataclasses import fields
+
+    keys = {name: [f"model.{f.name}" for f in fields(family_class(name).Config)] for name in family_names()}
+    owners = [name for name in keys if key in keys[name] and name != family]
+    if family not in keys or key in keys[family] or not owners:
+        return None
+    own = ", ".join(k for k in keys[family] if k != "model.family")
+    chosen = option or "|".join(options_of(family))
+    return (f"{key} does not apply to model={chosen} (model family {family}); it is a key of the {owners[0]} "
+            f"family (model={'|'.join(options_of(owners[0]))}); {family}'s keys: {own}")
 
 
 def model_family(cfg: Any) -> ModelFamily:

@@ -64,11 +64,17 @@ class MLP(ModelFamily):
                               f"stream without one; set model.window (e.g. model.window=10)")
 
     def memory_bytes(self) -> int:
-        h, layers = self.cfg.hidden_size, self.cfg.num_layers
-        return 4 * 4 * h * (h + 1) * (layers - 1)  # the hidden-to-hidden layers, in 4 float32 copies
+        # A lower bound without the task (one feature per step): the layers, in 4 float32 copies.
+        h, layers, window = self.cfg.hidden_size, self.cfg.num_layers, self.cfg.window or 1
+        return 4 * 4 * (window * h + h + (layers - 1) * h * (h + 1))
 
     def _window(self, task: Any) -> int:
-        return self.cfg.window if self.cfg.window is not None else int(task.max_length())
+        if self.cfg.window is not None:
+            return self.cfg.window
+        if task.max_length() is None:
+            raise ConfigError(f"model.window=null sees the task's whole sequence, and task={task.name} gives no "
+                              f"longest sequence; set model.window (e.g. model.window=10)")
+        return int(task.max_length())
 
     def _features(self, task: Any) -> int:
         return (self.cfg.embedding_size or self.cfg.hidden_size) if task.vocab_size else task.input_size
@@ -124,6 +130,7 @@ def _network() -> type:
                 width = hidden_size
             self.body = nn.Sequential(*layers)
             self.head = nn.Linear(hidden_size, num_classes)
+            self.layer_labels = {"embed": "embedding", "body": "hidden layers", "head": "output"}  # (the start line)
 
         def forward(self, inputs: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
             x = self.embed(inputs) if self.embed is not None else inputs.float()

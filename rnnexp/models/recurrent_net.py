@@ -82,6 +82,8 @@ class RecurrentModel(nn.Module):
         self.weight_drop = weight_drop
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, num_classes)
+        # What the start line calls its layers (train.precision=bf16 says which run in bf16).
+        self.layer_labels = {"encoder": "embedding", "rnn": f"recurrent ({cell})", "head": "output"}
         if tie_weights:  # (the config check has told the user; this guards direct use)
             if not (vocab_size == num_classes and embedding_size == hidden_size):
                 raise ValueError("tie_weights needs vocab_size == num_classes and embedding_size == hidden_size")

@@ -166,20 +166,12 @@ def _not_a_task_key(key: str, name: str, argv: Optional[Sequence[str]], tasks: O
 
 def _not_a_family_key(key: str, argv: Optional[Sequence[str]]) -> Optional[str]:
     """`model.weight_drop` with model=mlp: the key of another model family (None: of no family)."""
-    from dataclasses import fields
+    from rnnexp.models.family import model_options, not_a_key_of
 
-    from rnnexp.models.family import family_class, family_names, model_options, options_of
-
-    keys = {f: [f"model.{x.name}" for x in fields(family_class(f).Config)] for f in family_names()}
-    owners = [f for f in keys if key in keys[f]]
-    chosen = {model_options()[option]: option for option in selected_models(argv) if option in model_options()}
-    lacking = [f for f in chosen if f in keys and key not in keys[f]]
-    if not owners or not lacking:
-        return None
-    family, owner = lacking[0], owners[0]
-    own = ", ".join(k for k in keys[family] if k != "model.family")
-    return (f"{key} does not apply to model={chosen[family]} (model family {family}); it is a key of the {owner} "
-            f"family (model={'|'.join(options_of(owner))}); {family}'s keys: {own}")
+    for option in selected_models(argv):
+        if option in model_options() and (line := not_a_key_of(model_options()[option], key, option)):
+            return line
+    return None
 
 
 def selected_models(argv: Optional[Sequence[str]] = None) -> list[str]:

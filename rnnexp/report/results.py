@@ -69,5 +69,5 @@ def result_line(run: RunConfig, results: dict[str, Any], run_dir: str) -> str:
 
 def hparams(run: RunConfig, model: dict[str, Any]) -> dict[str, Any]:
     """TensorBoard's HParams: the task, the model family's own (`ModelFamily.hparams`), the loop's."""
-    return {"task": run.task.label, "model": run.model.label, **model, "optimizer": run.train.optimizer,
+    return {"task": run.task.label, **model, "model": run.model.label, "optimizer": run.train.optimizer,
             "lr": run.train.lr, "batch_size": run.train.batch_size, "seed": run.train.seed}

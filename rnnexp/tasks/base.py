@@ -14,12 +14,12 @@ and the fixed `eval_batches("val")` (selects: early stopping, the schedule, the 
 `eval_batches("test")` (reports, once, with the best model). Validation and test data never
 depend on `train.batch_size`, so curves compare across batch sizes.
 
-A new task is one module in this package and one YAML file in `conf/task/` (README: "Adding a
-task"): a `Task` subclass with a `name` registers itself when the package is scanned, which
-imports every module here. So a task module must import without torch (`rnnexp.lazy`: checking a
+A new task is one module in this package, one YAML file in `conf/task/` and its test: a `Task`
+subclass with a `name` registers itself when the package is scanned, which imports every module here. So a task module must import without torch (`rnnexp.lazy`: checking a
 config never waits for torch), and a helper module here simply defines no `Task`. A task of
 independent sequences with fixed validation and test sets subclasses `fixed_sets.FixedSetTask`
-and gives only its data and its score. tests/test_task_contract.py checks every registered task.
+and gives only its data and its score. tests/test_contract.py checks every registered task; the
+README's "Adding a task" walks through parity.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ class Batch:
     #: lecture's form) puts the padding first and reads every answer at step T - 1.
     lengths: Optional[torch.Tensor] = None
     left_padded: bool = False
-    #: (B, T_out) or (B, T_out, features): what a decoder reads while it writes the targets, the
-    #: targets shifted right behind a start symbol (teacher forcing), for tasks whose model
-    #: writes an output sequence after reading the input (an encoder-decoder). None: no decoder.
+    #: (B, T_out) token ids: what a decoder reads while it writes the targets, the targets
+    #: shifted right behind a start symbol (teacher forcing), for tasks whose model writes an
+    #: output sequence after reading the input (`Task.decodes`; an encoder-decoder). None: no decoder.
     decoder_inputs: Optional[torch.Tensor] = None
 
     def to(self, device: torch.device) -> "Batch":
@@ -103,6 +103,9 @@ class Task:
     token_inputs: ClassVar[bool] = False
     #: What one scored target is, for speeds ("chars/s").
     unit: ClassVar[str] = "targets"
+    #: Its batches carry `decoder_inputs` and `predict` decodes: it needs a model family with a
+    #: decoder (`ModelFamily.decoder`), which the config check requires.
+    decodes: ClassVar[bool] = False
 
     #: The task key a curriculum (`train.curriculum`) steps through; None: no curriculum.
     curriculum_key: ClassVar[Optional[str]] = None
