@@ -26,7 +26,9 @@ def keys_help(section: str) -> str:
                    for name in family_names()]
     lines = []
     for head, schema in entries:
-        keys = ", ".join(f"{section}.{f.name}" for f in fields(schema) if f.name not in IMPLIED)
+        own = getattr(schema, "__annotations__", {})  # a task's own keys before those of its base
+        names = sorted((f.name for f in fields(schema) if f.name not in IMPLIED), key=lambda n: n not in own)
+        keys = ", ".join(f"{section}.{name}" for name in names)
         lines += textwrap.wrap(f"{head}: {keys}", WIDTH, initial_indent="    ", subsequent_indent="      ")
     return "\n".join(lines)
 

@@ -30,8 +30,8 @@ from typing import Optional
 
 from rnnexp.errors import ConfigError, require
 from rnnexp.lazy import torch  # on first use: config checks need no torch
-from rnnexp.tasks.base import Batch, check_sizes
-from rnnexp.tasks.fixed_sets import FixedSetTask
+from rnnexp.tasks.base import Batch
+from rnnexp.tasks.fixed_sets import FixedSetConfig, FixedSetTask
 from rnnexp.tasks.scoring import Score, regression
 
 TOLERANCE = 0.04                # |error| below this counts as correct (Hochreiter & Schmidhuber 1997)
@@ -39,18 +39,12 @@ MEMORYLESS_MSE = 2.0 / 12.0     # Var(U1 + U2): the MSE of always answering the 
 
 
 @dataclass
-class AddingConfig:
-    name: str
+class AddingConfig(FixedSetConfig):
     length: int          # T, steps per sequence (the literature uses 100, 200, 400, 750)
-    train_size: int      # fresh sequences per epoch
-    val_size: int
-    test_size: int
-    heldout_seed: int    # seeds the fixed validation and test sets (the same for every train.seed)
-    label: str
 
     def validate(self) -> None:
+        super().validate()
         require(self.length >= 2, "task.length", self.length, "use an integer >= 2 (one marker in each half)")
-        check_sizes(self)
 
 
 class AddingTask(FixedSetTask):

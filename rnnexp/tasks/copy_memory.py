@@ -32,8 +32,8 @@ from typing import Optional
 
 from rnnexp.errors import ConfigError, require
 from rnnexp.lazy import F, torch  # on first use: config checks need no torch
-from rnnexp.tasks.base import Batch, check_sizes
-from rnnexp.tasks.fixed_sets import FixedSetTask
+from rnnexp.tasks.base import Batch
+from rnnexp.tasks.fixed_sets import FixedSetConfig, FixedSetTask
 from rnnexp.tasks.scoring import Score
 
 BLANK, DELIMITER, CATEGORIES = 0, 9, 10
@@ -43,18 +43,12 @@ LABELS = ("_", *map(str, range(FIRST_SYMBOL, LAST_SYMBOL + 1)), ":")  # per cate
 
 
 @dataclass
-class CopyConfig:
-    name: str
+class CopyConfig(FixedSetConfig):
     delay: int           # T: the delimiter comes T - 1 blanks after the 10 symbols
-    train_size: int      # fresh sequences per epoch
-    val_size: int
-    test_size: int
-    heldout_seed: int    # seeds the fixed validation and test sets (the same for every train.seed)
-    label: str
 
     def validate(self) -> None:
+        super().validate()
         require(self.delay >= 1, "task.delay", self.delay, "use an integer >= 1")
-        check_sizes(self)
 
 
 class CopyTask(FixedSetTask):

@@ -3,9 +3,10 @@ subclass gives its data and its score, this class does the rest.
 
 What a subclass defines (see `adding.py`, `copy_memory.py` and `parity.py`):
 
-    name, Config              task=NAME and the config dataclass; it holds at least train_size,
-                              val_size, test_size, heldout_seed and label (`label` names the run
-                              directory: outputs/runs/DATE/TIME_LABEL_MODEL)
+    name, Config              task=NAME and the config: a `FixedSetConfig` subclass with the task's
+                              own keys (and a `validate()` that calls super's); the base has the
+                              sizes, the held-out seed and `label`, which names the run directory
+                              (outputs/runs/DATE/TIME_LABEL_MODEL)
     input_size, num_classes   features per step in, outputs per step out (1 for a regression)
     draw(cfg, n, generator)   n fresh examples of `cfg` (the target's config or a curriculum
                               stage's) as a tuple of tensors with n rows each
@@ -32,16 +33,32 @@ the data report says so and gives the overlap measured.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
 from rnnexp.lazy import torch  # on first use: config checks need no torch
-from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, epoch_generator, num_batches, split_generator,
-                               stage_generator)
+from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
+                               split_generator, stage_generator)
 from rnnexp.tasks.splits import SHARES, distinct, draw_in_part, split_report
 
 EVAL_BATCH = 500    # held-out batch size, fixed so val/test never depend on train.batch_size
 MIN_PART = 100      # a space is hash-split when its smallest part holds at least this many sequences
 Drawn = tuple["torch.Tensor", ...]
+
+
+@dataclass
+class FixedSetConfig:
+    """The keys every fixed-set task has; a task's Config adds its own."""
+
+    name: str
+    train_size: int      # fresh sequences per epoch
+    val_size: int        # the fixed validation set
+    test_size: int       # the fixed test set
+    heldout_seed: int    # seeds the validation and test sets (the same for every train.seed)
+    label: str           # names the run directory
+
+    def validate(self) -> None:
+        check_sizes(self)
 
 
 class FixedSetTask(Task):

@@ -23,24 +23,18 @@ from dataclasses import dataclass
 
 from rnnexp.errors import require
 from rnnexp.lazy import torch  # on first use: config checks need no torch
-from rnnexp.tasks.base import Batch, check_sizes
-from rnnexp.tasks.fixed_sets import FixedSetTask
+from rnnexp.tasks.base import Batch
+from rnnexp.tasks.fixed_sets import FixedSetConfig, FixedSetTask
 from rnnexp.tasks.parsing import parse_bits
 
 
 @dataclass
-class ParityConfig:
-    name: str
+class ParityConfig(FixedSetConfig):
     length: int          # bits per sequence
-    train_size: int      # fresh sequences per epoch
-    val_size: int
-    test_size: int
-    heldout_seed: int    # seeds the fixed validation and test sets (the same for every train.seed)
-    label: str
 
     def validate(self) -> None:
+        super().validate()
         require(self.length >= 1, "task.length", self.length, "use an integer >= 1")
-        check_sizes(self)
 
 
 class ParityTask(FixedSetTask):
