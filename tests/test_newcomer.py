@@ -215,7 +215,8 @@ def lecture_sweep(root: Path, corpus: str = "") -> list[list[str]]:
                     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
                     value = 0.25 + 0.75 * ((i * 37) % 24) / 23 + 1e-7
                     result = {"status": "completed", "objective": {"name": "val/accuracy", "value": value},
-                              "final": {"val/accuracy": value, "val/loss": 1.386 - value, "test/accuracy": value},
+                              "final": {"val/accuracy": value, "val/loss": 1.386 - value},
+                              "test": {"test/accuracy": value, "test/loss": 1.386 - value},
                               "epochs_run": epochs, "target_epoch": 22 if value == 1.0 else None,
                               "train_seconds": 1.5 + i * 1.37, "cell": model}
                     if i == 5:
@@ -282,7 +283,8 @@ def test_summarise_says_where_the_files_are(tmp_path):
     summarise(root, console)
     lines = console.export_text().splitlines()
     where = [line for line in lines if line.startswith("summary written: ")]
-    assert where == [f"summary written: {root.resolve() / 'summary.png'}, summary.md, summary.csv (same folder)"]
+    assert where == [f"summary written: {root.resolve() / 'summary.png'}, summary.svg, summary.md, summary.csv, "
+                     f"answer.json (same folder)"]
     assert (root / "summary.png").is_file() and (root / "summary.csv").is_file()
 
 

@@ -74,7 +74,9 @@ def fake_job(root: Path, name: str, overrides: list[str], status="completed", va
     res = {"status": status, "objective": {"name": "val/accuracy", "direction": "max", "value": value},
            "final": {"val/accuracy": value, "val/loss": 1.0}, "epochs_run": epochs, "target_epoch": target,
            "target_accuracy": target_accuracy, "stopped_by": stopped_by,
-           "wall_seconds": 1.0, "cell": overrides[0].split("=")[1]}
+           "wall_seconds": 1.0, "cell": overrides[0].split("=")[1],
+           "test": {"test/accuracy": value, "test/loss": 1.0}, "baseline": {"accuracy": 0.25},
+           "history": [{"epoch": e, "val/accuracy": value * e / epochs} for e in range(1, epochs + 1)]}
     if status in ("interrupted", "diverged"):  # a stopped or diverged run reports what it reached, no test
         res.pop("stopped_by")
         res.update(status=status, error="stopped" if status == "interrupted" else "exploded")

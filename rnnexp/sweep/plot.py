@@ -1,9 +1,14 @@
-"""The sweep picture: the objective (best value per job) against the swept parameter, one line per
-combination of the other swept parameters (model first), averaged over seeds with their spread.
+"""The sweep picture, ready for a slide: the study's answer (rnnexp.sweep.answer) and how the
+groups learned.
 
-For echo that is accuracy against delay, one line per model and width (the lecture's "memory
-interval" picture); for QRSU the difficulty is the x axis and a second panel shows the epochs to
-reach the target. Saved as summary.png and logged to TensorBoard (`summary/` run).
+Left: the answer's metric on held-out data per group. Categorical groups (cells, inits) are a mean
+with its 95% interval and one dot per seed, never joined by lines; a numeric sweep (delay, length,
+hidden size, parameter budget, QRSU's difficulty in its order) is a line per combination of the
+other keys with its interval as a band. The baseline (a model that learned nothing) is a dashed
+line, and the axis always includes it. Right: each group's validation curve against epochs, the
+mean across seeds with a band of ± sd; a seed that stopped early (its target reached) is carried
+forward at its last value, drawn dashed. 16:9, fonts of 13 pt, summary.png (200 dpi) and
+summary.svg; the figure also goes to TensorBoard (`summary/` run).
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ import statistics
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnexp.sweep.stats import group_stats
-
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rnnexp.sweep.answer import Answer, Group  # noqa: E402
+
 ORDER = {"easy": 0, "normal": 1, "moderate": 2, "hard": 3, "nightmare": 4}
-PREFERRED_AXES = ("task.delay", "task.difficulty", "model.hidden_size", "model.param_budget")
-IGNORED = ("train.seed", "experiment", "hparams_search")
+NUMERIC = ("task.delay", "task.length", "task.difficulty", "model.hidden_size", "model.param_budget", "model.window",
+           "task.chunk_length")
+MAX_CURVES = 8
 
 
 def _is_number(text: str) -> bool:
@@ -33,69 +40,130 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def swept_values(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Swept parameters (several values) with their values in the order first seen."""
-    seen: dict[str, list[str]] = {}
-    for row in rows:
-        for key, value in row["params"].items():
-            if key not in IGNORED and value not in seen.setdefault(key, []):
-                seen[key].append(value)
-    return {k: v for k, v in seen.items() if len(v) > 1}
-
-
-def swept_axis(swept: dict[str, list[str]]) -> Optional[str]:
-    for key in PREFERRED_AXES:
-        if key in swept:
+def numeric_axis(answer: Answer) -> Optional[str]:
+    """The key to draw along a numeric x axis, if the groups vary along one."""
+    for key in NUMERIC:
+        values = {g.key.get(key) for g in answer.groups}
+        if key in answer.by and len(values) > 1 and (all(_is_number(str(v)) for v in values) or values <= set(ORDER)):
             return key
-    numeric = [k for k, v in swept.items() if k not in ("model", "model.cell") and all(map(_is_number, v))]
-    others = [k for k in swept if k not in ("model", "model.cell")]
-    return (numeric or others or [k for k in swept] or [None])[0]
+    return None
 
 
-def ordered(values: list[str]) -> list[str]:
-    if all(map(_is_number, values)):
-        return sorted(values, key=float)
-    return sorted(values, key=lambda v: ORDER.get(v, 100 + values.index(v)))
+def position(key: str, value: str) -> float:
+    return float(ORDER[value]) if key == "task.difficulty" else float(value)
 
 
-def plot_sweep(root: Path, rows: list[dict[str, Any]]) -> Optional[Path]:
-    done = [r for r in rows if r["status"] == "completed" and r["objective"] is not None]
-    swept = swept_values(done)
-    axis = swept_axis(swept)
-    if axis is None or not done:
+def draw_answer(ax: Any, answer: Answer) -> str:
+    """The left panel; returns "lines" or "points" (what was drawn)."""
+    axis = numeric_axis(answer)
+    scored = [g for g in answer.groups if g.values]
+    if axis is None:
+        for i, g in enumerate(scored):
+            interval = answer.interval(g)
+            low, high = (interval[0], interval[1]) if interval else (g.mean, g.mean)
+            ax.errorbar([i], [g.mean], yerr=[[g.mean - low], [high - g.mean]], fmt="o", markersize=9, capsize=8,
+                        color=f"C{i}", linestyle="none")
+            seeds = sorted(g.values.values())
+            offsets = [0.12 * (j - (len(seeds) - 1) / 2) / max(1, len(seeds) - 1) for j in range(len(seeds))]
+            ax.scatter([i + 0.25 + o for o in offsets], seeds, s=28, color=f"C{i}", alpha=0.6, zorder=3)
+        ax.set_xticks(range(len(scored)), [g.label for g in scored], rotation=15 if len(scored) > 4 else 0)
+        ax.set_xlim(-0.6, len(scored) - 0.2)
+        return "points"
+    lines: dict[str, list[Group]] = {}
+    for g in scored:
+        rest = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in g.key.items() if k != axis) or answer.metric
+        lines.setdefault(rest, []).append(g)
+    for i, (name, members) in enumerate(lines.items()):
+        members.sort(key=lambda g: position(axis, g.key[axis]))
+        xs = [position(axis, g.key[axis]) for g in members]
+        ax.plot(xs, [g.mean for g in members], marker="o", color=f"C{i}", label=name)
+        bands = [answer.interval(g) or (g.mean, g.mean, False) for g in members]
+        ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=f"C{i}", alpha=0.2)
+    if axis == "task.difficulty":
+        shown = sorted({g.key[axis] for g in scored}, key=ORDER.get)
+        ax.set_xticks([ORDER[v] for v in shown], shown)
+    ax.set_xlabel(axis)
+    ax.legend()
+    return "lines"
+
+
+def curves(rows: list[dict[str, Any]], answer: Answer) -> dict[str, list[list[float]]]:
+    """Each group's validation curves (one list per seed) of the answer's metric."""
+    name = "val/" + answer.metric.split("/", 1)[1]
+    out: dict[str, list[list[float]]] = {}
+    for row in rows:
+        history = (row.get("results") or {}).get("history") or []
+        if row["status"] != "completed" or not history or name not in history[0]:
+            continue
+        label = Group({k: row["params"].get(k, "-") for k in answer.by}, {}).label
+        out.setdefault(label, []).append([h[name] for h in history])
+    return out
+
+
+def draw_curves(ax: Any, rows: list[dict[str, Any]], answer: Answer) -> None:
+    for i, (label, seeds) in enumerate(list(curves(rows, answer).items())[:MAX_CURVES]):
+        longest, shortest = max(map(len, seeds)), min(map(len, seeds))
+        carried = [s + [s[-1]] * (longest - len(s)) for s in seeds]  # a seed that stopped keeps its last value
+        mean = [statistics.fmean(col) for col in zip(*carried)]
+        sd = [statistics.stdev(col) if len(col) > 1 else 0.0 for col in zip(*carried)]
+        epochs = list(range(1, longest + 1))
+        ax.plot(epochs[:shortest], mean[:shortest], color=f"C{i}", label=label)
+        if longest > shortest:  # some seeds stopped: their last values carried forward
+            ax.plot(epochs[shortest - 1:], mean[shortest - 1:], color=f"C{i}", linestyle="--")
+        ax.fill_between(epochs, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)],
+                        color=f"C{i}", alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel("val/" + answer.metric.split("/", 1)[1] + " (mean ± sd over seeds)")
+    ax.set_title("validation curves; dashed: stopped seeds, carried", fontsize=12)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=11)
+
+
+def include_baseline(ax: Any, answer: Answer) -> None:
+    if answer.baseline is None:
+        return
+    ax.axhline(answer.baseline, color="gray", linestyle=":", linewidth=1.5)
+    ax.annotate(f"baseline {answer.baseline:.3g} (learned nothing)", (0.01, answer.baseline), xycoords=("axes fraction", "data"),
+                xytext=(0, 4), textcoords="offset points", color="gray", fontsize=11)
+    low, high = ax.get_ylim()
+    low, high = min(low, answer.baseline), max(high, answer.baseline)
+    pad = 0.05 * (high - low or 1.0)
+    if answer.metric.endswith("accuracy"):
+        ax.set_ylim(max(0.0, low - pad), min(1.02, high + pad))
+    else:
+        ax.set_ylim(max(0.0, low - pad), high + pad)
+
+
+def title(rows: list[dict[str, Any]], answer: Answer) -> str:
+    labels = {((r.get("results") or {}).get("config") or {}).get("task", {}).get("label") for r in rows} - {None}
+    names = {(r.get("results") or {}).get("task") for r in rows} - {None}
+    task = labels.pop() if len(labels) == 1 else ", ".join(sorted(names)) or "sweep"  # (a swept delay: the task)
+    same = sorted({(k, v) for r in rows for k, v in r["params"].items()
+                   if k not in answer.by and k != "train.seed" and all(x["params"].get(k) == v for x in rows)})
+    setting = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in same[:4])
+    seeds = len({r["params"].get("train.seed") for r in rows})
+    return f"{task}" + (f" ({setting})" if setting else "") + f": {answer.metric}, {seeds} seed{'s' * (seeds != 1)}"
+
+
+def plot_sweep(root: Path, rows: list[dict[str, Any]], answer: Answer) -> Optional[Path]:
+    if not any(g.values for g in answer.groups) or not answer.by:
         return None
-    xs = ordered(swept[axis])
-    line_keys = [k for k in swept if k != axis]
-    show_epochs = any(r["target_epoch"] is not None for r in done)
-    fig, axes = plt.subplots(1, 2 if show_epochs else 1, figsize=(11 if show_epochs else 6.5, 4.2), squeeze=False)
-    lines: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for row in done:
-        name = " ".join(f"{k.split('.')[-1]}={row['params'].get(k)}" for k in line_keys) or "runs"
-        lines.setdefault(name, {}).setdefault(row["params"].get(axis, "?"), []).append(row)
-    positions = {x: i for i, x in enumerate(xs)}
-    for name, points in lines.items():
-        present = [x for x in xs if x in points]
-        where = [positions[x] for x in present]
-        stats = [group_stats(points[x]) for x in present]  # (the summary's own rules: completed runs)
-        ys = [st["mean"] for st in stats]
-        errs = [st["std"] or 0.0 for st in stats]  # one run: no bar
-        axes[0][0].errorbar(where, ys, yerr=errs, marker="o", capsize=3, label=name)
-        if show_epochs:
-            eps = [statistics.fmean(e) if (e := [r["target_epoch"] for r in points[x] if r["target_epoch"]])
-                   else float("nan") for x in present]
-            axes[0][1].plot(where, eps, marker="s", label=name)
-    metric = done[0]["objective_name"]
-    titles = [(f"{metric} (best per job; mean ± sd over completed seeds)", f"{metric} vs {axis}")]
-    if show_epochs:
-        titles.append(("epochs to target (runs that reached it)", "epochs to target"))
-    for ax, (ylabel, title) in zip(axes[0], titles):
-        ax.set(xlabel=axis, ylabel=ylabel, title=title)
-        ax.set_xticks(range(len(xs)), xs)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = root / "summary.png"
-    fig.savefig(path, dpi=110)
+    with plt.rc_context({"font.size": 13, "axes.titlesize": 14}):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(12.8, 7.2), gridspec_kw={"width_ratios": [1.1, 1]})
+        draw_answer(left, answer)
+        include_baseline(left, answer)
+        left.set_ylabel(f"{answer.metric} (mean, 95% interval; dots: seeds)")
+        left.set_title("the answer on held-out data", fontsize=12)
+        left.grid(alpha=0.3)
+        draw_curves(right, rows, answer)
+        include_baseline(right, answer)
+        right.grid(alpha=0.3)
+        fig.suptitle(title(rows, answer))
+        fig.tight_layout()
+        path = root / "summary.png"
+        fig.savefig(path, dpi=200)
+        fig.savefig(root / "summary.svg")
     from torch.utils.tensorboard import SummaryWriter
 
     shutil.rmtree(root / "summary", ignore_errors=True)  # one figure, however often it is summarised

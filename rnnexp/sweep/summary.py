@@ -75,6 +75,7 @@ def read_results(root: Path) -> list[dict[str, Any]]:
             "epochs": res.get("epochs_run"), "target_epoch": res.get("target_epoch"),
             "target_accuracy": res.get("target_accuracy"), "stopped_by": res.get("stopped_by"),
             "train_seconds": res.get("train_seconds"), "model": res.get("model", res.get("cell")), "error": res.get("error", ""),
+            "results": res,
         })
     return rows
 
@@ -296,16 +297,22 @@ def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], titl
 
 def print_written(root: Path, console: Console) -> None:
     """Where the summary files are: one line, the path whole (the terminal folds it, copying keeps it)."""
-    names = [name for name in ("summary.png", "summary.md", "summary.csv") if (root / name).is_file()]
+    names = [name for name in ("summary.png", "summary.svg", "summary.md", "summary.csv", "answer.json")
+             if (root / name).is_file()]
     if names:
         where = Path(root).resolve()
         console.print(f"summary written: {where / names[0]}" + "".join(f", {name}" for name in names[1:]) +
                       " (same folder)" * (len(names) > 1), soft_wrap=True, markup=False, highlight=False)
 
 
-def summarise(root: Path, console: Optional[Console] = None) -> list[dict[str, Any]]:
-    """Table on the console + summary.csv/.md/.png in `root`; returns the rows."""
+def summarise(root: Path, console: Optional[Console] = None, metric: Optional[str] = None,
+              by: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """The jobs and the study's answer (rnnexp.sweep.answer: `metric` on held-out data by group,
+    each group against the best) on the console; summary.csv/.md/.png/.svg and answer.json in
+    `root`; returns the rows."""
     from rnnexp.report.console import make_console
+    from rnnexp.sweep.answer import study_answer
+    from rnnexp.sweep.answer_table import answer_markdown, print_answer, write_answer
     from rnnexp.sweep.plot import plot_sweep
 
     root = Path(root)
@@ -315,9 +322,18 @@ def summarise(root: Path, console: Optional[Console] = None) -> list[dict[str, A
     if not rows:
         console.print(f"no results.json under {root}")
         return rows
+    answer = study_answer(rows, metric, by)
+    answered = len(answer.groups) > 1 or any(len(g.values) > 1 for g in answer.groups)
     write_summary(root, rows, groups)
-    plot_sweep(root, rows)
-    print_summary(rows, groups, f"{count_line(rows)}: {Path(root).resolve()}", console, root)
+    if answered:
+        write_answer(root, answer)
+        with open(root / "summary.md", "a") as handle:
+            handle.write("\n" + answer_markdown(answer))
+    plot_sweep(root, rows, answer)
+    # The answer on held-out data stands in for the validation table across seeds (summary.md keeps both).
+    print_summary(rows, [] if answered else groups, f"{count_line(rows)}: {Path(root).resolve()}", console, root)
+    if answered:
+        print_answer(answer, console)
     print_written(root, console)
     return rows
 
@@ -343,11 +359,20 @@ def main(argv: Optional[list[str]] = None) -> None:
                                      "directory) from its jobs' results.json files: a table, summary.csv, "
                                      "summary.md and summary.png.")
     parser.add_argument("directory", type=Path, help="a sweep directory (e.g. outputs/multirun/2026-11-27/14-05-00) or outputs/")
+    parser.add_argument("--metric", help="what the answer compares: test/NAME (default: the task's objective on "
+                        "the test set, e.g. test/accuracy) or val/NAME (validation at the selected epoch)")
+    parser.add_argument("--by", action="append", metavar="KEY", help="group the runs by this key (repeat for "
+                        "several; default: every swept key but train.seed), e.g. --by model")
     args = parser.parse_args(argv)
     if not args.directory.is_dir():
         print(f"rnnexp-summary: error: {args.directory} is not a directory; give a sweep or outputs directory",
               file=sys.stderr)
         sys.exit(2)
-    rows = summarise(args.directory)
+    if args.metric is not None and (args.metric.split("/", 1)[0] not in ("test", "val") or "/" not in args.metric):
+        print(f"rnnexp-summary: error: --metric {args.metric} is not a metric of held-out data; use test/NAME "
+              f"or val/NAME, e.g. --metric test/accuracy", file=sys.stderr)
+        sys.exit(2)
+    by = [key for value in args.by for key in value.split(",")] if args.by else None
+    rows = summarise(args.directory, metric=args.metric, by=by)
     if not rows:
         sys.exit(1)
