@@ -54,8 +54,9 @@ def read_text_file(path: Path, what: str, key: str) -> str:
     if not raw.strip():
         raise DataError(f"{key}={path} is empty; give a non-empty {what} file")
     if b"\x00" in raw[:8192]:
-        raise DataError(f"{key}={path} looks binary (it has NUL bytes); give a UTF-8 {what} file")
+        raise DataError(f"{key}={path} looks binary (it has NUL bytes); give a {what} file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataError(f"{key}={path} is not UTF-8 (byte {err.start}); convert it, e.g. iconv -t utf-8") from err
+        raise DataError(f"{key}={path} is not UTF-8 (byte {err.start}); convert it from its encoding, e.g. "
+                        f"iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}") from err

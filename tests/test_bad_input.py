@@ -35,7 +35,9 @@ CASES = [
     (["trian.epochs=2"], "trian.epochs is not a known key; did you mean train.epochs?"),
     (["model.dropout=2"], "model.dropout=2.0 is invalid: use 0 <= dropout < 1"),
     (["model.num_layers=0"], "model.num_layers=0 is invalid"),
-    (["model.nonlinearity=sigmoid"], "model.nonlinearity='sigmoid' is invalid: choose one of relu, tanh"),
+    (["model=rnn", "model.nonlinearity=sigmoid"], "model.nonlinearity='sigmoid' is invalid: choose one of relu, tanh"),
+    (["model=lstm", "model.nonlinearity=relu"], "model.nonlinearity is not a key of model=lstm; model=rnn has it"),
+    (["model=lstm", "+model.nonlinearity=relu"], "model.nonlinearity=relu applies to model.cell=rnn only"),
     (["model.param_budget=3"], "model.param_budget=3 is invalid"),
     # the key named once (it read model.model.hidden_size), the resolver's own words without OmegaConf's
     (["experiment=long_lags", "model.cell=xyz"], "error: model.hidden_size: this preset has no setting for model.cell=xyz"),

@@ -131,14 +131,15 @@ def test_sampling_from_a_run_without_a_model_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("kind,expected", [
     ("missing", "no such file"), ("directory", "is a directory"), ("empty", "is empty"),
-    ("binary", "looks binary"), ("latin1", "is not UTF-8"), ("short", "too short"),
+    ("binary", "looks binary .*; give a UTF-8 text file$"), ("latin1", "is not UTF-8 .*iconv -f latin1 -t utf-8 "),
+    ("short", "too short"),
 ])
 def test_bad_corpus_files_are_one_line_errors(compose_cfg, tmp_path, kind, expected):
     path = bad_corpus_file(tmp_path, kind)
     corpus.load_corpus.cache_clear()
     with pytest.raises(DataError, match=expected) as info:
         load_run_config(compose_cfg("task=charlm", f"task.corpus={path}"))
-    assert "\n" not in str(info.value) and "task.corpus" in str(info.value)
+    assert "\n" not in str(info.value) and "task.corpus" in str(info.value) and "UTF-8 UTF-8" not in str(info.value)
 
 
 def test_embedded_default_corpus_works_offline(compose_cfg):

@@ -19,9 +19,16 @@ def copied(tmp_path: Path, name: str) -> Path:
     return Path(shutil.copytree(DATA / name, tmp_path / name))
 
 
-def test_an_old_run_resumes_and_ends_where_the_old_rnnexp_ended(run_cfg, tmp_path):
+def test_an_old_run_resumes_and_ends_where_the_old_rnnexp_ended(run_cfg, tmp_path, caplog):
+    from rnnexp.engine import checkpoint
+
+    checkpoint._NOTED.clear()
     run = copied(tmp_path, "qrsu_lstm")  # trained for 2 epochs by d402c5f
-    res = run_cfg(tmp_path, f"train.resume={run}", "train.epochs=3", name="qrsu_lstm")
+    with caplog.at_level(logging.INFO, logger="rnnexp"):
+        res = run_cfg(tmp_path, f"train.resume={run}", "train.epochs=3", name="qrsu_lstm")
+    # its config had `nonlinearity: tanh`, which an LSTM never used: dropped, said once
+    notes = [r.getMessage() for r in caplog.records if "no longer apply" in r.getMessage()]
+    assert notes == ["note: this run was saved with keys that no longer apply; dropped model.nonlinearity"]
     straight = json.loads((DATA / "qrsu_lstm_3_epochs_straight.json").read_text())  # d402c5f, 3 epochs in one go
     assert res["status"] == "completed" and res["model"] == "lstm" and res["epochs_run"] == 3
     assert NO_SECONDS(res["history"]) == NO_SECONDS(straight["history"])

@@ -49,6 +49,8 @@ ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.dive
 ADDED_MODEL_KEYS = {"recurrent": {"model.input_dropout": 0.0, "model.weight_drop": 0.0, "model.tie_weights": False}}
 #: Task keys added later, by task: the value that reads an old run's data as it was.
 ADDED_TASK_KEYS = {"qrsu": {"task.padding": "left"}}
+#: Keys a schema still has that no longer apply to some saved runs (dropped with the note).
+RETIRED_WHEN = {"model.nonlinearity": lambda saved: saved.model.get("cell") not in (None, "rnn")}  # gated cells
 #: A group given again on resume is compared by the option it names, not by today's YAML of it.
 #: (model=gru: its family and cell, whatever today's conf/model/gru.yaml says)
 GROUP_OPTION = {"task": ("task.name",), "model": ("model.family", "model.cell")}
@@ -169,7 +171,9 @@ def drop_retired_keys(saved: DictConfig) -> DictConfig:
     dropped = []
     for section, schema in schemas.items():
         known = {f.name for f in fields(schema)}
-        for key in [k for k in saved.get(section, {}) if k not in known]:
+        retired = [k for k in saved.get(section, {})
+                   if k not in known or (f"{section}.{k}" in RETIRED_WHEN and RETIRED_WHEN[f"{section}.{k}"](saved))]
+        for key in retired:
             saved[section].pop(key)
             dropped.append(f"{section}.{key}")
     if dropped and tuple(dropped) not in _NOTED:  # one note, however often the config is read

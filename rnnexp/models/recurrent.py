@@ -31,13 +31,13 @@ class RecurrentConfig:
     input_dropout: float
     weight_drop: float
     tie_weights: bool
-    nonlinearity: str
     embedding_size: Optional[int]
     param_budget: Optional[int]
     init: str
     forget_bias: float
     chrono_tmax: Optional[float]
     label: str
+    nonlinearity: Optional[str] = None  # model=rnn only (relu, the lecture's, or tanh); gated cells have their own
 
     def validate(self) -> None:
         require_choice("model.cell", self.cell, GATE_BLOCKS)  # the model factory's names
@@ -50,7 +50,11 @@ class RecurrentConfig:
             raise ConfigError(f"model.tie_weights shares the embedding with the output layer, so model.embedding_size "
                               f"must equal model.hidden_size ({self.embedding_size} != {self.hidden_size}); "
                               f"set model.embedding_size=null or model.tie_weights=false")
-        require_choice("model.nonlinearity", self.nonlinearity, ("relu", "tanh"))
+        if self.cell == "rnn":
+            require_choice("model.nonlinearity", self.nonlinearity, ("relu", "tanh"))
+        elif self.nonlinearity is not None:
+            raise ConfigError(f"model.nonlinearity={self.nonlinearity} applies to model.cell=rnn only (an {self.cell} "
+                              f"has its own gate nonlinearities); remove it, or use model=rnn")
         if self.embedding_size is not None:
             require(self.embedding_size >= 1, "model.embedding_size", self.embedding_size, "use >= 1 or null")
         if self.param_budget is not None:

@@ -171,6 +171,12 @@ def _not_a_family_key(key: str, argv: Optional[Sequence[str]]) -> Optional[str]:
     for option in selected_models(argv):
         if option in model_options() and (line := not_a_key_of(model_options()[option], key, option)):
             return line
+        # a key of the family that this option does not take (model.nonlinearity with model=lstm)
+        others = [o for o, family in model_options().items() if family == model_options().get(option)
+                  and key.split(".", 1)[1] in _yaml("model", f"{o}.yaml")]
+        if option in model_options() and others and option not in others:
+            return f"{key} is not a key of model={option}; {' and '.join(f'model={o}' for o in others)} " \
+                   f"{'has' if len(others) == 1 else 'have'} it"
     return None
 
 
