@@ -128,3 +128,33 @@ def test_a_sweep_leaves_the_picture_as_png_and_svg_and_the_answer(tmp_path):
     width, height = Image.open(tmp_path / "summary.png").size
     assert width / height == pytest.approx(16 / 9, abs=0.01) and width >= 2400
     assert "Answer: test/accuracy" in (tmp_path / "summary.md").read_text()
+
+
+def test_tensorboard_shows_each_groups_band_across_seeds_and_no_run_without_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rnnexp.sweep.summary import summarise
+
+    study(tmp_path)
+    (tmp_path / "summary").mkdir()  # an earlier rnnexp's image-only run: gone after the summary
+    summarise(tmp_path)
+    assert not (tmp_path / "summary").exists()
+    runs = sorted(p.parent for p in tmp_path.glob("across_seeds/*/events.out.tfevents.*"))
+    assert [p.name for p in runs] == ["model=gru", "model=lstm", "model=rnn"]
+    for run in runs:
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+        tags = events.Tags()["scalars"]
+        assert {"across_seeds/val/accuracy/mean", "across_seeds/val/accuracy/lower",
+                "across_seeds/val/accuracy/upper"} <= set(tags)
+    lstm = EventAccumulator(str(tmp_path / "across_seeds" / "model=lstm")).Reload()
+    means = [s.value for s in lstm.Scalars("across_seeds/val/accuracy/mean")]
+    assert means[-1] == pytest.approx(0.97, abs=1e-6)  # the mean of the seeds' last values
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.util import tensor_util
+
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(tensor_util.make_ndarray(lstm.Tensors("custom_scalars__config__")[0].tensor_proto).item())
+    (series,) = layout.category[0].chart[0].margin.series  # one margin chart: the band of every group's run
+    assert (series.value, series.lower, series.upper) == ("across_seeds/val/accuracy/mean",
+                                                          "across_seeds/val/accuracy/lower",
+                                                          "across_seeds/val/accuracy/upper")

@@ -8,12 +8,11 @@ other keys with its interval as a band. The baseline (a model that learned nothi
 line, and the axis always includes it. Right: each group's validation curve against epochs, the
 mean across seeds with a band of ± sd; a seed that stopped early (its target reached) is carried
 forward at its last value, drawn dashed. 16:9, fonts of 13 pt, summary.png (200 dpi) and
-summary.svg; the figure also goes to TensorBoard (`summary/` run).
+summary.svg; the curves and the figure also go to TensorBoard (rnnexp.sweep.across_seeds).
 """
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any, Optional
@@ -164,10 +163,8 @@ def plot_sweep(root: Path, rows: list[dict[str, Any]], answer: Answer) -> Option
         path = root / "summary.png"
         fig.savefig(path, dpi=200)
         fig.savefig(root / "summary.svg")
-    from torch.utils.tensorboard import SummaryWriter
+    from rnnexp.sweep.across_seeds import write_across_seeds
 
-    shutil.rmtree(root / "summary", ignore_errors=True)  # one figure, however often it is summarised
-    with SummaryWriter(log_dir=str(root / "summary")) as writer:
-        writer.add_figure("summary/sweep", fig, close=False)
+    write_across_seeds(root, curves(rows, answer), answer, fig)  # the curves and the picture in TensorBoard
     plt.close(fig)
     return path
