@@ -139,14 +139,14 @@ def test_tensorboard_shows_each_groups_band_across_seeds_and_no_run_without_scal
     (tmp_path / "summary").mkdir()  # an earlier rnnexp's image-only run: gone after the summary
     summarise(tmp_path)
     assert not (tmp_path / "summary").exists()
-    runs = sorted(p.parent for p in tmp_path.glob("across_seeds/*/events.out.tfevents.*"))
+    runs = sorted(p.parent for p in tmp_path.glob("across-seeds/*/events.out.tfevents.*"))
     assert [p.name for p in runs] == ["model=gru", "model=lstm", "model=rnn"]
     for run in runs:
         events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
         tags = events.Tags()["scalars"]
         assert {"across_seeds/val/accuracy/mean", "across_seeds/val/accuracy/lower",
                 "across_seeds/val/accuracy/upper"} <= set(tags)
-    lstm = EventAccumulator(str(tmp_path / "across_seeds" / "model=lstm")).Reload()
+    lstm = EventAccumulator(str(tmp_path / "across-seeds" / "model=lstm")).Reload()
     means = [s.value for s in lstm.Scalars("across_seeds/val/accuracy/mean")]
     assert means[-1] == pytest.approx(0.97, abs=1e-6)  # the mean of the seeds' last values
     from tensorboard.plugins.custom_scalar import layout_pb2

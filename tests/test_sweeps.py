@@ -99,7 +99,7 @@ def test_summary_groups_seeds_and_plots_against_the_swept_parameter(tmp_path):
     assert groups["model=lstm task.delay=10"]["runs"] == 2 and groups["model=lstm task.delay=10"]["completed"] == 2
     assert (tmp_path / "summary.png").is_file()
     assert "Across seeds" in (tmp_path / "summary.md").read_text()
-    assert list((tmp_path / "across_seeds" / "model=lstm_delay=3").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "across-seeds" / "model=lstm_delay=3").glob("events.out.tfevents.*"))
 
 
 def test_statistics_count_completed_runs_only_and_say_what_was_left_out(tmp_path, capsys):

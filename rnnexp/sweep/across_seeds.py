@@ -3,7 +3,7 @@ margin charts (the custom-scalars plugin), beside the jobs' own runs.
 
     tensorboard --logdir outputs/multirun/2026-12-07/15-05-44      (tab CUSTOM SCALARS: "across seeds")
 
-One run per group, `across_seeds/<group>`, with the scalars `across_seeds/<metric>/mean`,
+One run per group, `across-seeds/<group>`, with the scalars `across_seeds/<metric>/mean`,
 `.../lower` and `.../upper` (mean ± sd over its seeds; a seed that stopped early carried at its
 last value) at every epoch; the layout draws them as one margin chart, a band per group. The sweep
 picture goes to the first group's run as an image, so every run in the list holds scalars.
@@ -19,7 +19,7 @@ from typing import Any
 
 from rnnexp.sweep.answer import Answer
 
-FOLDER = "across_seeds"
+FOLDER = "across-seeds"  # (not N_...: no sweep job's name)
 
 
 def run_name(label: str) -> str:
@@ -33,7 +33,7 @@ def write_across_seeds(root: Path, curves: dict[str, list[list[float]]], answer:
     shutil.rmtree(root / FOLDER, ignore_errors=True)  # the same runs, however often it is summarised
     shutil.rmtree(root / "summary", ignore_errors=True)  # (where an earlier rnnexp put the picture alone)
     name = "val/" + answer.metric.split("/", 1)[1]
-    tags = [f"{FOLDER}/{name}/{part}" for part in ("mean", "lower", "upper")]
+    tags = [f"across_seeds/{name}/{part}" for part in ("mean", "lower", "upper")]
     layout = {"across seeds": {f"{name}: mean ± sd over seeds, per group": ["Margin", tags]}}
     written = []
     for i, (label, seeds) in enumerate(curves.items()):
