@@ -36,6 +36,7 @@ from rnnexp.models.family import model_family
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS, completed_results, hparams, progress_results, result_line, summary_rows
 from rnnexp.report.provenance import provenance, with_resumes
+from rnnexp.report.slowdown import SlowdownWarning
 from rnnexp.report.tensorboard import TensorBoard
 from rnnexp.tasks import build_task
 from rnnexp.tasks.splits import stream_seed
@@ -118,7 +119,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     tensorboard = TensorBoard(run_dir, OmegaConf.to_yaml(OmegaConf.create(ckpt.plain_config(cfg))), resumed)
     progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
     insight_every = run.train.insight_every if family.replay else 0  # (what it lacks is said below)
-    callbacks = [*task_callbacks(run, engine), tensorboard, progress,
+    callbacks = [*task_callbacks(run, engine), tensorboard, progress, SlowdownWarning(task.unit),
                  InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size)]
     results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
@@ -198,8 +199,9 @@ def task_callbacks(run: RunConfig, engine: Engine) -> list[Callback]:
 
 
 def batches_per_epoch(task: Any, run: RunConfig) -> int:
-    count = task.train_batch_count()
-    return min(count, run.train.batches_per_epoch) if run.train.batches_per_epoch else count
+    """The batches the engine runs per epoch: a window of train.batches_per_epoch goes on through
+    the data (into the next pass when it is longer than one), else one pass."""
+    return run.train.batches_per_epoch or task.train_batch_count()
 
 
 def start_lines(run: RunConfig, task: Any, model: Any, described: str, device: str, run_dir: Path,

@@ -298,3 +298,38 @@ def test_a_windowed_run_stopped_anywhere_resumes_exactly(run_cfg, tmp_path, monk
     resumed = run_cfg(tmp_path, *windows, f"train.resume={tmp_path / 'stopped'}", name="stopped")
     strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
     assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]
+
+
+def test_the_progress_counts_the_batches_a_long_window_runs(compose_cfg):
+    """A window longer than one pass over the data (47 batches of a 27-batch epoch) said "47/27
+    steps (174%), ~-73 s left": the progress counts the window."""
+    from rnnexp.config import load_run_config
+    from rnnexp.run import batches_per_epoch
+    from rnnexp.tasks import build_task
+
+    run = load_run_config(compose_cfg("task.train_size=64", "train.batches_per_epoch=5"))
+    task = build_task(run.task, run.train.batch_size, 0)
+    assert task.train_batch_count() == 2 and batches_per_epoch(task, run) == 5
+    run = load_run_config(compose_cfg("task.train_size=64"))
+    assert batches_per_epoch(task, run) == 2
+
+
+def test_a_run_that_slows_to_under_half_its_first_rate_for_two_epochs_says_so_once(caplog):
+    from types import SimpleNamespace
+
+    from rnnexp.report.slowdown import SlowdownWarning
+
+    watch = SlowdownWarning("chars")
+    rates = [13_000, 13_200, 12_000, 6_000, 13_000, 5_000, 1_655, 1_600, 1_500]  # epoch 4 alone is no trend
+    with caplog.at_level("WARNING", logger="rnnexp"):
+        for epoch, rate in enumerate(rates, start=1):
+            watch.on_epoch_end(SimpleNamespace(), {"epoch": epoch, "train/targets_per_second": rate,
+                                                   "seconds": 20.0 * epoch})
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["warning: training runs at 1,655 chars/s since epoch 6, under half of its first two "
+                        "epochs' 13,100: another process may be using these cores (train.threads=1 helps a small "
+                        "model beside others); a time limit now buys less training"]
+    quick = SlowdownWarning("seqs")  # epochs of milliseconds are not judged
+    for epoch, rate in enumerate([1000, 1000, 100, 100, 100], start=1):
+        quick.on_epoch_end(SimpleNamespace(), {"epoch": epoch, "train/targets_per_second": rate, "seconds": 0.01 * epoch})
+    assert not quick.warned
