@@ -4,18 +4,22 @@
     rnnexp-inspect outputs/runs/2026-11-27/14-05-00_echo-d3-c20_gru example=0110100111
     rnnexp-inspect run=RUN_DIR example="ROMEO: it's"  out=pictures/
 
-Writes states.png (every hidden and cell state over the example's steps), gradients_through_time.png
-(|d loss / d h_t| for every step), gates.png (LSTM, GRU) and, for a character model, units.html
-into `out` (default: RUN_DIR/inspect). Without `example=` it uses the run's fixed validation
-example. The example is read in the task's own alphabet (QRSU symbols, bits, characters); a symbol
-outside it is a one-line error. Arguments are key=value words, so any text works as typed.
+Prints the model's answer on the example (the class with its probability, a value, or the answer
+at each step) and writes states.png (every hidden and cell state over the example's steps),
+gradients_through_time.png (|d loss / d h_t| for every step), gates.png (LSTM, GRU) and, for a
+character model, units.html into `out` (default: RUN_DIR/inspect/<the example>, so the pictures of
+earlier examples stay). Without `example=` it uses the run's fixed validation example. The
+example is read in the task's own alphabet (QRSU symbols, bits, characters); a symbol outside it
+is a one-line error. Arguments are key=value words, so any text works as typed.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import zlib
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from omegaconf import OmegaConf
@@ -25,12 +29,15 @@ from rnnexp.errors import ConfigError
 KEYS = ("run", "example", "out")
 
 
+HELP = __doc__.split("\n\n", 1)[1].rstrip() if __doc__ else ""
+
+
 def parse(argv: list[str]) -> dict[str, str]:
     """key=value words (a bare directory is run=...); anything else is a one-line error."""
     args: dict[str, str] = {}
     for word in argv:
         key, sep, value = word.partition("=")
-        if not sep and Path(word).is_dir():
+        if Path(word).expanduser().is_dir() and key not in KEYS:  # a bare run directory (a sweep job's has "=")
             key, value = "run", word
         elif key not in KEYS or not sep:
             raise ConfigError(f"{word!r} is not an argument of rnnexp-inspect; use run=RUN_DIR [example=TEXT] [out=DIR]")
@@ -40,7 +47,17 @@ def parse(argv: list[str]) -> dict[str, str]:
     return args
 
 
-def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list[Path]:
+def example_folder(text: Optional[str]) -> str:
+    """The folder of an example's pictures under RUN_DIR/inspect: its text, made safe for a file name."""
+    if text is None:
+        return "validation-example"
+    safe = re.sub(r"[^A-Za-z0-9.,=+-]+", "_", text)[:48].strip("_.")
+    return f"example-{safe or 'text'}-{zlib.crc32(text.encode()):08x}"
+
+
+def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path], say: Any = None) -> list[Path]:
+    """The pictures of `text` (None: the validation example) through the run's best model, in `out`
+    (default: RUN_DIR/inspect/<the example>); `say` receives the model's answer (a line)."""
     from rnnexp.config import load_run_config
     from rnnexp.engine.checkpoint import with_added_keys
     from rnnexp.insight import inspect
@@ -61,17 +78,26 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path]) -> list
     task.load_state_dict(payload["task"])
     model = model_from_payload(payload, task, torch.device("cpu"))
     example = task.example(text)
-    title = f"{run.task.label} / {run.model.label}, best model (epoch {payload['epoch']})"
-    return inspect(model, task, example, out or run_dir / "inspect", title=title)
+    with torch.no_grad():
+        outputs, _ = task.predict(model, example.batch, None)
+    if say is not None:
+        say(task.prediction_text(outputs, example.batch))
+    init = getattr(run.model, "init", "default")
+    title = (f"{run.task.label} / {run.model.label}" + (f" ({init} init)" if init != "default" else "")
+             + f", best model (epoch {payload['epoch']})")
+    return inspect(model, task, example, out or run_dir / "inspect" / example_folder(text), title=title)
 
 
 def main() -> None:
     from rnnexp.report.errors import run_reporting_errors
 
     def entry() -> None:
+        if any(word in ("-h", "--help") for word in sys.argv[1:]):
+            print(f"usage: rnnexp-inspect run=RUN_DIR [example=TEXT] [out=DIR]\n\n{HELP}")
+            return
         args = parse(sys.argv[1:])
         out = Path(args["out"]).expanduser() if "out" in args else None
-        for path in inspect_run(Path(args["run"]).expanduser(), args.get("example"), out):
+        for path in inspect_run(Path(args["run"]).expanduser(), args.get("example"), out, say=print):
             print(path)
 
     run_reporting_errors(entry, "rnnexp-inspect")

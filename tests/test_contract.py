@@ -107,6 +107,8 @@ def test_the_example_is_one_sequence_with_a_label_per_step(task, compose_cfg):
     example = t.example()
     assert example.batch.inputs.shape[0] == 1 and len(example.labels) == example.batch.inputs.shape[1] > 0
     assert all(isinstance(label, str) for label in example.labels)
+    said = t.prediction_text(t.memoryless_outputs(example.batch), example.batch)  # rnnexp-inspect's answer line
+    assert said and "\n" not in said and ("prediction" in said or "recalled" in said)
 
 
 # -- model families ----------------------------------------------------------------------------

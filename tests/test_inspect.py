@@ -48,10 +48,26 @@ def test_inspect_writes_the_pictures_of_a_given_example_and_refuses_an_unknown_s
     capsys.readouterr()  # the training run's own output
     code, out, err = inspect_main(monkeypatch, capsys, f"run={run_dir}", "example=BaXbcYdE", f"out={tmp_path / 'pics'}")
     assert code == 0, err
-    assert sorted(p.split("/")[-1] for p in out.split()) == ["gates.png", "gradients_through_time.png", "states.png"]
+    answer, *paths = out.splitlines()
+    assert answer.startswith("prediction ") and " with probability " in answer and ", target R (probability " in answer
+    assert sorted(p.split("/")[-1] for p in paths) == ["gates.png", "gradients_through_time.png", "states.png"]
     assert all((tmp_path / "pics" / name).stat().st_size > 1000 for name in ("states.png", "gates.png"))
     code, out, err = inspect_main(monkeypatch, capsys, f"run={run_dir}", "example=BaZbE")
     assert code == 2 and err.strip().count("\n") == 0
     assert "'Z'" in err and "outside QRSU's alphabet" in err
     code, _, err = inspect_main(monkeypatch, capsys, str(run_dir), "colour=red")
     assert code == 2 and "run=RUN_DIR" in err
+
+
+def test_inspect_keeps_each_examples_pictures_takes_a_bare_sweep_job_and_answers_help(run_cfg, tmp_path,
+                                                                                      monkeypatch, capsys):
+    job = tmp_path / "0_model=lstm,train.seed=1"  # a sweep job's directory: "=" in its name
+    run_cfg(tmp_path, *RUN, "train.insight_every=0", name=job.name)
+    capsys.readouterr()
+    assert inspect_main(monkeypatch, capsys, str(job))[0] == 0
+    assert inspect_main(monkeypatch, capsys, str(job), "example=BaYbcXdE")[0] == 0
+    folders = sorted(p.name for p in (job / "inspect").iterdir())
+    assert folders[-1] == "validation-example" and folders[0].startswith("example-BaYbcXdE-")
+    assert all((job / "inspect" / f / "states.png").is_file() for f in folders)
+    code, out, _ = inspect_main(monkeypatch, capsys, "--help")
+    assert code == 0 and out.startswith("usage: rnnexp-inspect run=RUN_DIR") and "example=" in out

@@ -230,6 +230,26 @@ class Task:
         alphabet is a one-line ConfigError."""
         raise NotImplementedError
 
+    def class_label(self, index: int) -> str:
+        """What output class `index` is called (QRSU: "R", charlm: the character); default: the number."""
+        return str(index)
+
+    def prediction_text(self, outputs: torch.Tensor, batch: Batch) -> str:
+        """What the model answers on a batch of one (rnnexp-inspect): the class with its
+        probability, a value for a regression, or the answer at every scored step."""
+        logits, targets = self.readout(outputs, batch)
+        if self.num_classes == 1:
+            return f"prediction {float(logits.reshape(-1)[-1]):.4f}, target {float(targets.reshape(-1)[-1]):.4f}"
+        probs = torch.softmax(logits.float(), dim=-1)
+        if len(targets) == 1:
+            k = int(probs[0].argmax())
+            return (f"prediction {self.class_label(k)} with probability {float(probs[0, k]):.3f}, target "
+                    f"{self.class_label(int(targets[0]))} (probability {float(probs[0, int(targets[0])]):.3f})")
+        guesses = probs.argmax(-1)
+        shown = "".join(self.class_label(int(k)) for k in guesses[-60:])
+        right = int((guesses == targets).sum())
+        return f"prediction at each scored step (the last {min(60, len(guesses))}): {shown}; {right} of {len(targets)} right"
+
     def sample(self, model: torch.nn.Module, device: torch.device, seed: int) -> Optional[str]:
         """A text sample to log after an epoch (character models); None for most tasks."""
         return None

@@ -110,6 +110,9 @@ class CharLMTask(Task):
         """A model that knows only the vocabulary: every character equally likely."""
         return {"loss": math.log(self.vocab_size), "bpc": math.log2(self.vocab_size)}
 
+    def class_label(self, index: int) -> str:
+        return self.vocab[index].replace("\n", "⏎")
+
     def max_lag(self) -> int:
         return self.cfg.chunk_length  # what truncated BPTT can learn across
 

@@ -111,6 +111,12 @@ class CopyTask(FixedSetTask):
     def max_length(self) -> int:
         return self.cfg.delay + 2 * RECALLED
 
+    def prediction_text(self, outputs: torch.Tensor, batch: Batch) -> str:
+        recalled = outputs[0, -RECALLED:].argmax(-1)
+        right = int((recalled == batch.targets[0, -RECALLED:]).sum())
+        return (f"recalled {''.join(LABELS[int(k)] for k in recalled)}, target "
+                f"{''.join(LABELS[int(k)] for k in batch.targets[0, -RECALLED:])}; {right} of {RECALLED} right")
+
     def labels(self, batch: Batch) -> list[str]:
         return [LABELS[c] for c in batch.inputs[0].argmax(-1).tolist()]
 

@@ -59,6 +59,9 @@ class ParityTask(FixedSetTask):
     def max_lag(self) -> int:
         return self.cfg.length  # the first bit counts for the answer at the last step
 
+    def class_label(self, index: int) -> str:
+        return ("even", "odd")[index]
+
     def max_length(self) -> int:
         return self.cfg.length
 

@@ -194,6 +194,9 @@ class QRSUTask(Task):
         (_, lmax), (t1min, _), _ = self.cfg.ranges()
         return lmax - t1min
 
+    def class_label(self, index: int) -> str:
+        return CLASSES[index]
+
     def max_length(self) -> int:
         return self.cfg.ranges()[0][1]  # the longest sequence (a batch is padded to its longest)
 
