@@ -64,6 +64,7 @@ class TrainConfig:
     curriculum_threshold: float
     resume: Optional[str]
     overwrite: bool = False  # an instruction for the run's start, not saved with the run (checkpoint.INSTRUCTIONS)
+    init_from: Optional[str] = None  # a run directory whose best model this run starts from (warm start)
 
     def validate(self) -> None:
         require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -111,6 +112,12 @@ class TrainConfig:
         require(self.insight_every >= 0, "train.insight_every", self.insight_every, "use >= 0 epochs (0 = off)")
         require(0 < self.curriculum_threshold <= 1, "train.curriculum_threshold", self.curriculum_threshold,
                 "use a validation accuracy 0 < threshold <= 1")
+        if self.init_from is not None and self.resume is None:  # (a resumed warm start no longer needs its source)
+            from pathlib import Path
+
+            if not (Path(self.init_from).expanduser() / "best.pt").is_file():
+                raise ConfigError(f"train.init_from={self.init_from} holds no best.pt; give the directory of a "
+                                  f"finished run (its best model is the start)")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnexp.config import RunConfig, load_run_config
 from rnnexp.engine import checkpoint as ckpt
+from rnnexp.engine import warm_start
 from rnnexp.engine.callbacks import Callback, Callbacks
 from rnnexp.engine.curriculum import Curriculum
 from rnnexp.engine.loop import Engine
@@ -79,6 +80,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, in_sweep: bool,
          results: dict[str, Any], started: float) -> float:
     cfg, payload = resume_target(cfg, overrides, run_dir)
+    source = None
+    if payload is None:  # a fresh run; with train.init_from its model is another run's best
+        cfg, source = warm_start.source_config(cfg, overrides)
     if payload == "completed":  # a sweep resumed: this job had already finished (or diverged: a result too)
         results["status"] = "skipped"
         objective = json.loads((run_dir / RESULTS).read_text()).get("objective") or {}
@@ -94,8 +98,13 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     seed_everything(run.train.seed)
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     family = model_family(run.model)
-    size = family.size(task)
-    model = family.build(task, size).to(device)
+    if source is not None:
+        task.inherit(source["task"])  # (a character model keeps the source's vocabulary)
+    size = source.get("model_size") or {"hidden_size": source["hidden_size"]} if source else family.size(task)
+    model = family.build(task, size)
+    if source is not None:
+        warm_start.load_weights(model, source, run.task.name)
+    model = model.to(device)
     params = count_parameters(model)
     threads, why = choose_threads(run.train.threads, params, device, parallel_jobs)
     apply_threads(threads)
@@ -125,6 +134,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
                    parameters=params, threads=threads, device=str(device), config=ckpt.plain_config(cfg),
                    **with_resumes(run_dir, provenance(device, threads, overrides), payload is not None),
+                   **({"init_from": warm_start.record(source or {}, run.train.init_from)} if run.train.init_from else {}),
                    history=engine.state.history)
     step = f"; training step: {engine.step_kind}" if engine.step_kind else ""
     for line in start_lines(run, task, model, family.describe(size, params), f"{device}; threads: {threads} ({why}){step}",

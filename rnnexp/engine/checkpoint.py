@@ -43,7 +43,7 @@ RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy"
 #: Keys added after runs were saved without them: the value that trains as those runs did
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,
-              "train.overwrite": False,
+              "train.overwrite": False, "train.init_from": None,
               "model.family": "recurrent"}  # (every model was recurrent before families)
 #: Model keys added later, by family.
 ADDED_MODEL_KEYS = {"recurrent": {"model.input_dropout": 0.0, "model.weight_drop": 0.0, "model.tie_weights": False}}

@@ -272,6 +272,10 @@ class Task:
         """Restore what `state_dict` returned (on resume)."""
         self.stage = state.get("stage")
 
+    def inherit(self, state: dict[str, Any]) -> None:
+        """A warm start (train.init_from): take from the source run's task state what its weights
+        need (the character model's vocabulary); its curriculum stage stays behind."""
+
 
 def task_names() -> list[str]:
     """Every registered task (task=NAME), sorted."""

@@ -78,7 +78,11 @@ class CharLMTask(Task):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         text = load_corpus(cfg.corpus)
         self.corpus = {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "characters": len(text)}
-        self.vocab = vocab if vocab is not None else "".join(sorted(set(text)))
+        self._encode(text, vocab if vocab is not None else "".join(sorted(set(text))))
+
+    def _encode(self, text: str, vocab: str) -> None:
+        """The corpus as ids in `vocab` (its own characters, or a source run's: `inherit`)."""
+        cfg, self.vocab = self.cfg, vocab
         index = {ch: i for i, ch in enumerate(self.vocab)}
         train, val, test = split_text(text, cfg.val_fraction, cfg.test_fraction)
         self.val_text = val
@@ -87,6 +91,21 @@ class CharLMTask(Task):
                             "test": torch.tensor([index[ch] for ch in test], dtype=torch.long)}
         self.input_size, self.vocab_size, self.num_classes = 0, len(self.vocab), len(self.vocab)
         self._eval_streams = {split: split_into_streams(ids, cfg.eval_streams) for split, ids in self.heldout_ids.items()}
+
+    def inherit(self, state: dict[str, Any]) -> None:
+        """A warm start keeps the source model's vocabulary: this corpus is read in it, and a
+        character it does not have is an error that lists them."""
+        vocab = state.get("vocab")
+        if not vocab or vocab == self.vocab:
+            return
+        text = load_corpus(self.cfg.corpus)
+        missing = sorted(set(text) - set(vocab))
+        if missing:
+            shown = "".join(missing[:40]).replace("\n", "\\n")
+            raise DataError(f"task.corpus={self.cfg.corpus} has {len(missing)} character(s) the source run's vocabulary "
+                            f"lacks: {shown!r}; train.init_from keeps that vocabulary: remove them from the text, or "
+                            f"start without train.init_from")
+        self._encode(text, vocab)
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         # A fresh offset per epoch, so chunk boundaries fall at new places in the text.
