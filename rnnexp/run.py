@@ -129,7 +129,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
     insight_every = run.train.insight_every if family.replay else 0  # (what it lacks is said below)
     callbacks = [*task_callbacks(run, engine), tensorboard, progress, SlowdownWarning(task.unit),
-                 InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside),
+                 InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside,
+                                 title=picture_title(run)),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size)]
     results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
                    parameters=params, threads=threads, device=str(device), config=ckpt.plain_config(cfg),
@@ -206,6 +207,12 @@ def task_callbacks(run: RunConfig, engine: Engine) -> list[Callback]:
     if run.train.curriculum:
         callbacks.append(Curriculum(run.train.curriculum, run.train.curriculum_threshold))
     return callbacks
+
+
+def picture_title(run: RunConfig) -> str:
+    """What the pictures of a run show: "qrsu-hard / lstm (chrono init)"."""
+    init = getattr(run.model, "init", "default")
+    return f"{run.task.label} / {run.model.label}" + (f" ({init} init)" if init != "default" else "")
 
 
 def batches_per_epoch(task: Any, run: RunConfig) -> int:

@@ -43,7 +43,8 @@ from rnnexp.insight import FILES, UNITS_FILE, Insight, draw_figures, look, unit_
 
 class InsightCallback(Callback):
     def __init__(self, writer: Optional[Any], run_dir: Path | str, every_epochs: int, example: Any,
-                 background: bool = True):
+                 background: bool = True, title: str = ""):
+        self.title = title  # what every picture says it shows: task, model, initialisation (and the epoch)
         self.writer = writer
         self.run_dir = Path(run_dir)
         self.every = int(every_epochs or 0)
@@ -142,13 +143,15 @@ class InsightCallback(Callback):
 
     def _log(self, engine: Any, epoch: int) -> None:
         insight = self._look(engine)
-        self.pending.append((epoch, *self._submit(draw_epoch, detached(insight), epoch)))
+        self.pending.append((epoch, *self._submit(draw_epoch, detached(insight), epoch, self.title)))
         self._collect(wait=False)
 
     def _save(self, engine: Any) -> None:
         insight = self._look(engine)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        pngs, redo = self._submit(save_pngs, detached(insight), self.run_dir)
+        epoch = self.last_epoch if self.last_epoch is not None else int(engine.state.epoch) - 1
+        pngs, redo = self._submit(save_pngs, detached(insight), self.run_dir,
+                                  picture_title(self.title, f"final model, after epoch {epoch}"))
         if insight.character_model:
             page, found = units_report(insight)
             (self.run_dir / UNITS_FILE).write_text(page, encoding="utf-8")
@@ -192,12 +195,18 @@ def _ready_to_draw() -> None:
     import rnnexp.insight.figures  # noqa: F401  (matplotlib)
 
 
-def draw_epoch(insight: Insight, epoch: int) -> dict[str, Any]:
+def picture_title(title: str, when: str) -> str:
+    """"qrsu-hard / lstm (chrono init), epoch 3": what a picture shows and when."""
+    return f"{title}, {when}" if title else when
+
+
+def draw_epoch(insight: Insight, epoch: int, title: str = "") -> dict[str, Any]:
     """In the drawing process: one epoch's figures as RGB arrays, and its scalars (d loss / d h_t
     at the first and last step; the share of closed and open gates in the last layer)."""
     from rnnexp.insight.figures import figure_to_rgb, gate_saturation
 
-    images = {name: figure_to_rgb(fig) for name, fig in draw_figures(insight, title=f"epoch {epoch}").items()}
+    images = {name: figure_to_rgb(fig)
+              for name, fig in draw_figures(insight, title=picture_title(title, f"epoch {epoch}")).items()}
     scalars: dict[str, float] = {}
     grads = insight.gradients
     if len(grads):
@@ -209,11 +218,11 @@ def draw_epoch(insight: Insight, epoch: int) -> dict[str, Any]:
     return {"images": images, "scalars": scalars}
 
 
-def save_pngs(insight: Insight, run_dir: Path) -> None:
+def save_pngs(insight: Insight, run_dir: Path, title: Optional[str] = None) -> None:
     """In the drawing process: the end-of-training PNG files."""
     from rnnexp.insight.figures import save_png
 
-    for name, fig in draw_figures(insight).items():
+    for name, fig in draw_figures(insight, title).items():
         save_png(fig, run_dir / FILES[name])
 
 

@@ -4,8 +4,11 @@ Figures are built as `matplotlib.figure.Figure` objects on the Agg canvas direct
 pyplot: no global figure registry, no backend switch, nothing to close, safe from any thread.
 
 * `states_figure`: every hidden unit (rows) over the time steps (columns), one panel per layer,
-  and for an LSTM a second panel per layer with the cell states; diverging colours centred on 0.
-* `gradients_figure`: the norm of d loss / d h_t against t, log scale (how far back a loss reaches).
+  and for an LSTM a second panel per layer with the cell states; diverging colours centred on 0,
+  saturating where a few values dwarf the rest (an IRNN's growing units), said in the
+  panel's title; of more than 64 units (a language model's 512), the 32 that vary most.
+* `gradients_figure`: the norm of d loss / d h_t against t, log scale (how far back a loss
+  reaches); a step whose gradient underflowed to exactly 0 is marked at the axis' floor.
 * `gates_figure`: LSTM/GRU gates, the mean over units against time and the share of gate values
   saturated, closed (< 0.05) or open (> 0.95): the open and closed mouths.
 """
@@ -66,19 +69,47 @@ def label_time_axis(ax, labels: Sequence[str], max_labels: Optional[int] = None,
     ax.set_xlabel(xlabel)
 
 
+OUTLIER_RATIO = 4.0   # states beyond this many times the 90th percentile of |state| saturate the colours
+MAX_UNITS, SHOWN_UNITS = 64, 32  # more units than this: show the ones that vary most
+
+
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy()
 
 
+def colour_limit(values: np.ndarray) -> tuple[float, int]:
+    """The colour scale's half-range for (H, T) states, and how many values lie beyond it. The
+    largest |value|, unless a few values dwarf the rest (an IRNN's growing units: beyond
+    OUTLIER_RATIO x the 90th percentile): then the largest of the others, so that they keep
+    readable colours (the few beyond saturate)."""
+    magnitudes = np.abs(values[np.isfinite(values)]) if values.size else np.zeros(0)
+    if not magnitudes.size or magnitudes.max() <= 0:
+        return 1.0, 0
+    top, cut = float(magnitudes.max()), OUTLIER_RATIO * float(np.percentile(magnitudes, 90))
+    if 0 < cut < top:
+        return float(magnitudes[magnitudes <= cut].max()), int((magnitudes > cut).sum())
+    return top, 0
+
+
 def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: str) -> None:
     """values (H, T): a row per unit, centred diverging colours and a colour bar."""
-    limit = float(np.abs(values).max()) if values.size else 0.0
-    limit = limit if limit > 0 and math.isfinite(limit) else 1.0
+    limit, beyond = colour_limit(values)
     image = ax.imshow(values, aspect="auto", cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
+    if beyond:
+        title += f" (colours saturate at ±{limit:.3g}: {beyond} larger values, up to {np.abs(values).max():.3g})"
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("unit")
     label_time_axis(ax, labels)
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01, extend="both" if beyond else "neither")
+
+
+def top_units(values: np.ndarray, keep: int) -> tuple[np.ndarray, str]:
+    """(H, T) -> the `keep` units that vary most over time (all of them when there are few), and
+    what the panel then says."""
+    if values.shape[0] <= MAX_UNITS:
+        return values, ""
+    order = np.sort(np.argsort(values.var(axis=1))[-keep:])
+    return values[order], f", the {keep} of {values.shape[0]} units that vary most"
 
 
 def _width(steps: int) -> float:
@@ -92,9 +123,11 @@ def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Op
     count = len(rep.layers)
     for k, layer in enumerate(rep.layers):
         where = f" (layer {k + 1} of {count})" if count > 1 else ""
-        panels.append((_numpy(layer.h[sample]).T, f"hidden states h{where}"))
+        h, which = top_units(_numpy(layer.h[sample]).T, SHOWN_UNITS)
+        panels.append((h, f"hidden states h{where}{which}"))
         if layer.c is not None:
-            panels.append((_numpy(layer.c[sample]).T, f"cell states c{where}"))
+            c, which = top_units(_numpy(layer.c[sample]).T, SHOWN_UNITS)
+            panels.append((c, f"cell states c{where}{which}"))
     units = panels[0][0].shape[0]
     per_panel = min(6.0, max(1.8, 0.12 * units + 1.2))
     height = min(18.0, per_panel * len(panels)) + (0.4 if title else 0.0)
@@ -120,6 +153,12 @@ def gradients_figure(norms: torch.Tensor | Sequence[float], labels: Sequence[str
     positive = values > 0
     if positive.any():
         ax.semilogy(steps[positive], values[positive], marker="o", markersize=3, linewidth=1.2)
+        zero = values == 0
+        if zero.any():  # underflowed to exactly 0: a log axis would drop them; marked at its floor
+            floor = float(values[positive].min()) / 10
+            ax.plot(steps[zero], np.full(int(zero.sum()), floor), linestyle="none", marker="v", color="C3",
+                    markersize=6, label=f"exactly 0 ({int(zero.sum())} steps: underflow)")
+            ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no gradient reaches the hidden states (nothing scored?)",
                 transform=ax.transAxes, ha="center", va="center")

@@ -1,0 +1,60 @@
+"""Pictures a teacher can use: every picture says what it shows, a gradient that underflows to 0
+is marked (a log axis would drop it), a few huge states do not wash out the colours of the rest,
+and a language model's heatmap shows the units that vary most."""
+
+import numpy as np
+import torch
+
+from rnnexp.insight.callback import picture_title
+from rnnexp.insight.figures import colour_limit, gradients_figure, states_figure, top_units
+
+
+def test_a_gradient_that_underflows_to_zero_is_marked_not_dropped():
+    fig = gradients_figure([1e-2, 1e-5, 0.0, 0.0, 1e-1], list("abcde"))
+    ax = fig.axes[0]
+    marked = [line for line in ax.lines if "exactly 0" in str(line.get_label())]
+    assert len(marked) == 1 and list(marked[0].get_xdata()) == [2, 3]
+    assert marked[0].get_label() == "exactly 0 (2 steps: underflow)"
+    assert all(y > 0 for y in marked[0].get_ydata())  # drawn on the log axis, at its floor
+
+
+def test_a_few_huge_states_saturate_instead_of_washing_out_the_rest():
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 1, (16, 50))
+    values[3, 40:] = 500.0  # an IRNN unit that grows
+    limit, beyond = colour_limit(values)
+    assert limit < 10 and beyond == 10
+    assert colour_limit(rng.normal(0, 1, (16, 50)))[1] == 0  # no outliers: the full range
+
+
+def test_many_units_show_the_ones_that_vary_most():
+    values = np.zeros((512, 20))
+    values[[7, 100, 300], :] = np.linspace(-1, 1, 20)
+    shown, said = top_units(values, 32)
+    assert shown.shape == (32, 20) and said == ", the 32 of 512 units that vary most"
+    assert any(np.allclose(row, np.linspace(-1, 1, 20)) for row in shown)
+    assert top_units(values[:40], 32)[0].shape == (40, 20)
+
+
+def test_every_picture_says_what_run_and_when():
+    assert picture_title("qrsu-hard / lstm (chrono init)", "epoch 3") == "qrsu-hard / lstm (chrono init), epoch 3"
+    fig = states_figure(_replay(), list("abcd"),
+                        title=picture_title("qrsu-easy / rnn", "epoch 2"))
+    assert fig._suptitle.get_text() == "qrsu-easy / rnn, epoch 2"
+
+
+def test_the_run_names_its_task_model_and_a_non_default_init(compose_cfg):
+    from rnnexp.config import load_run_config
+    from rnnexp.run import picture_title as run_title
+
+    assert run_title(load_run_config(compose_cfg("experiment=long_lags", "model=lstm"))) == \
+        "qrsu-hard / lstm (chrono init)"
+    assert run_title(load_run_config(compose_cfg("model=gru"))) == "qrsu-easy / gru"
+
+
+def _replay():
+    from rnnexp.models.recurrent_net import RecurrentModel
+    from rnnexp.models.replay import replay
+
+    model = RecurrentModel("rnn", 3, 2, 5)
+    return replay(model, torch.zeros(1, 4, 3))
