@@ -98,9 +98,12 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     seed_everything(run.train.seed)
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     family = model_family(run.model)
+    if source is not None or (payload is not None and run.train.init_from):
+        task.inherit((source or payload)["task"])  # (a warm-started character model keeps the source's vocabulary)
     if source is not None:
-        task.inherit(source["task"])  # (a character model keeps the source's vocabulary)
-    size = source.get("model_size") or {"hidden_size": source["hidden_size"]} if source else family.size(task)
+        size = source.get("model_size") or {"hidden_size": source["hidden_size"]}
+    else:  # a resumed run: the size it was built with (a format-4 checkpoint has none: its config gives it)
+        size = (payload or {}).get("model_size") or family.size(task)
     model = family.build(task, size)
     if source is not None:
         warm_start.load_weights(model, source, run.task.name)
@@ -135,7 +138,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
                    parameters=params, threads=threads, device=str(device), config=ckpt.plain_config(cfg),
                    **with_resumes(run_dir, provenance(device, threads, overrides), payload is not None),
-                   **({"init_from": warm_start.record(source or {}, run.train.init_from)} if run.train.init_from else {}),
+                   **({"init_from": earlier_source(run_dir) or warm_start.record(source or {}, run.train.init_from)}
+                      if run.train.init_from else {}),
                    history=engine.state.history)
     step = f"; training step: {engine.step_kind}" if engine.step_kind else ""
     for line in start_lines(run, task, model, family.describe(size, params), f"{device}; threads: {threads} ({why}){step}",
@@ -180,6 +184,18 @@ def earlier_results(run_dir: Path) -> bool:
         return json.loads((run_dir / RESULTS).read_text()).get("status") != "not started"
     except (OSError, ValueError, AttributeError):
         return (run_dir / RESULTS).exists()
+
+
+def earlier_source(run_dir: Path) -> Any:
+    """A resumed warm start's record of its source, as its first results.json gave it."""
+    try:
+        return json.loads((run_dir / RESULTS).read_text()).get("init_from") if source_known(run_dir) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def source_known(run_dir: Path) -> bool:
+    return (run_dir / ckpt.CHECKPOINT).is_file() and (run_dir / RESULTS).is_file()
 
 
 DONE = ("completed", "diverged")  # a sweep resumed keeps these jobs as they are

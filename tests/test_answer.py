@@ -35,7 +35,7 @@ def test_the_answer_is_on_the_test_set_per_group_with_each_seed(tmp_path):
     answer = study_answer(study(tmp_path))
     assert answer.metric == "test/accuracy" and "the test set" in answer.what and answer.by == ["model"]
     groups = {g.label: g for g in answer.groups}
-    assert groups["model=lstm"].values == {1: 0.95, 2: 0.97, 3: 0.99}
+    assert groups["model=lstm"].values == [(1, 0.95), (2, 0.97), (3, 0.99)]
     assert groups["model=lstm"].mean == pytest.approx(0.97) and groups["model=lstm"].solved == "3 of 3"
     assert groups["model=rnn"].solved == "0 of 3" and answer.baseline == 0.25 and answer.best == "model=lstm"
 
@@ -62,7 +62,7 @@ def test_a_diverged_run_is_not_averaged_and_counts_as_not_solved(tmp_path):
     rows = study(tmp_path)
     fake_job(tmp_path, "9_x", ["model=lstm", "train.seed=4"], status="diverged", value=0.1, target_accuracy=0.9)
     lstm = next(g for g in study_answer(read_jobs(tmp_path)).groups if g.label == "model=lstm")
-    assert len(rows) == 9 and lstm.values == {1: 0.95, 2: 0.97, 3: 0.99} and lstm.solved == "3 of 4"
+    assert len(rows) == 9 and lstm.values == [(1, 0.95), (2, 0.97), (3, 0.99)] and lstm.solved == "3 of 4"
 
 
 def test_summary_chooses_the_metric_and_the_grouping(tmp_path, capsys):
@@ -72,12 +72,36 @@ def test_summary_chooses_the_metric_and_the_grouping(tmp_path, capsys):
     data = json.loads((tmp_path / "answer.json").read_text())
     assert data["metric"] == "val/accuracy" and data["by"] == ["model"] and "validation" in data["what"]
     lstm = next(g for g in data["groups"] if g["group"] == {"model": "lstm"})
-    assert lstm["runs"] == 4  # both delays in one group
+    assert lstm["runs"] == 4 and lstm["completed"] == 4  # both delays in one group, seed 1 twice: every run counts
+    assert [v["seed"] for v in lstm["values"]] == [1, 1, 2, 3]
     out = capsys.readouterr().out
     assert "answer: val/accuracy (validation, at the epoch that selected the best model)" in " ".join(out.split())
     with pytest.raises(SystemExit) as exit_:
         summary_main([str(tmp_path), "--metric", "accuracy"])
     assert exit_.value.code == 2 and "use test/NAME or val/NAME" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        summary_main([str(tmp_path), "--metric", "test/mse"])
+    assert exit_.value.code == 2 and "--metric test/mse: no run has it; these runs have test/accuracy, test/loss, " \
+        "val/accuracy, val/loss" in capsys.readouterr().err
+
+
+def test_a_loss_is_better_smaller_and_a_run_without_a_finite_value_is_left_out_and_said(tmp_path):
+    for i, (model, losses) in enumerate({"lstm": [0.10, 0.12, 0.11], "gru": [0.30, 0.33, 0.31]}.items()):
+        for seed, loss in enumerate(losses, start=1):
+            fake_job(tmp_path, f"{3 * i + seed - 1}_x", [f"model={model}", f"train.seed={seed}"], value=0.5)
+            res = json.loads((tmp_path / f"{3 * i + seed - 1}_x" / "results.json").read_text())
+            res["test"]["test/loss"] = loss
+            (tmp_path / f"{3 * i + seed - 1}_x" / "results.json").write_text(json.dumps(res))
+    fake_job(tmp_path, "6_x", ["model=gru", "train.seed=4"], value=0.5)
+    res = json.loads((tmp_path / "6_x" / "results.json").read_text())
+    res["test"]["test/loss"] = float("nan")
+    (tmp_path / "6_x" / "results.json").write_text(json.dumps(res))
+    answer = study_answer(read_jobs(tmp_path), metric="test/loss")
+    assert answer.direction == "min" and answer.best == "model=lstm"
+    (gru_vs_lstm,) = answer.comparisons
+    assert gru_vs_lstm.difference == pytest.approx(0.2033, abs=1e-3) and gru_vs_lstm.verdict == "model=lstm better"
+    gru = next(g for g in answer.groups if g.label == "model=gru")
+    assert len(gru.values) == 3 and gru.partial == ["6_x (test/loss = nan)"]
 
 
 def test_categories_are_points_with_intervals_and_the_axis_holds_the_baseline(tmp_path):

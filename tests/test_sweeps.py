@@ -76,6 +76,7 @@ def fake_job(root: Path, name: str, overrides: list[str], status="completed", va
            "target_accuracy": target_accuracy, "stopped_by": stopped_by,
            "wall_seconds": 1.0, "cell": overrides[0].split("=")[1],
            "test": {"test/accuracy": value, "test/loss": 1.0}, "baseline": {"accuracy": 0.25},
+           "best": {"epoch": epochs, "val/accuracy": value, "val/loss": 1.0},
            "history": [{"epoch": e, "val/accuracy": value * e / epochs} for e in range(1, epochs + 1)]}
     if status in ("interrupted", "diverged"):  # a stopped or diverged run reports what it reached, no test
         res.pop("stopped_by")

@@ -48,8 +48,9 @@ def test_init_from_is_refused_with_resume_and_without_a_finished_run(run_cfg, co
 def test_a_warm_started_run_resumes_and_still_names_its_source(run_cfg, tmp_path):
     run_cfg(tmp_path, *QRSU, "train.epochs=1", name="source")
     run_cfg(tmp_path, *QRSU, f"train.init_from={tmp_path / 'source'}", "train.epochs=1", name="warm")
+    first = json.loads((tmp_path / "warm" / "results.json").read_text())["init_from"]
     resumed = run_cfg(tmp_path, f"train.resume={tmp_path / 'warm'}", "train.epochs=2", name="warm")
-    assert resumed["epochs_run"] == 2 and resumed["init_from"]["run"] == str((tmp_path / "source").resolve())
+    assert resumed["epochs_run"] == 2 and resumed["init_from"] == first and first["epoch"] == 1
 
 
 def test_a_character_model_keeps_the_source_vocabulary(run_cfg, tmp_path):
@@ -64,6 +65,8 @@ def test_a_character_model_keeps_the_source_vocabulary(run_cfg, tmp_path):
                    name="warm")
     vocab = lambda name: json.loads((tmp_path / name / "vocab.json").read_text())  # noqa: E731
     assert warm["status"] == "completed" and vocab("warm") == vocab("source") and "x" in vocab("warm")
+    resumed = run_cfg(tmp_path, f"train.resume={tmp_path / 'warm'}", "train.epochs=2", name="warm")  # its own vocabulary
+    assert resumed["epochs_run"] == 2 and vocab("warm") == vocab("source")
     with pytest.raises(DataError, match=r"has 1 character\(s\) the source run's vocabulary lacks: 'é'"):
         run_cfg(tmp_path, *common, f"task.corpus={tmp_path / 'c.txt'}", f"train.init_from={tmp_path / 'source'}",
                 name="warm2")

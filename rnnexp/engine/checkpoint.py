@@ -197,11 +197,11 @@ def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None
 
 
 # -- save and restore --------------------------------------------------------------------------
-def save_checkpoint(run_dir: Path, engine: Any, config: dict[str, Any]) -> None:
+def save_checkpoint(run_dir: Path, engine: Any, config: dict[str, Any], model_size: dict[str, int]) -> None:
     loop = asdict(engine.state)
     loop["carried"] = engine.state.carried  # keep tensors as tensors
     save_torch(Path(run_dir) / CHECKPOINT, {
-        "format": FORMAT, "config": config,
+        "format": FORMAT, "config": config, "model_size": model_size,
         "model": engine.model.state_dict(), "best_model": engine.best_model,
         "optimizer": engine.optimizer.state_dict(),
         "scheduler": None if engine.scheduler is None else engine.scheduler.state_dict(),
@@ -288,7 +288,7 @@ class Checkpoints(Callback):
         if engine.state.best_epoch != self.best_written:  # first, so a checkpoint never names a newer best
             save_best(self.run_dir, engine, self.config, self.model_size)
             self.best_written = engine.state.best_epoch
-        save_checkpoint(self.run_dir, engine, self.config)
+        save_checkpoint(self.run_dir, engine, self.config, self.model_size)
         self.saved_at, self.saved_step = time.monotonic(), position
 
     def on_fit_start(self, engine: Any) -> None:

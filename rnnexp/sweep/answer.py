@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 from rnnexp.sweep.stats import COMPLETED, DIVERGED, is_time_limited
 
-IGNORED = ("train.seed", "experiment", "hparams_search")
+IGNORED = ("train.seed",)  # (a preset swept with others is a key like any: constant ones are no key)
 WIDE = 5  # below this many runs an interval is wide and says so
 RANGES = {"accuracy": (0.0, 1.0), "loss": (0.0, math.inf), "bpc": (0.0, math.inf), "perplexity": (1.0, math.inf)}
 
@@ -49,7 +49,7 @@ def t_interval(values: list[float], bounds: tuple[float, float] = (-math.inf, ma
 @dataclass
 class Group:
     key: dict[str, str]                      # the swept values it is made of
-    values: dict[int, float]                 # seed -> the metric, completed runs
+    values: list[tuple[int, float]]          # (seed, the metric) of each completed run
     runs: int = 0
     diverged: int = 0
     solved: Optional[str] = None             # "k of n" (completed + diverged), where runs have a target
@@ -64,12 +64,24 @@ class Group:
         return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.key.items()) or "all runs"
 
     @property
+    def numbers(self) -> list[float]:
+        return [value for _, value in self.values]
+
+    @property
+    def by_seed(self) -> dict[int, float]:
+        """The metric per seed (the mean of a seed's runs where a group holds several: --by)."""
+        seeds: dict[int, list[float]] = {}
+        for seed, value in self.values:
+            seeds.setdefault(seed, []).append(value)
+        return {seed: statistics.fmean(values) for seed, values in seeds.items()}
+
+    @property
     def mean(self) -> Optional[float]:
-        return statistics.fmean(self.values.values()) if self.values else None
+        return statistics.fmean(self.numbers) if self.values else None
 
     @property
     def sd(self) -> Optional[float]:
-        return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
+        return statistics.stdev(self.numbers) if len(self.values) > 1 else None
 
 
 @dataclass
@@ -109,7 +121,7 @@ class Answer:
     comparisons: list[Comparison] = field(default_factory=list)
 
     def interval(self, group: Group) -> Optional[tuple[float, float, bool]]:
-        return t_interval(list(group.values.values()), RANGES.get(self.metric.rsplit("/", 1)[-1], (-math.inf, math.inf)))
+        return t_interval(group.numbers, RANGES.get(self.metric.rsplit("/", 1)[-1], (-math.inf, math.inf)))
 
 
 def metric_value(results: dict[str, Any], metric: str) -> Optional[float]:
@@ -133,6 +145,12 @@ def default_metric(rows: list[dict[str, Any]]) -> tuple[str, str]:
 def study_answer(rows: list[dict[str, Any]], metric: Optional[str] = None, by: Optional[list[str]] = None) -> Answer:
     """The answer of the runs in `rows` (rows of `summary.read_jobs`, with their results)."""
     objective, direction = default_metric(rows)
+    if metric is not None and rows and not any(metric_value(r.get("results") or {}, metric) is not None for r in rows):
+        from rnnexp.errors import ConfigError
+
+        known = sorted({k for r in rows for part in ("test", "best") for k in ((r.get("results") or {}).get(part) or {})
+                        if k.startswith(("test/", "val/"))})
+        raise ConfigError(f"--metric {metric}: no run has it; these runs have {', '.join(known) or 'no metrics'}")
     if metric is None:
         metric = objective
     elif metric.split("/", 1)[-1] != objective.split("/", 1)[-1]:
@@ -166,11 +184,15 @@ def swept_keys(rows: list[dict[str, Any]]) -> list[str]:
 def _group(key: dict[str, str], members: list[dict[str, Any]], metric: str) -> Group:
     completed = [m for m in members if m["status"] == COMPLETED]
     diverged = [m for m in members if m["status"] == DIVERGED]
-    values = {}
+    values, unusable = [], []
     for m in completed:
         value = metric_value(m.get("results") or {}, metric)
-        if value is not None:
-            values[_seed(m)] = float(value)
+        if value is None:
+            unusable.append(f"{m['job']} (no {metric})")
+        elif not math.isfinite(float(value)):
+            unusable.append(f"{m['job']} ({metric} = {value})")
+        else:
+            values.append((_seed(m), float(value)))
     has_target = any(m.get("target_accuracy") is not None for m in completed + diverged)
     reached = [m["target_epoch"] for m in completed if m["target_epoch"] is not None]
     seconds = [m["train_seconds"] for m in completed if m.get("train_seconds") is not None]
@@ -181,7 +203,7 @@ def _group(key: dict[str, str], members: list[dict[str, Any]], metric: str) -> G
                  train_seconds=statistics.fmean(seconds) if seconds else None,
                  time_limited=sum(is_time_limited(m) for m in completed),
                  partial=[f"{m['job']} ({m['status']})" for m in members if m["status"] not in (COMPLETED, DIVERGED)]
-                 + [f"{m['job']} (no {metric})" for m in completed if metric_value(m.get("results") or {}, metric) is None])
+                 + unusable)
 
 
 def _seed(row: dict[str, Any]) -> int:
@@ -192,8 +214,9 @@ def _seed(row: dict[str, Any]) -> int:
 
 
 def _compare(group: Group, best: Group, sign: int) -> Comparison:
-    seeds = sorted(set(group.values) & set(best.values))
-    differences = [group.values[s] - best.values[s] for s in seeds]
+    mine, theirs = group.by_seed, best.by_seed
+    seeds = sorted(set(mine) & set(theirs))
+    differences = [mine[s] - theirs[s] for s in seeds]
     interval = t_interval(differences)
     return Comparison(group.label, best.label, len(seeds), statistics.fmean(differences) if differences else None,
                       interval[:2] if interval else None, sign=sign)

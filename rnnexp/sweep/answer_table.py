@@ -30,7 +30,7 @@ def interval_text(answer: Answer, group: Group) -> str:
 def cells(answer: Answer, group: Group) -> list[str]:
     completed = f"{len(group.values)} of {group.runs}" + (f", {group.diverged} diverged" if group.diverged else "")
     spread = f"{_num(group.mean)} ± {_num(group.sd)}" if group.sd is not None else _num(group.mean)
-    seeds = " ".join(f"{seed}:{value:.3f}" for seed, value in sorted(group.values.items())) or "-"
+    seeds = " ".join(f"{seed}:{value:.3f}" for seed, value in sorted(group.values)) or "-"
     params = "-" if not group.parameters else (f"{group.parameters[0]:,}" if len(group.parameters) == 1
                                                 else f"{group.parameters[0]:,}-{group.parameters[-1]:,}")
     return [completed, spread, interval_text(answer, group), seeds, group.solved or "-", params,
@@ -95,7 +95,7 @@ def write_answer(root: Path, answer: Answer) -> None:
     groups = []
     for g in answer.groups:
         interval = answer.interval(g)
-        groups.append({"group": g.key, "values": {str(s): v for s, v in sorted(g.values.items())}, "runs": g.runs,
+        groups.append({"group": g.key, "values": [{"seed": s, "value": v} for s, v in sorted(g.values)], "runs": g.runs,
                        "completed": len(g.values), "diverged": g.diverged, "mean": g.mean, "sd": g.sd,
                        "interval95": list(interval[:2]) if interval else None,
                        "interval_clipped": bool(interval and interval[2]), "solved": g.solved,

@@ -6,13 +6,14 @@ with its 95% interval and one dot per seed, never joined by lines; a numeric swe
 hidden size, parameter budget, QRSU's difficulty in its order) is a line per combination of the
 other keys with its interval as a band. The baseline (a model that learned nothing) is a dashed
 line, and the axis always includes it. Right: each group's validation curve against epochs, the
-mean across seeds with a band of ± sd; a seed that stopped early (its target reached) is carried
-forward at its last value, drawn dashed. 16:9, fonts of 13 pt, summary.png (200 dpi) and
+mean across seeds with a band of ± sd; a seed that stopped early (its target, a time limit) is
+carried forward at its last value, drawn dashed. 16:9, fonts of 13 pt, summary.png (200 dpi) and
 summary.svg; the curves and the figure also go to TensorBoard (rnnexp.sweep.across_seeds).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import Any, Optional
@@ -62,7 +63,7 @@ def draw_answer(ax: Any, answer: Answer) -> str:
             low, high = (interval[0], interval[1]) if interval else (g.mean, g.mean)
             ax.errorbar([i], [g.mean], yerr=[[g.mean - low], [high - g.mean]], fmt="o", markersize=9, capsize=8,
                         color=f"C{i}", linestyle="none")
-            seeds = sorted(g.values.values())
+            seeds = sorted(g.numbers)
             offsets = [0.12 * (j - (len(seeds) - 1) / 2) / max(1, len(seeds) - 1) for j in range(len(seeds))]
             ax.scatter([i + 0.25 + o for o in offsets], seeds, s=28, color=f"C{i}", alpha=0.6, zorder=3)
         ax.set_xticks(range(len(scored)), [g.label for g in scored], rotation=15 if len(scored) > 4 else 0)
@@ -92,10 +93,11 @@ def curves(rows: list[dict[str, Any]], answer: Answer) -> dict[str, list[list[fl
     out: dict[str, list[list[float]]] = {}
     for row in rows:
         history = (row.get("results") or {}).get("history") or []
-        if row["status"] != "completed" or not history or name not in history[0]:
+        curve = [float(h[name]) for h in history if isinstance(h.get(name), (int, float)) and math.isfinite(h[name])]
+        if row["status"] != "completed" or not curve:
             continue
-        label = Group({k: row["params"].get(k, "-") for k in answer.by}, {}).label
-        out.setdefault(label, []).append([h[name] for h in history])
+        label = Group({k: row["params"].get(k, "-") for k in answer.by}, []).label
+        out.setdefault(label, []).append(curve)
     return out
 
 

@@ -373,6 +373,12 @@ def main(argv: Optional[list[str]] = None) -> None:
               f"or val/NAME, e.g. --metric test/accuracy", file=sys.stderr)
         sys.exit(2)
     by = [key for value in args.by for key in value.split(",")] if args.by else None
-    rows = summarise(args.directory, metric=args.metric, by=by)
+    from rnnexp.errors import ConfigError
+
+    try:
+        rows = summarise(args.directory, metric=args.metric, by=by)
+    except ConfigError as err:
+        print(f"rnnexp-summary: error: {err}", file=sys.stderr)
+        sys.exit(2)
     if not rows:
         sys.exit(1)
