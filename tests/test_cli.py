@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rnnexp import cli
-from tests.conftest import MODEL_YAMLS, TASK_YAMLS
+from tests.conftest import MODEL_YAMLS
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

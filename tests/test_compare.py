@@ -1,11 +1,10 @@
 """rnnexp-compare: several runs of one task in one picture, the same example through each."""
 
-import sys
-
 import pytest
 
 from rnnexp import compare as compare_cli
 from rnnexp.errors import ConfigError
+from tests.test_inspect import command
 
 QUICK = ["task.train_size=64", "train.epochs=2", "train.insight_every=0", "train.target_accuracy=null"]
 
@@ -18,13 +17,7 @@ def runs(run_cfg, tmp_path):
 
 
 def cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["rnnexp-compare", *args])
-    code = 0
-    try:
-        compare_cli.main()
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    return code, *capsys.readouterr()
+    return command(compare_cli.main, "rnnexp-compare", monkeypatch, capsys, *args)
 
 
 def test_gradients_of_every_run_on_one_example_against_steps_before_the_readout(runs, monkeypatch):

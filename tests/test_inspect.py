@@ -31,14 +31,19 @@ def test_insight_every_0_turns_it_off(run_cfg, tmp_path):
     assert images(tmp_path / "run", "insight/states") == [] and not (tmp_path / "run" / "states.png").exists()
 
 
-def inspect_main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["rnnexp-inspect", *args])
+def command(main, name, monkeypatch, capsys, *args):
+    """Run a key=value command (rnnexp-inspect, rnnexp-compare) in-process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", [name, *args])
     code = 0
     try:
-        inspect_cli.main()
+        main()
     except SystemExit as exit_:
         code = exit_.code or 0
     return code, *capsys.readouterr()
+
+
+def inspect_main(monkeypatch, capsys, *args):
+    return command(inspect_cli.main, "rnnexp-inspect", monkeypatch, capsys, *args)
 
 
 def test_inspect_writes_the_pictures_of_a_given_example_and_refuses_an_unknown_symbol(run_cfg, tmp_path,

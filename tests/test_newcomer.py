@@ -19,7 +19,7 @@ from rnnexp.argv import (RNNEXP_FREE_TEXT, RNNEXP_SWEEPABLE, SAMPLE_FREE_TEXT, h
 from rnnexp.report.errors import selected_tasks, unknown_key_message
 from rnnexp.sweep.summary import print_summary, read_jobs, seed_groups, summarise
 from tests.test_cli import run_main
-from tests.conftest import MODEL_YAMLS, REPO, TASK_YAMLS
+from tests.conftest import MODEL_YAMLS, REPO
 
 PRESETS = "choose experiment= one of " + ", ".join(sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))
 GROUPS = "groups: task, model, train, experiment, hparams_search, hydra/launcher"

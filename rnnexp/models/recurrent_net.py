@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from rnnexp.errors import ConfigError
-from rnnexp.models.family import State, carry_hidden_state  # noqa: F401  (carry_hidden_state: re-exported)
+from rnnexp.models.family import State
 from rnnexp.models.recurrent import GATE_BLOCKS
 
 TIED_INIT_RANGE = 0.1  # U(-0.1, 0.1) for a matrix shared by the embedding and the output layer
