@@ -30,8 +30,19 @@ def per_cell(cell: str, choices: Any) -> Any:
     return choices[cell]
 
 
+def suffix(separator: str, value: Any, default: Any = None) -> str:
+    """`${rnnexp_suffix:-,${model.init},default}`: "-" and the value, or nothing where the value is
+    its default or unset, so that names say what is not the default (a run directory
+    `..._qrsu-hard_rnn-identity_long_lags`, and plain `..._qrsu-easy_lstm`)."""
+    if value is None or str(value) in ("", "None", "null", str(default)):
+        return ""
+    return f"{separator}{value}"
+
+
 if not OmegaConf.has_resolver("rnnexp_per_cell"):
     OmegaConf.register_new_resolver("rnnexp_per_cell", per_cell)
+if not OmegaConf.has_resolver("rnnexp_suffix"):
+    OmegaConf.register_new_resolver("rnnexp_suffix", suffix)
 SECTIONS = ("task", "model", "train")
 
 

@@ -82,9 +82,9 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path], say: An
         outputs, _ = task.predict(model, example.batch, None)
     if say is not None:
         say(task.prediction_text(outputs, example.batch))
-    init = getattr(run.model, "init", "default")
-    title = (f"{run.task.label} / {run.model.label}" + (f" ({init} init)" if init != "default" else "")
-             + f", best model (epoch {payload['epoch']})")
+    from rnnexp.run import picture_title
+
+    title = f"{picture_title(run)}, best model (epoch {payload['epoch']})"
     return inspect(model, task, example, out or run_dir / "inspect" / example_folder(text), title=title)
 
 

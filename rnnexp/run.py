@@ -39,6 +39,7 @@ from rnnexp.report.results import RESULTS, completed_results, hparams, progress_
 from rnnexp.report.provenance import provenance, with_resumes
 from rnnexp.report.slowdown import SlowdownWarning
 from rnnexp.report.tensorboard import TensorBoard
+from rnnexp.settings import settings_of
 from rnnexp.tasks import build_task
 from rnnexp.tasks.splits import stream_seed
 
@@ -135,7 +136,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
                  InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside,
                                  title=picture_title(run)),
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size)]
+    settings = run_settings(cfg, overrides, run_dir, resumed=payload is not None)
     results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
+                   settings=settings,
                    parameters=params, threads=threads, device=str(device), config=ckpt.plain_config(cfg),
                    **with_resumes(run_dir, provenance(device, threads, overrides), payload is not None),
                    **({"init_from": earlier_source(run_dir) or warm_start.record(source or {}, run.train.init_from)}
@@ -168,7 +171,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         results["warning"] = warning
     results["wall_seconds"] = round(time.time() - started, 3)
     write_json(run_dir / RESULTS, results)
-    tensorboard.finish(len(engine.state.history), test, hparams(run, family.hparams(size)),
+    tensorboard.finish(len(engine.state.history), test, hparams(run, family.hparams(size), settings),
                        [f"val/{task.objective[0]}", *test])
     tensorboard.close()
     if mode != "quiet":
@@ -192,6 +195,21 @@ def earlier_source(run_dir: Path) -> Any:
         return json.loads((run_dir / RESULTS).read_text()).get("init_from") if source_known(run_dir) else None
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def run_settings(cfg: DictConfig, overrides: list[str], run_dir: Path, resumed: bool) -> dict[str, Any]:
+    """The keys that make this run what it is (rnnexp.settings); a resumed run keeps the preset its
+    first start named (the resume's own command line names none)."""
+    chosen = settings_of(cfg, overrides)
+    if resumed and "experiment" not in chosen:
+        try:
+            earlier = json.loads((run_dir / RESULTS).read_text()).get("settings") or {}
+        except (OSError, ValueError, AttributeError):
+            earlier = {}
+        if "experiment" in earlier:
+            chosen = {**{k: v for k, v in chosen.items() if k in ("task", "model")}, "experiment": earlier["experiment"],
+                      **{k: v for k, v in chosen.items() if k not in ("task", "model")}}
+    return chosen
 
 
 def source_known(run_dir: Path) -> bool:
@@ -226,9 +244,10 @@ def task_callbacks(run: RunConfig, engine: Engine) -> list[Callback]:
 
 
 def picture_title(run: RunConfig) -> str:
-    """What the pictures of a run show: "qrsu-hard / lstm (chrono init)"."""
-    init = getattr(run.model, "init", "default")
-    return f"{run.task.label} / {run.model.label}" + (f" ({init} init)" if init != "default" else "")
+    """What the pictures of a run show: "qrsu-hard / lstm-chrono" (the label names an init that is
+    not the default; a run from before it did says "lstm (chrono init)")."""
+    init, label = getattr(run.model, "init", "default"), run.model.label
+    return f"{run.task.label} / {label}" + (f" ({init} init)" if init != "default" and init not in label else "")
 
 
 def batches_per_epoch(task: Any, run: RunConfig) -> int:

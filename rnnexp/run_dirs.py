@@ -12,6 +12,7 @@ Registered as OmegaConf resolvers (used in conf/config.yaml's `hydra.run.dir` / 
   later resolution in the process (and in Hydra's per-job sweep configs) gets the same answer.
 * `${rnnexp_run_dir:RESUME,FRESH}`: the run directory to resume when `train.resume` is set.
 * `${rnnexp_if_resume:RESUME,THEN,ELSE}`: where Hydra records the config (a resume keeps the first).
+* `${rnnexp_job_dir:}`: a sweep job's directory, as the sweep's plan names it (rnnexp.sweep.jobs).
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def register() -> None:
         OmegaConf.register_new_resolver("rnnexp_fresh_dir", claim_fresh_dir, use_cache=True)
     if not OmegaConf.has_resolver("rnnexp_run_dir"):
         OmegaConf.register_new_resolver("rnnexp_run_dir", run_dir, use_cache=True)
+    if not OmegaConf.has_resolver("rnnexp_job_dir"):
+        from rnnexp.sweep.jobs import job_dir
+
+        OmegaConf.register_new_resolver("rnnexp_job_dir", job_dir)
 
 
 # -- one run per directory ------------------------------------------------------------------------

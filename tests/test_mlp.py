@@ -2,6 +2,8 @@
 every task): it sees the last `window` steps and nothing older, across chunks too; it solves echo
 within its window and not beyond; and what it is not (a recurrent model) is said in one line."""
 
+import logging
+
 import pytest
 import torch
 
@@ -65,6 +67,7 @@ def test_the_start_says_what_it_lacks_and_inspect_says_it_in_one_line(run_cfg, t
     from rnnexp.errors import ConfigError
     from rnnexp.inspect import inspect_run
 
+    caplog.set_level(logging.INFO)  # (not whatever an earlier test's Hydra logging left)
     run_cfg(tmp_path, "model=mlp", "train.epochs=1", "task.train_size=64")
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model family mlp:")]
     assert said == ["model family mlp: no CUDA graph (eager steps on a GPU); no pictures of states, gradients "

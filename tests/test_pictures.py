@@ -47,8 +47,7 @@ def test_the_run_names_its_task_model_and_a_non_default_init(compose_cfg):
     from rnnexp.config import load_run_config
     from rnnexp.run import picture_title as run_title
 
-    assert run_title(load_run_config(compose_cfg("experiment=long_lags", "model=lstm"))) == \
-        "qrsu-hard / lstm (chrono init)"
+    assert run_title(load_run_config(compose_cfg("experiment=long_lags", "model=lstm"))) == "qrsu-hard / lstm-chrono"
     assert run_title(load_run_config(compose_cfg("model=gru"))) == "qrsu-easy / gru"
 
 

@@ -216,7 +216,7 @@ def test_a_preempted_submitit_job_checkpoints_is_requeued_and_resumes_by_itself(
     """SLURM pre-empts with USR2 (submitit's signal); submitit's local executor behaves the same way."""
     args = [*LONG, "train.epochs=20"]
     proc = start(tmp_path, "-m", "hydra/launcher=submitit_local", *args)
-    job_dir = wait_for_epochs(tmp_path, 1, proc, pattern="multirun/*/*/0_*/run.log")
+    job_dir = wait_for_epochs(tmp_path, 1, proc, pattern="multirun/*/*/*/run.log")
     found = subprocess.run(["pgrep", "-f", "submitit.core._submit"], capture_output=True, text=True).stdout.split()
     assert found, "the job runs in a submitit process"
     for pid in found:

@@ -171,7 +171,7 @@ def test_a_second_sweep_into_the_same_directory_is_refused_unless_resumed(tmp_pa
     assert snapshot(sweep) == before
     code, _, err = run_main(monkeypatch, capsys, tmp_path, *args, "train.resume=auto")
     assert code == 0, err
-    assert sorted(p.name.split("_")[0] for p in sweep.glob("*_*")) == ["0", "1"]
+    assert sorted(p.name for p in sweep.glob("model=*")) == ["model=gru", "model=lstm"]
 
 
 def test_a_run_started_with_overwrite_resumes_with_its_own_command(tmp_path, monkeypatch, capsys):

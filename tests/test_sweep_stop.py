@@ -35,13 +35,16 @@ def wait_for(path_glob: str, cwd: Path, proc: subprocess.Popen, text: str = "] e
 
 
 def job_dirs(cwd: Path) -> dict[str, Path]:
-    return {p.name.split("_", 1)[0]: p for p in cwd.glob("outputs/multirun/*/*/*_*") if p.is_dir()}
+    """Each job's directory by its number in the sweep's plan (jobs.json); the directories that exist."""
+    sweep = next(cwd.glob("outputs/multirun/*/*/jobs.json")).parent
+    plan = json.loads((sweep / "jobs.json").read_text())["jobs"]
+    return {str(job["job"]): sweep / job["dir"] for job in plan if (sweep / job["dir"]).is_dir()}
 
 
 @pytest.mark.slow
 def test_ctrl_c_on_a_sweep_saves_every_job_and_one_command_resumes_the_whole_sweep(tmp_path):
     proc = start_sweep(tmp_path, *QUICK_THEN_LONG, "train.epochs=2,60,61")
-    wait_for("outputs/multirun/*/*/1_*/run.log", tmp_path, proc)  # job 0 done, job 1 training
+    wait_for("outputs/multirun/*/*/epochs=60/run.log", tmp_path, proc)  # job 0 done, job 1 training
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -74,7 +77,7 @@ def test_ctrl_c_on_a_parallel_sweep_is_one_clean_line_and_exit_130(tmp_path, whe
     the whole pool when the first job raised, also a job still importing torch."""
     proc = start_sweep(tmp_path, "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", *QUICK_THEN_LONG,
                        "train.epochs=60", "model=rnn,gru,lstm")
-    wait_for("outputs/multirun/*/*/*_*/run.log", tmp_path, proc, text=when)
+    wait_for("outputs/multirun/*/*/model=*/run.log", tmp_path, proc, text=when)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

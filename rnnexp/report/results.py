@@ -67,7 +67,10 @@ def result_line(run: RunConfig, results: dict[str, Any], run_dir: str) -> str:
             f"epochs={results['epochs_run']} ({reached}) train_seconds={results['train_seconds']:.1f}; {run_dir}")
 
 
-def hparams(run: RunConfig, model: dict[str, Any]) -> dict[str, Any]:
-    """TensorBoard's HParams: the task, the model family's own (`ModelFamily.hparams`), the loop's."""
+def hparams(run: RunConfig, model: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """TensorBoard's HParams: the task, the model family's own (`ModelFamily.hparams`), the loop's,
+    and every key the run sets away from its task's and model's defaults (rnnexp.settings), by its
+    full name (`model.init`), and the preset (`experiment`)."""
+    chosen = {k: v for k, v in settings.items() if "." in k or k == "experiment"}
     return {"task": run.task.label, **model, "model": run.model.label, "optimizer": run.train.optimizer,
-            "lr": run.train.lr, "batch_size": run.train.batch_size, "seed": run.train.seed}
+            "lr": run.train.lr, "batch_size": run.train.batch_size, "seed": run.train.seed, **chosen}

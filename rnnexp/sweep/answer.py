@@ -58,6 +58,7 @@ class Group:
     train_seconds: Optional[float] = None     # mean over completed runs
     time_limited: int = 0
     partial: list[str] = field(default_factory=list)
+    derived: dict[str, str] = field(default_factory=dict)  # what comes with the key (a preset's per-cell init)
 
     @property
     def label(self) -> str:
@@ -160,6 +161,8 @@ def study_answer(rows: list[dict[str, Any]], metric: Optional[str] = None, by: O
     for row in rows:
         grouped.setdefault(tuple(row["params"].get(k, "-") for k in keys), []).append(row)
     groups = [_group(dict(zip(keys, values)), members, metric) for values, members in grouped.items()]
+    for group, members in zip(groups, grouped.values()):
+        group.derived = derived(members, keys, rows)
     baseline = next((b for row in rows if (b := ((row.get("results") or {}).get("baseline") or {})
                                             .get(metric.split("/", 1)[-1])) is not None), None)
     what = (f"{metric} ({'the test set, best model by validation' if metric.startswith('test/') else 'validation, at the epoch that selected the best model'}) "
@@ -175,10 +178,36 @@ def study_answer(rows: list[dict[str, Any]], metric: Optional[str] = None, by: O
 
 
 def swept_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The keys whose values differ between runs (but the seed), less those that follow from the
+    keys before them: a preset's per-cell settings (experiment=long_lags gives each cell its own
+    init, size and learning rate) go with `model` and make no groups, axes or labels of their own
+    (`derived` has them)."""
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row["params"] if k not in keys and k not in IGNORED]
-    return [k for k in keys if len({row["params"].get(k) for row in rows}) > 1]
+    kept: list[str] = []
+    for key in (k for k in keys if len({row["params"].get(k) for row in rows}) > 1):
+        if not kept or not _follows(rows, kept, key):
+            kept.append(key)
+    return kept
+
+
+def _follows(rows: list[dict[str, Any]], keys: list[str], key: str) -> bool:
+    """Whether `key`'s value is the same in every run that has the same values of `keys`."""
+    seen: dict[tuple[str, ...], str] = {}
+    for row in rows:
+        given = tuple(row["params"].get(k, "-") for k in keys)
+        if seen.setdefault(given, row["params"].get(key, "-")) != row["params"].get(key, "-"):
+            return False
+    return True
+
+
+def derived(members: list[dict[str, Any]], keys: list[str], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """The values a group's runs share of the keys that differ between groups but make none."""
+    varying = [k for k in dict.fromkeys(k for row in rows for k in row["params"])
+               if k not in keys and k not in IGNORED and len({row["params"].get(k) for row in rows}) > 1]
+    return {k: members[0]["params"].get(k, "-") for k in varying
+            if len({m["params"].get(k, "-") for m in members}) == 1}
 
 
 def _group(key: dict[str, str], members: list[dict[str, Any]], metric: str) -> Group:

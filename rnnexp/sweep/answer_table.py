@@ -48,6 +48,12 @@ def comparison_lines(answer: Answer) -> list[str]:
     return lines
 
 
+def derived_lines(answer: Answer) -> list[str]:
+    """What comes with each group's key (a preset's per-cell settings): "model=rnn: init=identity ..."."""
+    return [f"{g.label} comes with " + " ".join(f"{k}={v}" for k, v in g.derived.items())
+            for g in answer.groups if g.derived]
+
+
 def notes(group: Group) -> list[str]:
     out = []
     if group.time_limited:
@@ -72,6 +78,8 @@ def print_answer(answer: Answer, console: Console) -> None:
                          first=f"  {g.label}:")
     if answer.baseline is not None:
         console.print(f"  baseline (a model that learned nothing): {answer.metric} {answer.baseline:.4f}", markup=False)
+    for line in derived_lines(answer):
+        _print_words(console, line.split(" "), indent="    ", first="  ")
     for g in answer.groups:
         if notes(g):
             _print_words(console, "; ".join(notes(g)).split(" "), indent="    ", first=f"  {g.label}:")
@@ -86,6 +94,8 @@ def answer_markdown(answer: Answer) -> str:
               + " |" for g in answer.groups]
     if answer.baseline is not None:
         lines += ["", f"Baseline (a model that learned nothing): {answer.metric} {answer.baseline:.4f}"]
+    if derived_lines(answer):
+        lines += [""] + [f"- {line}" for line in derived_lines(answer)]
     lines += [""] + comparison_lines(answer) if answer.comparisons else []
     return "\n".join(lines) + "\n"
 
@@ -100,7 +110,8 @@ def write_answer(root: Path, answer: Answer) -> None:
                        "interval95": list(interval[:2]) if interval else None,
                        "interval_clipped": bool(interval and interval[2]), "solved": g.solved,
                        "parameters": g.parameters, "median_epochs_to_target": g.epochs_to_target,
-                       "mean_train_seconds": g.train_seconds, "time_limited": g.time_limited, "partial": g.partial})
+                       "mean_train_seconds": g.train_seconds, "time_limited": g.time_limited, "partial": g.partial,
+                       "comes_with": g.derived})
     data: dict[str, Any] = {"metric": answer.metric, "direction": answer.direction, "what": answer.what,
                             "by": answer.by, "baseline": answer.baseline, "best": answer.best, "groups": groups,
                             "comparisons": [{"group": c.group, "best": c.best, "pairs": c.pairs,

@@ -2,21 +2,32 @@
 
 At the start of a multirun (the `SummariseSweep` callback) rnnexp writes `jobs.json` into the sweep
 directory: every job the basic sweeper will run (the product of the swept values, presets included),
-and the one command that resumes the whole sweep:
+with its settings (rnnexp.settings) and its directory, and the one command that resumes the whole
+sweep:
 
     rnnexp -m <the sweep's own overrides> hydra.sweep.dir=<that directory> train.resume=auto
 
-With `train.resume=auto` each job looks at its own directory: a completed job is kept (its
+A job's directory names the keys whose resolved values differ across the planned jobs, and only
+those: `model=rnn,hidden_size=64,init=identity,lr=0.0001,seed=101` for experiment=long_lags (the
+preset's per-cell settings count), `model=gru,seed=2` for a plain sweep over cells and seeds.
+
+A job is known by its overrides, not its number: with `train.resume=auto` each planned job finds
+the directory that holds its overrides (from this plan or an earlier one, also the numbered
+directories of sweeps made before names said what differs), and there a completed job is kept (its
 objective is read back), an interrupted one continues from its checkpoint, one that never ran
-starts. The summary lists every planned job, also those that never started.
+starts. So seeds added to a finished sweep (`train.seed=1,2,3` -> `1,2,3,4,5,6`, with the same
+hydra.sweep.dir and train.resume=auto) run only the new jobs. The summary lists every planned job,
+also those that never started.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import signal
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -35,6 +46,12 @@ class SweepState:
     stop_signal: int = 0  # a Ctrl-C / SIGTERM the sweep's own process received
 
 
+def raw(overrides: Any) -> list[str]:
+    """Overrides as typed: `hydra.sweep.subdir=${hydra.job.num}` stays text (reading the list
+    item by item would resolve it, and hydra.job.num has no value outside a job)."""
+    return [str(o) for o in OmegaConf.to_container(overrides, resolve=False)]
+
+
 def planned_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     """Each job's overrides, in launch order, for Hydra's basic sweeper; None for sweepers that
     decide as they go (Optuna)."""
@@ -44,46 +61,142 @@ def planned_jobs(config: DictConfig) -> Optional[list[list[str]]]:
     if not str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).endswith("BasicSweeper"):
         return None
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    arguments = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    arguments = [f"{key}={value}" for key, value in params.items()] + raw(config.hydra.overrides.task)
     overrides = OverridesParser.create().parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
 def resume_command(config: DictConfig) -> str:
     """The one command that resumes this sweep, quoted so that it pastes into a shell."""
-    task = [o for o in config.hydra.overrides.task if not o.startswith(("train.resume=", "train.overwrite="))]
-    own = [o for o in config.hydra.overrides.hydra
+    task = [o for o in raw(config.hydra.overrides.task) if not o.startswith(("train.resume=", "train.overwrite="))]
+    own = [o for o in raw(config.hydra.overrides.hydra)
            if not o.startswith(("hydra.sweep.dir=", "hydra.mode=", "hydra.job_logging", "hydra.hydra_logging"))]
     words = ["rnnexp", "-m", *task, *own, f"hydra.sweep.dir={config.hydra.sweep.dir}", "train.resume=auto"]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def identity(overrides: Any) -> tuple[str, ...]:
+    """What a job is: its overrides, in any order, less those that say how it ran."""
+    return tuple(sorted(str(o) for o in overrides if not str(o).startswith(HOW_IT_RAN)))
 
 
 def write_plan(config: DictConfig) -> None:
     directory = Path(str(config.hydra.sweep.dir))
     directory.mkdir(parents=True, exist_ok=True)
     jobs = planned_jobs(config)
-    plan = {"resume": resume_command(config),
-            "jobs": None if jobs is None else [{"job": n, "overrides": o} for n, o in enumerate(jobs)]}
+    plan: dict[str, Any] = {"resume": resume_command(config), "jobs": None}
+    if jobs is not None:
+        settings, values = job_settings(config, jobs)
+        dirs = job_dirs(jobs, values, existing_jobs(directory))
+        plan["jobs"] = [{"job": n, "overrides": o, "dir": d, "settings": s, "values": v}
+                        for n, (o, d, s, v) in enumerate(zip(jobs, dirs, settings, values))]
     (directory / PLAN).write_text(json.dumps(plan, indent=2))
 
 
+def job_settings(config: DictConfig, jobs: list[list[str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each planned job's settings (rnnexp.settings: composed as its launcher will compose it), and
+    its values of every key that some job sets (the defaults filled in), by which jobs are named,
+    grouped and told apart. Jobs that differ only in their seed are composed once (~0.1 s each)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rnnexp.settings import flat, naming_keys, settings_of
+
+    loader = GlobalHydra.instance().config_loader()
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    settings, fulls = [], []
+    for job in jobs:
+        seeds = [o for o in job if o.startswith("train.seed=")]
+        rest = tuple(o for o in job if o not in seeds)
+        try:
+            seed = int(seeds[-1].split("=", 1)[1]) if seeds else None
+        except ValueError:  # (not a seed: the job's own start says so)
+            seed, rest = None, tuple(job)
+        if rest not in composed:
+            composed[rest] = loader.load_sweep_config(config, list(rest))
+        cfg = composed[rest]
+        if seed is not None:  # (nothing in the config is made from the seed)
+            cfg = cfg.copy()
+            cfg.train.seed = seed
+        one = settings_of(cfg, job)
+        settings.append(one)
+        fulls.append({**flat(cfg), **{k: v for k, v in one.items() if "." not in k}})
+    keys = naming_keys(settings)
+    return settings, [{k: full.get(k, ABSENT) for k in keys} for full in fulls]
+
+
+ABSENT = "-"  # a key a job's config does not have (a task.* key of another task)
+
+
+def job_dirs(jobs: list[list[str]], values: list[dict[str, Any]], existing: dict[tuple[str, ...], str]) -> list[str]:
+    """Each job's directory: the one that already holds its overrides, else a name made of the keys
+    whose values differ across the jobs (`model=gru,seed=2`), never one another job has."""
+    from rnnexp.settings import text
+
+    keys = [k for k in (values[0] if values else {}) if len({text(v[k]) for v in values}) > 1]
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    short = {k: (name if last.count(name) == 1 else k) for k, name in zip(keys, last)}
+    taken = set(existing.values())
+    dirs = []
+    for job, value in zip(jobs, values):
+        if (known := existing.get(identity(job))) is not None:
+            dirs.append(known)
+            continue
+        name = (",".join(f"{short[k]}={text(value[k])}" for k in keys)  # (one job: its task and model)
+                or "_".join(text(value[k]) for k in ("task", "model", "experiment") if value.get(k, ABSENT) not in (ABSENT, None)))
+        name = re.sub(r"[^A-Za-z0-9_.,=+\-\[\]]+", "_", name)
+        if len(name) > 150:  # (file names end at 255 bytes)
+            name = f"{name[:140]}-{zlib.crc32(name.encode()):08x}"
+        unique = next(candidate for n in range(1, len(jobs) + 2)
+                      if (candidate := name if n == 1 else f"{name}-{n}") not in taken)
+        taken.add(unique)
+        dirs.append(unique)
+    return dirs
+
+
+def existing_jobs(directory: Path) -> dict[tuple[str, ...], str]:
+    """The jobs `directory` already holds, by their overrides: from its plan, and from every job
+    directory's own record (`.hydra/overrides.yaml`: a sweep made before jobs.json named them)."""
+    import yaml
+
+    found = {identity(job["overrides"]): job["dir"] for job in (read_plan(directory).get("jobs") or [])
+             if job.get("dir") and (directory / job["dir"]).is_dir()}
+    for record in sorted(directory.glob("*/.hydra/overrides.yaml")):
+        job = record.parent.parent
+        if ".replaced-" in job.name:
+            continue
+        try:
+            found.setdefault(identity(yaml.safe_load(record.read_text()) or []), job.name)
+        except (OSError, yaml.YAMLError):
+            continue
+    return found
+
+
+def job_dir(*, _root_: Any) -> str:
+    """`hydra.sweep.subdir: ${rnnexp_job_dir:}`: the directory the plan gives this job's overrides;
+    Hydra's `NUMBER_OVERRIDES` for a sweeper that decides as it goes (Optuna: no plan)."""
+    hydra = _root_.hydra
+    mine = identity(raw(hydra.overrides.task))
+    for job in read_plan(Path(str(hydra.sweep.dir))).get("jobs") or []:
+        if job.get("dir") and identity(job["overrides"]) == mine:
+            return str(job["dir"])
+    return f"{hydra.job.num}_{hydra.job.override_dirname}"
+
+
 def check_same_sweep(directory: Path, config: DictConfig) -> None:
-    """A sweep resumed into `directory` (train.resume=auto) must plan the jobs that are there:
-    another plan would put a second sweep beside the first (Hydra names job directories by their
-    overrides), not continue it."""
+    """A sweep resumed into `directory` (train.resume=auto) must plan every job that is there (and
+    may add more: new seeds); a plan that leaves jobs out is another sweep, not this one resumed."""
     from rnnexp.errors import RunDirError
 
     old, new = read_plan(directory), planned_jobs(config)
     if not old.get("jobs") or new is None:
         return
-
-    def what(jobs: list[list[str]]) -> list[list[str]]:
-        return [sorted(o for o in job if not o.startswith(HOW_IT_RAN)) for job in jobs]
-
-    if what([job["overrides"] for job in old["jobs"]]) != what(new):
-        raise RunDirError(f"{directory} holds another sweep than this command plans ({len(old['jobs'])} jobs of "
-                          f"other settings); resume it with its own command: {old.get('resume')}, or choose another "
-                          f"hydra.sweep.dir")
+    planned = {identity(job) for job in new}
+    left_out = [job["overrides"] for job in old["jobs"] if identity(job["overrides"]) not in planned]
+    if left_out:
+        example = " ".join(o for o in left_out[0] if not o.startswith(HOW_IT_RAN))
+        raise RunDirError(f"{directory} holds another sweep than this command plans ({len(left_out)} of its "
+                          f"{len(old['jobs'])} jobs are not in it, e.g. {example}); resume it with its own command: "
+                          f"{old.get('resume')}, or with more values (new seeds), or choose another hydra.sweep.dir")
 
 
 def read_plan(directory: Path) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def draw_answer(ax: Any, answer: Answer) -> str:
             seeds = sorted(g.numbers)
             offsets = [0.12 * (j - (len(seeds) - 1) / 2) / max(1, len(seeds) - 1) for j in range(len(seeds))]
             ax.scatter([i + 0.25 + o for o in offsets], seeds, s=28, color=f"C{i}", alpha=0.6, zorder=3)
-        ax.set_xticks(range(len(scored)), [g.label for g in scored], rotation=15 if len(scored) > 4 else 0)
+        ax.set_xticks(range(len(scored)), [tick(g) for g in scored], rotation=15 if len(scored) > 4 else 0)
         ax.set_xlim(-0.6, len(scored) - 0.2)
         return "points"
     lines: dict[str, list[Group]] = {}
@@ -85,6 +85,11 @@ def draw_answer(ax: Any, answer: Answer) -> str:
     ax.set_xlabel(axis)
     ax.legend()
     return "lines"
+
+
+def tick(group: Group) -> str:
+    """A group's name, and under it what comes with it (a preset's per-cell init and size)."""
+    return "\n".join([group.label, *(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in group.derived.items())])
 
 
 def curves(rows: list[dict[str, Any]], answer: Answer) -> dict[str, list[list[float]]]:
@@ -140,8 +145,11 @@ def title(rows: list[dict[str, Any]], answer: Answer) -> str:
     labels = {((r.get("results") or {}).get("config") or {}).get("task", {}).get("label") for r in rows} - {None}
     names = {(r.get("results") or {}).get("task") for r in rows} - {None}
     task = labels.pop() if len(labels) == 1 else ", ".join(sorted(names)) or "sweep"  # (a swept delay: the task)
-    same = sorted({(k, v) for r in rows for k, v in r["params"].items()
-                   if k not in answer.by and k != "train.seed" and all(x["params"].get(k) == v for x in rows)})
+    # What every run shares, the preset first (the task and its difficulty are in the label).
+    same = [(k, v) for k, v in dict.fromkeys((k, v) for r in rows for k, v in r["params"].items())
+            if k not in answer.by and k not in ("train.seed", "task", "task.difficulty")
+            and all(x["params"].get(k) == v for x in rows)]
+    same.sort(key=lambda kv: kv[0] != "experiment")
     setting = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in same[:4])
     seeds = len({r["params"].get("train.seed") for r in rows})
     return f"{task}" + (f" ({setting})" if setting else "") + f": {answer.metric}, {seeds} seed{'s' * (seeds != 1)}"

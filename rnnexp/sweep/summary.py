@@ -34,20 +34,56 @@ current_sweep_dir: Optional[str] = None  # set when a multirun starts (see hydra
 
 
 def read_jobs(root: Path) -> list[dict[str, Any]]:
-    """One row per results.json under `root` (overrides, status, metrics), and one per job the
+    """One row per results.json under `root` (settings, status, metrics), and one per job the
     sweep planned (jobs.json) that left no results: never started, or killed before it could say."""
     rows = read_results(root)
-    done = {row["job"].split("_", 1)[0] for row in rows}
-    for planned in (read_plan(root).get("jobs") or []):
-        number = str(planned["job"])
-        if number in done:
-            continue
-        started = any(root.glob(f"{number}_*"))
+    plan = read_plan(root).get("jobs") or []
+    done = {row["job"] for row in rows}
+    done_numbers = {row["job"].split("_", 1)[0] for row in rows}  # (a plan from before jobs had names)
+    for planned in plan:
+        if planned.get("dir"):
+            if planned["dir"] in done:
+                continue
+            name, started = str(planned["dir"]), (root / planned["dir"]).is_dir()
+        else:
+            name = str(planned["job"])
+            if name in done_numbers:
+                continue
+            started = any(root.glob(f"{name}_*"))
         overrides = [o for o in planned["overrides"] if not o.startswith("hydra")]
-        rows.append({**{key: None for key in ROW_KEYS}, "job": number, "overrides": " ".join(overrides),
+        rows.append({**{key: None for key in ROW_KEYS}, "job": name, "overrides": " ".join(overrides),
                      "params": params_of(overrides),
                      "status": "no result" if started else "not started", "error": ""})
-    return sorted(rows, key=lambda row: _job_sort_key(Path(row["job"]).name))
+    with_settings(rows, plan)
+    order = {str(job.get("dir")): job["job"] for job in plan if job.get("dir")}
+    for row in rows:
+        if row["job"] in order:
+            row["number"] = order[row["job"]]
+    return sorted(rows, key=lambda row: (order.get(row["job"], 10**9), _job_sort_key(Path(row["job"]).name)))
+
+
+def with_settings(rows: list[dict[str, Any]], plan: list[dict[str, Any]]) -> None:
+    """Each row's `params`: its value of every key that some run sets away from the defaults
+    (rnnexp.settings: what a preset set counts), read from its results.json, or for a job that
+    left none from the sweep's plan; rows of runs from before settings were kept keep their
+    command-line overrides."""
+    from rnnexp.settings import flat, naming_keys, text
+
+    planned = {str(job["dir"]): job for job in plan if job.get("dir") and job.get("values") is not None}
+    known: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (the row, its full values)
+    sets: list[dict[str, Any]] = []
+    for row in rows:
+        res = row.get("results") or {}
+        if isinstance(res.get("settings"), dict):
+            known.append((row, {**flat(res.get("config") or {}), **res["settings"]}))
+            sets.append(res["settings"])
+        elif row["job"] in planned:
+            job = planned[row["job"]]
+            known.append((row, job["values"]))
+            sets.append(job.get("settings") or job["values"])
+    keys = naming_keys(sets)
+    for row, values in known:
+        row["params"] = {k: text(values[k]) if k in values else "-" for k in keys}
 
 
 ROW_KEYS = ("objective_name", "objective", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs",
@@ -198,7 +234,10 @@ def _width(renderable: Any) -> int:
 
 
 def _job_label(row: dict[str, Any], numbered: bool) -> str:
-    return Path(row["job"]).name.split("_", 1)[0] if numbered else row["job"]
+    """The job's number where every job has one (the swept values stand beside it), else its directory."""
+    if not numbered:
+        return row["job"]
+    return str(row["number"]) if "number" in row else Path(row["job"]).name.split("_", 1)[0]
 
 
 def _print_words(console: Console, words: list[str], indent: str = "", first: str = "") -> None:
@@ -219,7 +258,8 @@ def _print_words(console: Console, words: list[str], indent: str = "", first: st
 def _job_table(rows: list[dict[str, Any]], varying: list[str], width: int) -> Optional[Table]:
     """The widest job table that fits `width`: all result columns, then fewer; None if even the
     job, its parameters, status and objective do not fit."""
-    numbered = all(Path(r["job"]).name.split("_", 1)[0].isdigit() and "/" not in r["job"] for r in rows)
+    numbered = all("number" in r or (Path(r["job"]).name.split("_", 1)[0].isdigit() and "/" not in r["job"])
+                   for r in rows)
     for keep in range(len(RESULT_COLUMNS), 1, -1):
         for short in (False, True):
             results = RESULT_COLUMNS[:keep]
