@@ -32,6 +32,7 @@ from torch import nn
 from rnnexp.config import TrainConfig
 from rnnexp.engine.callbacks import Callback
 from rnnexp.engine.cuda_graph import GraphedTrainStep, graphs_wanted
+from rnnexp.engine import optimizers
 from rnnexp.engine.divergence import DivergenceRule, check_finite
 from rnnexp.engine.precision import autocast
 from rnnexp.errors import Interrupted
@@ -63,26 +64,9 @@ class LoopState:
 
 
 def make_optimizer(cfg: TrainConfig, params: Iterable[nn.Parameter], capturable: bool = False) -> torch.optim.Optimizer:
-    """The optimizer, in torch's fastest implementation for the device: on a GPU `capturable`
-    (step counts stay on the GPU, so a CUDA graph can record the step); on a CPU the multi-tensor
-    (foreach) kernels, and Adam's fused one (QRSU easy: 0.66 ms a step against 0.75, fewer calls
-    from Python). The math is the same."""
-    params = list(params)
-    if capturable:
-        fast: dict[str, Any] = {"capturable": True}
-    elif cfg.optimizer == "adam" and all(p.device.type == "cpu" for p in params):
-        fast = {"fused": True}
-    else:
-        fast = {"foreach": True}
-    if cfg.optimizer == "adam":
-        try:
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
-        except RuntimeError:  # torch < 2.4 has no fused Adam for the CPU
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               **{k: v for k, v in fast.items() if k != "capturable"})
-    return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
+    """torch's optimizer for `train.optimizer`, its fastest kernels for the device, without the
+    import of torch._dynamo that its classes cost at start-up (rnnexp.engine.optimizers)."""
+    return optimizers.make_optimizer(cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, params, capturable)
 
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Optional[Any]:
