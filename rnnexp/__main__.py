@@ -1,6 +1,6 @@
 """`python -m rnnexp ...` is the same entrypoint as `rnnexp ...`."""
 
-from rnnexp.cli import main
+from rnnexp.cli import console
 
 if __name__ == "__main__":
-    main()
+    console()

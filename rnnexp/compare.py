@@ -130,7 +130,7 @@ def _curves(ax: Any, runs: list[dict[str, Any]], text: Optional[str]) -> str:
 
 def _gates(ax: Any, runs: list[dict[str, Any]], text: Optional[str]) -> str:
     from rnnexp.insight import look
-    from rnnexp.models.replay import SIGMOID_GATES
+    from rnnexp.models.gates import SIGMOID_GATES
 
     example, without = _example(runs, text), []
     for i, r in enumerate(runs):

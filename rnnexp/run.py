@@ -132,9 +132,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     tensorboard = TensorBoard(run_dir, OmegaConf.to_yaml(OmegaConf.create(ckpt.plain_config(cfg))), resumed)
     progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
     insight_every = run.train.insight_every if family.replay else 0  # (what it lacks is said below)
-    callbacks = [*task_callbacks(run, engine), tensorboard, progress, SlowdownWarning(task.unit),
-                 InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside,
-                                 title=picture_title(run)),
+    insight = InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside,
+                              title=picture_title(run), deferred=True)
+    callbacks = [*task_callbacks(run, engine), tensorboard, progress, SlowdownWarning(task.unit), insight,
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size)]
     settings = run_settings(cfg, overrides, run_dir, resumed=payload is not None)
     results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
@@ -173,10 +173,11 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     write_json(run_dir / RESULTS, results)
     tensorboard.finish(len(engine.state.history), test, hparams(run, family.hparams(size), settings),
                        [f"val/{task.objective[0]}", *test])
-    tensorboard.close()
     if mode != "quiet":
         con.print_summary(console, f"{run.task.label} / {run.model.label}", summary_rows(run, results, task.unit, str(run_dir)))
     con.log.info(result_line(run, results, str(run_dir)))
+    insight.finish()  # the final pictures, drawn while the test ran and the result was written
+    tensorboard.close()
     return float(results["objective"]["value"])
 
 

@@ -342,11 +342,11 @@ def test_the_drawing_process_is_started_before_training(run_cfg, tmp_path, monke
     """Started with the run, it imports while the engine is built: a short run does not wait at its
     end for the drawing process's own start-up."""
     from rnnexp.engine.loop import Engine
-    from rnnexp.insight import callback
+    from rnnexp.insight import drawing
 
     monkeypatch.setattr("rnnexp.run.available_cores", lambda: 2)  # one training thread leaves a core free
     pools: dict = {}
-    monkeypatch.setattr(callback, "_POOL", pools)
+    monkeypatch.setattr(drawing, "_POOL", pools)
     at_fit_start = []
     fit = Engine.fit
     monkeypatch.setattr(Engine, "fit", lambda self, *a, **k: at_fit_start.append(dict(pools)) or fit(self, *a, **k))

@@ -272,7 +272,7 @@ def test_a_run_killed_with_sigkill_leaves_no_process_behind(tmp_path):
 
 
 def test_the_drawing_process_ends_on_sigterm():
-    from rnnexp.insight.callback import drawing_pool, start_drawing_process, _POOL
+    from rnnexp.insight.drawing import drawing_pool, start_drawing_process, _POOL
 
     _POOL.clear()
     try:

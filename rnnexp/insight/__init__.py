@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # (torch is imported where it is used: the drawing process imports this package without it)
+    import torch
+    from torch import nn
 
-from rnnexp.models.replay import Replay, replay_with_gradients
+    from rnnexp.models.replay import Replay
 
-FILES = {"states": "states.png", "gradients_through_time": "gradients_through_time.png", "gates": "gates.png"}
+from rnnexp.insight.drawing import FILES  # noqa: E402,F401  (the picture files)
+
 UNITS_FILE = "units.html"
 
 
@@ -44,6 +46,8 @@ def look(model: nn.Module, task: Any, example: Any) -> Insight:
     """Replay `example` (a batch of one, fresh state) through `model` and take the gradients of
     `task.score(...).loss` with respect to every step's hidden state. Leaves the model's mode,
     weights and `.grad`s as they are; uses no random numbers."""
+    from rnnexp.models.replay import replay_with_gradients
+
     batch = example.batch.to(model_device(model))
     rep, gradients = replay_with_gradients(model, task, batch)
     labels = [str(label) for label in example.labels]
@@ -57,19 +61,24 @@ def look(model: nn.Module, task: Any, example: Any) -> Insight:
 def draw_figures(insight: Insight, title: Optional[str] = None) -> dict[str, Any]:
     """name -> matplotlib Figure: "states", "gradients_through_time" and, for an LSTM or a GRU,
     "gates"."""
-    from rnnexp.insight import figures as fg
+    from rnnexp.insight.drawing import draw
 
-    drawn = {"states": fg.states_figure(insight.replay, insight.labels, title=title),
-             "gradients_through_time": fg.gradients_figure(insight.gradients, insight.labels,
-                                                           insight.readout_at_end, title=title)}
-    gates = fg.gates_figure(insight.replay, insight.labels, title=title)
-    if gates is not None:
-        drawn["gates"] = gates
-    return drawn
+    return draw(_Drawn(insight), title)
+
+
+class _Drawn:
+    """An Insight as the pictures read it (rnnexp.insight.drawing.Pictured): its replay's cell and
+    layers, its gradients and labels."""
+
+    def __init__(self, insight: Insight):
+        self.cell, self.layers = insight.replay.cell, insight.replay.layers
+        self.gradients, self.labels, self.readout_at_end = insight.gradients, insight.labels, insight.readout_at_end
 
 
 def unit_states(rep: Replay, sample: int = 0) -> tuple[torch.Tensor, list[str]]:
     """(T, units) every layer's h (and c for an LSTM) side by side, and the units' names."""
+    import torch
+
     columns, names = [], []
     several = len(rep.layers) > 1
     for k, layer in enumerate(rep.layers):

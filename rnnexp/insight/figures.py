@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rnnexp.models.replay import SIGMOID_GATES, Replay
+from rnnexp.models.gates import SIGMOID_GATES
+
+# (torch-free: the drawing process draws from numpy arrays without importing torch. A replay here
+# is anything with `.cell` and `.layers`, each layer with `.h`, `.c` and `.gates`: torch's tensors
+# in rnnexp-inspect, numpy arrays in the drawing process (rnnexp.insight.drawing).)
+Replay = Any
 
 CMAP = "RdBu_r"
 MAX_TICK_LABELS = 40        # tick labels on a time axis at most (multi-character labels)
@@ -73,8 +77,11 @@ OUTLIER_RATIO = 4.0   # states beyond this many times the 90th percentile of |st
 MAX_UNITS, SHOWN_UNITS = 64, 32  # more units than this: show the ones that vary most
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy()
+def _numpy(values: Any) -> np.ndarray:
+    """A torch tensor (rnnexp-inspect) or an array (the drawing process) as a float array."""
+    if hasattr(values, "detach"):
+        return values.detach().float().cpu().numpy()
+    return np.asarray(values, dtype=np.float32)
 
 
 def colour_limit(values: np.ndarray) -> tuple[float, int]:
@@ -141,11 +148,11 @@ def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Op
     return fig
 
 
-def gradients_figure(norms: torch.Tensor | Sequence[float], labels: Sequence[str],
+def gradients_figure(norms: Any, labels: Sequence[str],
                      readout_at_end: bool = True, title: Optional[str] = None) -> Figure:
     """The norm of d loss / d h_t (last layer) against t on a log scale. With `readout_at_end`
     (a many-to-one task) the top axis counts the steps before the readout."""
-    values = np.asarray(_numpy(norms) if isinstance(norms, torch.Tensor) else norms, dtype=float)
+    values = _numpy(norms).astype(float)
     steps = np.arange(len(values))
     fig = Figure(figsize=(_width(len(values)), 3.6), layout="constrained")
     FigureCanvasAgg(fig)
@@ -181,10 +188,10 @@ def gate_saturation(rep: Replay, sample: Optional[int] = None, low: float = LOW,
     shares: dict[tuple[int, str], tuple[float, float]] = {}
     for k, layer in enumerate(rep.layers):
         for name in SIGMOID_GATES[rep.cell]:
-            values = layer.gates[name].detach()
+            values = _numpy(layer.gates[name])
             if sample is not None:
                 values = values[sample]
-            shares[(k, name)] = (float((values < low).float().mean()), float((values > high).float().mean()))
+            shares[(k, name)] = (float((values < low).mean()), float((values > high).mean()))
     return shares
 
 
@@ -206,7 +213,7 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
         where = f" (layer {k + 1} of {count})" if count > 1 else ""
         ax, bars = axes[k]
         for name in names:
-            ax.plot(_numpy(layer.gates[name][sample].mean(-1)), label=_GATE_TITLES.get(name, name),
+            ax.plot(_numpy(layer.gates[name][sample]).mean(-1), label=_GATE_TITLES.get(name, name),
                     color=colours[name], marker="o", markersize=2.5, linewidth=1.2)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("mean over units")

@@ -25,10 +25,7 @@ from torch import nn
 
 State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 
-#: The gates each cell reports, in torch's weight order.
-GATE_NAMES: dict[str, tuple[str, ...]] = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-#: The gates that are sigmoids (0 = closed, 1 = open); g and n are tanh candidates, not gates.
-SIGMOID_GATES: dict[str, tuple[str, ...]] = {"rnn": (), "lstm": ("i", "f", "o"), "gru": ("r", "z")}
+from rnnexp.models.gates import GATE_NAMES
 
 
 @dataclass
