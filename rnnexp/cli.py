@@ -76,8 +76,11 @@ def _job(cfg: DictConfig) -> float:
             return float("nan")
         raise Interrupted(signum)
     try:
+        # Jobs run one after another in this process (Hydra's basic launcher): a job's last
+        # pictures are drawn while the next one trains (the sweep's end waits for them).
+        in_process = in_sweep and str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher")
         return run_experiment(cfg, run_dir, overrides=list(hydra_cfg.overrides.task),
-                              parallel_jobs=jobs, in_sweep=in_sweep)
+                              parallel_jobs=jobs, in_sweep=in_sweep, defer_pictures=in_process)
     except Interrupted as stop:
         if in_sweep and jobs > 1:
             mark_stopped(sweep_dir, stop.signum)
@@ -138,6 +141,13 @@ class ValidateBeforeRun(Callback):
         run_dirs.claim_for_hydra(str(config.hydra.run.dir), config, what="run")
 
 
+def finish_pictures() -> None:
+    """The last pictures of a sweep's jobs (drawn while later jobs trained): completed before the
+    sweep ends. (Never imports the run's modules where no job ran in this process.)"""
+    if (run := sys.modules.get("rnnexp.run")) is not None:
+        run.finish_deferred(wait=True)
+
+
 def start_drawing(run: Any) -> None:
     """A valid single run that will draw pictures: its drawing process starts now and gets ready
     (matplotlib) while the run imports torch and builds, not after (issue 20: a run of a second
@@ -155,6 +165,7 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
     summary here instead; a stopped sweep says how to resume it as a whole."""
     if sweep.current_sweep_dir is None:
         return None
+    finish_pictures()
     rows = sweep.summarise_after_sweep(sweep.current_sweep_dir)
     if message == "interrupted" or SweepState.stop_signal:
         resume = read_plan(Path(sweep.current_sweep_dir)).get("resume", "rnnexp -m ... train.resume=auto")
@@ -211,4 +222,5 @@ def main() -> None:
                              in_sweep=lambda: sweep.current_sweep_dir is not None, known_keys=known_keys(),
                              stopped=lambda: SweepState.stop_signal)
     finally:
+        finish_pictures()  # (a sweep's last jobs' pictures, however it ended)
         run_dirs.release_all()  # the run (or sweep) directory's lock

@@ -45,14 +45,17 @@ from rnnexp.tasks.splits import stream_seed
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = (), parallel_jobs: int = 1,
-                   in_sweep: bool = False) -> float:
+                   in_sweep: bool = False, defer_pictures: bool = False) -> float:
     """Run one experiment into `run_dir`; return its objective. `overrides` are the command
-    line's (on resume they may change only the keys in `checkpoint.RESUMABLE`)."""
+    line's (on resume they may change only the keys in `checkpoint.RESUMABLE`). With
+    `defer_pictures` (a sweep's jobs, one after another in this process) the run returns before its
+    last pictures are drawn: the next job trains meanwhile, and `finish_deferred` completes them."""
+    finish_deferred(wait=False)
     run_dir = Path(run_dir)
     results: dict[str, Any] = {"status": "starting", "run_dir": str(run_dir)}
     started, had_results = time.time(), earlier_results(run_dir)
     try:
-        return _run(cfg, run_dir, list(overrides), parallel_jobs, in_sweep, results, started)
+        return _run(cfg, run_dir, list(overrides), parallel_jobs, in_sweep, results, started, defer_pictures)
     except Interrupted as stop:
         stop.run_dir = str(run_dir)
         results.update(status="interrupted", error=f"stopped by signal {stop.signum}",
@@ -79,7 +82,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
 
 
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, in_sweep: bool,
-         results: dict[str, Any], started: float) -> float:
+         results: dict[str, Any], started: float, defer_pictures: bool = False) -> float:
     cfg, payload = resume_target(cfg, overrides, run_dir)
     source = None
     if payload is None:  # a fresh run; with train.init_from its model is another run's best
@@ -176,9 +179,27 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     if mode != "quiet":
         con.print_summary(console, f"{run.task.label} / {run.model.label}", summary_rows(run, results, task.unit, str(run_dir)))
     con.log.info(result_line(run, results, str(run_dir)))
-    insight.finish()  # the final pictures, drawn while the test ran and the result was written
-    tensorboard.close()
+    # The final pictures, drawn while the test ran and the result was written; in a sweep, while
+    # the next job trains.
+    _UNFINISHED.append((insight, tensorboard))
+    finish_deferred(wait=not defer_pictures)
     return float(results["objective"]["value"])
+
+
+_UNFINISHED: list[tuple[InsightCallback, TensorBoard]] = []
+KEEP_UNFINISHED = 2  # runs whose pictures may still be drawing (each holds an open event file)
+
+
+def finish_deferred(wait: bool = True) -> None:
+    """Complete the pictures (and close the TensorBoard files) of finished runs: those already
+    drawn, or with `wait` every one; at most KEEP_UNFINISHED are left open."""
+    while _UNFINISHED:
+        insight, tensorboard = _UNFINISHED[0]
+        if not (wait or len(_UNFINISHED) > KEEP_UNFINISHED or insight.drawn()):
+            break
+        _UNFINISHED.pop(0)
+        insight.finish()
+        tensorboard.close()
 
 
 def earlier_results(run_dir: Path) -> bool:

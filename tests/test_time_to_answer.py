@@ -115,6 +115,30 @@ def test_the_last_epochs_tensorboard_pictures_and_the_files_are_drawn_once(run_c
     assert images(tmp_path / "run", "insight/states") == [1, 2], "both epochs' pictures are in TensorBoard"
 
 
+def test_a_sweeps_jobs_leave_their_last_pictures_to_draw_while_the_next_job_trains(tmp_path, monkeypatch, capsys):
+    from rnnexp import run as experiment
+    from rnnexp.insight import callback
+    from tests.test_cli import run_main
+    from tests.test_inspect import images
+
+    monkeypatch.setattr("rnnexp.run.available_cores", lambda: 2)
+    monkeypatch.setattr("rnnexp.run.start_drawing_process", lambda: None)
+    monkeypatch.setattr("rnnexp.cli.start_drawing", lambda run: None)
+    monkeypatch.setattr(callback, "drawing_pool", BusyPool)  # nothing is drawn until waited for
+    events = []
+    real_run, real_finish = experiment.run_experiment, callback.InsightCallback.finish
+    monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: events.append("job") or real_run(*a, **k))
+    monkeypatch.setattr(callback.InsightCallback, "finish", lambda self: events.append("pictures") or real_finish(self))
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "train.seed=1,2", "train.epochs=1",
+                            "task.train_size=64", "task.val_size=100", "task.test_size=100",
+                            "train.target_accuracy=null", f"hydra.sweep.dir={tmp_path / 'S'}")
+    assert code == 0, err
+    assert events == ["job", "job", "pictures", "pictures"], "the first job's pictures were left to the sweep's end"
+    for job in ("seed=1", "seed=2"):
+        assert (tmp_path / "S" / job / "states.png").is_file()
+        assert images(tmp_path / "S" / job, "insight/states") == [1]
+
+
 @pytest.mark.slow
 def test_the_command_ends_with_its_pictures_and_leaves_no_process_behind(tmp_path):
     proc = subprocess.Popen(["rnnexp", "train.epochs=3", "train.target_accuracy=null", "train.insight_every=1",

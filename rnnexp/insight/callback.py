@@ -35,7 +35,7 @@ import torch
 from rnnexp.engine.callbacks import Callback
 from rnnexp.insight import UNITS_FILE, Insight, look, unit_states, units_markdown, units_report
 from rnnexp.insight.drawing import (_POOL, LayerValues, Pictured, draw_epoch, drawing_pool,  # noqa: F401
-                                    picture_title, save_pngs, shutdown_drawing_process, start_drawing_process)
+                                    picture_title, save_pngs, start_drawing_process)
 
 
 class InsightCallback(Callback):
@@ -75,6 +75,11 @@ class InsightCallback(Callback):
         self._guarded(engine, lambda: self._save(engine))
         if not self.deferred:
             self.finish()
+
+    def drawn(self) -> bool:
+        """Whether every picture asked for is drawn (`finish` would not wait)."""
+        futures = [future for _, future, _ in self.pending] + ([self.final[0]] if self.final else [])
+        return all(future.done() for future in futures)
 
     def finish(self) -> None:
         """Wait for the pictures still being drawn (the final PNGs, TensorBoard's images), then

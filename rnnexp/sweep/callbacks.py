@@ -35,6 +35,9 @@ class SummariseSweep(Callback):
 
         # The jobs of a stopped parallel sweep return (see cli._job): the sweep ends as stopped,
         # and the CLI writes the summary with the command that resumes it.
+        from rnnexp.cli import finish_pictures
+
+        finish_pictures()  # (the jobs' last pictures, drawn while later jobs trained)
         signum = SweepState.stop_signal or stop_requested_for(Path(str(config.hydra.sweep.dir)))
         if signum:
             raise Interrupted(signum)
