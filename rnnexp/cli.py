@@ -154,7 +154,9 @@ def start_drawing(run: Any) -> None:
     waited ~1 s for it at its end)."""
     from rnnexp.models.family import family_class
 
-    if run.train.insight_every and family_class(run.model.family).replay:
+    # (where the training will take every core it draws between epochs itself: no process then)
+    spare_core = len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) > 1
+    if run.train.insight_every and family_class(run.model.family).replay and spare_core:
         from rnnexp.insight.drawing import start_drawing_process
 
         start_drawing_process()

@@ -36,7 +36,7 @@ def suffix(separator: str, value: Any, default: Any = None) -> str:
     `..._qrsu-hard_rnn-identity_long_lags`, and plain `..._qrsu-easy_lstm`)."""
     if value is None or str(value) in ("", "None", "null", str(default)):
         return ""
-    return f"{separator}{value}"
+    return f"{separator}{str(value).replace('/', '-')}"  # (a preset in a folder: experiment=mine/fast)
 
 
 if not OmegaConf.has_resolver("rnnexp_per_cell"):

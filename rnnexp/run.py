@@ -154,35 +154,39 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     if lacks := family.lacks():
         con.start_log.info(lacks)
 
+    finished = False
     try:
-        with stop_on_signals() as stop_requested:  # (a stop during the test is recorded and ignored)
-            engine.fit(Callbacks(callbacks), stop_requested)
-            test = engine.test()
-    except (MemoryError, torch.OutOfMemoryError) as err:
-        raise ResourceError(f"out of memory while training ({type(err).__name__}); lower model.hidden_size, "
-                            f"train.batch_size or the sequence length, or use train.device=cpu") from err
-    finally:
-        progress.close()
-        tensorboard.writer.flush()  # also on a stop or an error: what was logged is on disk
-        results.update(progress_results(run, engine))  # a stopped run says what it reached too
-        if data := task.data_report(len(engine.state.history)):
-            results["data"] = data
+        try:
+            with stop_on_signals() as stop_requested:  # (a stop during the test is recorded and ignored)
+                engine.fit(Callbacks(callbacks), stop_requested)
+                test = engine.test()
+        except (MemoryError, torch.OutOfMemoryError) as err:
+            raise ResourceError(f"out of memory while training ({type(err).__name__}); lower model.hidden_size, "
+                                f"train.batch_size or the sequence length, or use train.device=cpu") from err
+        finally:
+            progress.close()
+            tensorboard.writer.flush()  # also on a stop or an error: what was logged is on disk
+            results.update(progress_results(run, engine))  # a stopped run says what it reached too
+            if data := task.data_report(len(engine.state.history)):
+                results["data"] = data
 
-    results.update(completed_results(run, engine, test))
-    if warning := engine.divergence.unjudged(engine.state):
-        con.log.warning(warning)
-        results["warning"] = warning
-    results["wall_seconds"] = round(time.time() - started, 3)
-    write_json(run_dir / RESULTS, results)
-    tensorboard.finish(len(engine.state.history), test, hparams(run, family.hparams(size), settings),
-                       [f"val/{task.objective[0]}", *test])
-    if mode != "quiet":
-        con.print_summary(console, f"{run.task.label} / {run.model.label}", summary_rows(run, results, task.unit, str(run_dir)))
-    con.log.info(result_line(run, results, str(run_dir)))
-    # The final pictures, drawn while the test ran and the result was written; in a sweep, while
-    # the next job trains.
-    _UNFINISHED.append((insight, tensorboard))
-    finish_deferred(wait=not defer_pictures)
+        results.update(completed_results(run, engine, test))
+        if warning := engine.divergence.unjudged(engine.state):
+            con.log.warning(warning)
+            results["warning"] = warning
+        results["wall_seconds"] = round(time.time() - started, 3)
+        write_json(run_dir / RESULTS, results)
+        tensorboard.finish(len(engine.state.history), test, hparams(run, family.hparams(size), settings),
+                           [f"val/{task.objective[0]}", *test])
+        if mode != "quiet":
+            con.print_summary(console, f"{run.task.label} / {run.model.label}", summary_rows(run, results, task.unit, str(run_dir)))
+        con.log.info(result_line(run, results, str(run_dir)))
+        finished = True
+    finally:
+        # The final pictures, drawn while the test ran and the result was written (in a sweep,
+        # while the next job trains); on a stop or an error, waited for here.
+        _UNFINISHED.append((insight, tensorboard))
+        finish_deferred(wait=not (defer_pictures and finished))
     return float(results["objective"]["value"])
 
 
@@ -220,9 +224,18 @@ def earlier_source(run_dir: Path) -> Any:
 
 
 def run_settings(cfg: DictConfig, overrides: list[str], run_dir: Path, resumed: bool) -> dict[str, Any]:
-    """The keys that make this run what it is (rnnexp.settings); a resumed run keeps the preset its
-    first start named (the resume's own command line names none)."""
-    chosen = settings_of(cfg, overrides)
+    """The keys that make this run what it is (rnnexp.settings); a resumed run keeps the choices its
+    first start made (Hydra's record of them; the resume's own command line names none)."""
+    recorded = None
+    if resumed:
+        try:
+            import yaml
+
+            saved = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text()) or {}
+            recorded = saved["hydra"]["runtime"]["choices"]
+        except (OSError, KeyError, TypeError, ValueError):
+            recorded = None  # (a run made in-process: its config says what it is)
+    chosen = settings_of(cfg, overrides, recorded, use_hydra=not resumed)
     if resumed and "experiment" not in chosen:
         try:
             earlier = json.loads((run_dir / RESULTS).read_text()).get("settings") or {}

@@ -73,23 +73,27 @@ def model_option(model: Any) -> Optional[str]:
     return next((name for name, named in options.items() if named == family), None)
 
 
-def choices(config: Any, overrides: Sequence[str] = ()) -> dict[str, str]:
-    """The run's group choices: task and model from the config itself, the preset from Hydra's
-    record of the composition or from the overrides (`experiment=long_lags`)."""
-    out = {"task": str(config["task"]["name"])}
-    if (model := model_option(config["model"])) is not None:
-        out["model"] = model
-    experiment = None
-    if isinstance(config, DictConfig) and "hydra" in config:  # a job's own composition (a sweep's plan)
-        experiment = OmegaConf.select(config, "hydra.runtime.choices.experiment")
-    else:
+def choices(config: Any, overrides: Sequence[str] = (), recorded: Optional[Mapping[str, Any]] = None,
+            use_hydra: bool = True) -> dict[str, str]:
+    """The run's group choices (`task`, `model`, `experiment`): those Hydra recorded when it
+    composed the run (`recorded`, a job's own composition, or the running app's; a user's own
+    option such as model=lstm_big counts as itself), else what the config says (its task's name,
+    its cell) and the overrides (`experiment=long_lags`)."""
+    if recorded is None and isinstance(config, DictConfig) and "hydra" in config:  # a sweep's plan
+        recorded = OmegaConf.to_container(config.hydra.runtime.choices)  # type: ignore[assignment]
+    if recorded is None and use_hydra:
         try:
             from hydra.core.hydra_config import HydraConfig
 
             if HydraConfig.initialized():
-                experiment = HydraConfig.get().runtime.choices.get("experiment")
+                recorded = OmegaConf.to_container(HydraConfig.get().runtime.choices)  # type: ignore[assignment]
         except (ImportError, ValueError, AttributeError):
             pass
+    recorded = recorded or {}
+    out = {"task": str(recorded.get("task") or config["task"]["name"])}
+    if (model := recorded.get("model") or model_option(config["model"])) is not None:
+        out["model"] = str(model)
+    experiment = recorded.get("experiment")
     for override in overrides:
         if override.startswith(("experiment=", "+experiment=")):
             experiment = override.split("=", 1)[1]
@@ -123,9 +127,10 @@ def reference(task: str, model: Optional[str]) -> dict[str, Any]:
         return {}
 
 
-def settings_of(config: Any, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def settings_of(config: Any, overrides: Sequence[str] = (), recorded: Optional[Mapping[str, Any]] = None,
+                use_hydra: bool = True) -> dict[str, Any]:
     """The run's group choices and every key whose value differs from its task's and model's defaults."""
-    chosen = choices(config, overrides)
+    chosen = choices(config, overrides, recorded, use_hydra)
     defaults = reference(chosen["task"], chosen.get("model"))
     missing = object()
     return {**chosen, **{k: v for k, v in flat(config).items() if defaults.get(k, missing) != v}}

@@ -134,3 +134,75 @@ def test_what_follows_from_a_swept_key_makes_no_group_of_its_own():
     # An init swept with the cells (not a function of them) is a key of its own.
     rows += [row("rnn", "default", s, 0.3) for s in (1, 2)]
     assert study_answer(rows).by == ["model", "model.init"]
+
+
+def test_a_job_that_does_not_compose_fails_alone_and_the_sweep_keeps_its_plan(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "S"
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", "experiment=long_lags", "model=lstm,mlp",
+                              f"hydra.sweep.dir={sweep}", *TINY)
+    assert code == 1 and "1 of 2 sweep jobs did not complete" in err, err
+    plan = json.loads((sweep / "jobs.json").read_text())
+    assert len(plan["jobs"]) == 2 and "train.resume=auto" in plan["resume"]
+    lstm = next(j for j in plan["jobs"] if "model=lstm" in j["overrides"])
+    assert json.loads((sweep / lstm["dir"] / "results.json").read_text())["status"] == "completed"
+
+
+def test_a_job_given_twice_runs_twice_in_two_directories(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "S"
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", "train.seed=1,1", f"hydra.sweep.dir={sweep}", *TINY)
+    assert code == 0, err
+    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["qrsu_lstm", "qrsu_lstm-2"]
+    assert "2 jobs: 2 completed" in out
+
+
+def test_jobs_that_differ_only_in_how_they_run_are_named_by_it(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "S"
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", "train.threads=1,2", f"hydra.sweep.dir={sweep}", *TINY)
+    assert code == 0, err
+    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["threads=1", "threads=2"]
+
+
+def test_a_subdir_of_ones_own_names_the_jobs_and_the_summary_finds_them(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "S"
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", "model=lstm,gru", f"hydra.sweep.dir={sweep}",
+                              "hydra.sweep.subdir=${hydra.job.num}", *TINY)
+    assert code == 0, err
+    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "1"]
+    assert "2 jobs: 2 completed" in out, "no planned directory left over as 'not started'"
+
+
+def test_keys_a_command_line_set_are_never_folded_into_another_key():
+    from rnnexp.sweep.answer import study_answer
+
+    def row(hidden: str, lr: str, value: float) -> dict:  # two Optuna trials: each key searched
+        return {"job": hidden, "status": "completed", "target_epoch": None, "train_seconds": 1.0,
+                "overrides": f"model.hidden_size={hidden} train.lr={lr}",
+                "params": {"model.hidden_size": hidden, "train.lr": lr},
+                "results": {"test": {"test/accuracy": value}, "objective": {"name": "val/accuracy"}}}
+
+    answer = study_answer([row("10", "0.001", 0.5), row("20", "0.01", 0.6)])
+    assert answer.by == ["model.hidden_size", "train.lr"] and not any(g.derived for g in answer.groups)
+
+
+def test_names_say_a_user_option_and_a_preset_in_a_folder_as_they_are():
+    from rnnexp.config import suffix
+    from rnnexp.settings import choices
+
+    assert suffix("_", "mine/fast") == "_mine-fast" and suffix("-", "default", "default") == ""
+    config = {"task": {"name": "qrsu"}, "model": {"family": "recurrent", "cell": "lstm"}}
+    assert choices(config, (), recorded={"task": "qrsu", "model": "lstm_big"}) == {"task": "qrsu", "model": "lstm_big"}
+    assert choices(config, ("experiment=long_lags",), use_hydra=False)["experiment"] == "long_lags"
+
+
+def test_a_run_resumed_from_before_settings_keeps_its_preset(tmp_path, monkeypatch, capsys):
+    assert run_main(monkeypatch, capsys, tmp_path, "experiment=long_lags", "model=lstm", *TINY)[0] == 0
+    (run,) = (tmp_path / "outputs" / "runs").glob("*/*")
+    results = json.loads((run / "results.json").read_text())
+    results.pop("settings")  # (as a run made before settings were kept)
+    results["status"] = "interrupted"
+    (run / "results.json").write_text(json.dumps(results))
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume={run}", "train.epochs=2")
+    assert code == 0, err
+    settings = json.loads((run / "results.json").read_text())["settings"]
+    assert settings["experiment"] == "long_lags" and settings["model.init"] == "chrono"
+    assert settings["train.epochs"] == 2

@@ -185,9 +185,12 @@ def swept_keys(rows: list[dict[str, Any]]) -> list[str]:
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row["params"] if k not in keys and k not in IGNORED]
+    typed = {o.split("=", 1)[0].lstrip("+~") for row in rows for o in str(row.get("overrides") or "").split()}
     kept: list[str] = []
     for key in (k for k in keys if len({row["params"].get(k) for row in rows}) > 1):
-        if not kept or not _follows(rows, kept, key):
+        # (only what no command line set can come with another key: a swept or searched key, an
+        # Optuna trial's, is a key of its own even where each group happens to have one value)
+        if not kept or key in typed or not _follows(rows, kept, key):
             kept.append(key)
     return kept
 

@@ -24,9 +24,9 @@ class SummariseSweep(Callback):
         # The sweep directory is this sweep's alone, before Hydra writes multirun.yaml into it.
         run_dirs.claim_for_hydra(str(config.hydra.sweep.dir), config, what="sweep")
         sweep.current_sweep_dir = SweepState.directory = str(config.hydra.sweep.dir)
-        write_plan(config)
         clear_stop(Path(SweepState.directory))
         catch_stop_signals()
+        write_plan(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rnnexp.errors import Interrupted

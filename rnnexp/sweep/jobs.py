@@ -80,6 +80,9 @@ def identity(overrides: Any) -> tuple[str, ...]:
     return tuple(sorted(str(o) for o in overrides if not str(o).startswith(HOW_IT_RAN)))
 
 
+NAMED_SUBDIR = "${rnnexp_job_dir:}"  # conf/config.yaml's hydra.sweep.subdir: jobs named by what differs
+
+
 def write_plan(config: DictConfig) -> None:
     directory = Path(str(config.hydra.sweep.dir))
     directory.mkdir(parents=True, exist_ok=True)
@@ -87,8 +90,10 @@ def write_plan(config: DictConfig) -> None:
     plan: dict[str, Any] = {"resume": resume_command(config), "jobs": None}
     if jobs is not None:
         settings, values = job_settings(config, jobs)
-        dirs = job_dirs(jobs, values, existing_jobs(directory))
-        plan["jobs"] = [{"job": n, "overrides": o, "dir": d, "settings": s, "values": v}
+        # (a hydra.sweep.subdir of one's own names the jobs itself: no directory is planned)
+        named = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") == NAMED_SUBDIR
+        dirs = job_dirs(jobs, values, settings, existing_jobs(directory)) if named else [None] * len(jobs)
+        plan["jobs"] = [{"job": n, "overrides": o, **({"dir": d} if d else {}), "settings": s, "values": v}
                         for n, (o, d, s, v) in enumerate(zip(jobs, dirs, settings, values))]
     (directory / PLAN).write_text(json.dumps(plan, indent=2))
 
@@ -96,87 +101,130 @@ def write_plan(config: DictConfig) -> None:
 def job_settings(config: DictConfig, jobs: list[list[str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Each planned job's settings (rnnexp.settings: composed as its launcher will compose it), and
     its values of every key that some job sets (the defaults filled in), by which jobs are named,
-    grouped and told apart. Jobs that differ only in their seed are composed once (~0.1 s each)."""
+    grouped and told apart. Hydra composes once per distinct choice of config groups (~0.1 s
+    each); a job's plain `key=value` overrides are applied to a copy. A job that does not compose
+    (a preset without a setting for a cell, an unknown key) is planned by its overrides alone:
+    it fails when it runs, the others run."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from rnnexp.settings import flat, naming_keys, settings_of
 
-    loader = GlobalHydra.instance().config_loader()
-    composed: dict[tuple[str, ...], DictConfig] = {}
+    loader, parser = GlobalHydra.instance().config_loader(), OverridesParser.create()
+    composed: dict[tuple[str, ...], Any] = {}
     settings, fulls = [], []
     for job in jobs:
-        seeds = [o for o in job if o.startswith("train.seed=")]
-        rest = tuple(o for o in job if o not in seeds)
         try:
-            seed = int(seeds[-1].split("=", 1)[1]) if seeds else None
-        except ValueError:  # (not a seed: the job's own start says so)
-            seed, rest = None, tuple(job)
-        if rest not in composed:
-            composed[rest] = loader.load_sweep_config(config, list(rest))
-        cfg = composed[rest]
-        if seed is not None:  # (nothing in the config is made from the seed)
-            cfg = cfg.copy()
-            cfg.train.seed = seed
-        one = settings_of(cfg, job)
+            parsed = parser.parse_overrides(job)
+            plain = [(o, p) for o, p in zip(job, parsed) if _is_plain(p)]
+            groups = tuple(o for o in job if o not in {o for o, _ in plain})
+            if groups not in composed:
+                try:
+                    composed[groups] = loader.load_sweep_config(config, list(groups))
+                except PLANNING_ERRORS as err:  # (one bad job must not stop the sweep's plan)
+                    composed[groups] = err
+            if isinstance(composed[groups], Exception):
+                raise composed[groups]
+            cfg = composed[groups].copy()
+            for _, override in plain:
+                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+            one = settings_of(cfg, job)
+            full = {**flat(cfg), **{k: v for k, v in one.items() if "." not in k}}
+        except PLANNING_ERRORS:  # (the job says why when it runs)
+            one = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in job if "=" in o and not o.startswith(HOW_IT_RAN)}
+            full = dict(one)
         settings.append(one)
-        fulls.append({**flat(cfg), **{k: v for k, v in one.items() if "." not in k}})
+        fulls.append(full)
     keys = naming_keys(settings)
     return settings, [{k: full.get(k, ABSENT) for k in keys} for full in fulls]
+
+
+def _planning_errors() -> tuple[type[BaseException], ...]:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rnnexp.errors import RnnexpError
+
+    return (HydraException, OmegaConfBaseException, RnnexpError, ValueError, KeyError, TypeError)
+
+
+PLANNING_ERRORS = _planning_errors()
+
+
+def _is_plain(override: Any) -> bool:
+    """`train.lr=0.1`: a value for a key, which changes no config group (those are composed)."""
+    return (not (override.is_add() or override.is_delete() or override.is_force_add()) and "." in override.key_or_group and "/" not in override.key_or_group
+            and not override.key_or_group.startswith("hydra.") and override.package is None
+            and not override.is_sweep_override())
 
 
 ABSENT = "-"  # a key a job's config does not have (a task.* key of another task)
 
 
-def job_dirs(jobs: list[list[str]], values: list[dict[str, Any]], existing: dict[tuple[str, ...], str]) -> list[str]:
+def job_dirs(jobs: list[list[str]], values: list[dict[str, Any]], settings: list[dict[str, Any]],
+             existing: dict[tuple[str, ...], list[str]]) -> list[str]:
     """Each job's directory: the one that already holds its overrides, else a name made of the keys
-    whose values differ across the jobs (`model=gru,seed=2`), never one another job has."""
-    from rnnexp.settings import text
+    whose values differ across the jobs (`model=gru,seed=2`; where only keys of how a job runs
+    differ, `threads=2`), never one another job has."""
+    from rnnexp.settings import HOW_IT_RUNS, text
 
+    how = [k for k in HOW_IT_RUNS if len({text(s.get(k)) for s in settings}) > 1]
+    values = [{**v, **{k: s.get(k, ABSENT) for k in how}} for v, s in zip(values, settings)]
     keys = [k for k in (values[0] if values else {}) if len({text(v[k]) for v in values}) > 1]
     last = [k.rsplit(".", 1)[-1] for k in keys]
     short = {k: (name if last.count(name) == 1 else k) for k, name in zip(keys, last)}
-    taken = set(existing.values())
-    dirs = []
+    taken = {d for dirs in existing.values() for d in dirs}
+    free = {key: list(dirs) for key, dirs in existing.items()}
+    out = []
     for job, value in zip(jobs, values):
-        if (known := existing.get(identity(job))) is not None:
-            dirs.append(known)
+        if free.get(identity(job)):
+            out.append(free[identity(job)].pop(0))
             continue
         name = (",".join(f"{short[k]}={text(value[k])}" for k in keys)  # (one job: its task and model)
-                or "_".join(text(value[k]) for k in ("task", "model", "experiment") if value.get(k, ABSENT) not in (ABSENT, None)))
+                or "_".join(text(value[k]) for k in ("task", "model", "experiment") if value.get(k, ABSENT) not in (ABSENT, None))
+                or "job")
         name = re.sub(r"[^A-Za-z0-9_.,=+\-\[\]]+", "_", name)
         if len(name) > 150:  # (file names end at 255 bytes)
             name = f"{name[:140]}-{zlib.crc32(name.encode()):08x}"
-        unique = next(candidate for n in range(1, len(jobs) + 2)
+        unique = next(candidate for n in range(1, len(jobs) + len(taken) + 2)
                       if (candidate := name if n == 1 else f"{name}-{n}") not in taken)
         taken.add(unique)
-        dirs.append(unique)
-    return dirs
+        out.append(unique)
+    return out
 
 
-def existing_jobs(directory: Path) -> dict[tuple[str, ...], str]:
-    """The jobs `directory` already holds, by their overrides: from its plan, and from every job
-    directory's own record (`.hydra/overrides.yaml`: a sweep made before jobs.json named them)."""
+def existing_jobs(directory: Path) -> dict[tuple[str, ...], list[str]]:
+    """The job directories `directory` already holds, by their overrides: from its plan, and from
+    every job directory's own record (`.hydra/overrides.yaml`: a sweep made before jobs.json named
+    them)."""
     import yaml
 
-    found = {identity(job["overrides"]): job["dir"] for job in (read_plan(directory).get("jobs") or [])
-             if job.get("dir") and (directory / job["dir"]).is_dir()}
+    found: dict[tuple[str, ...], list[str]] = {}
+    for job in read_plan(directory).get("jobs") or []:
+        if job.get("dir") and (directory / job["dir"]).is_dir():
+            found.setdefault(identity(job["overrides"]), []).append(job["dir"])
     for record in sorted(directory.glob("*/.hydra/overrides.yaml")):
         job = record.parent.parent
-        if ".replaced-" in job.name:
+        if ".replaced-" in job.name or any(job.name in dirs for dirs in found.values()):
             continue
         try:
-            found.setdefault(identity(yaml.safe_load(record.read_text()) or []), job.name)
+            found.setdefault(identity(yaml.safe_load(record.read_text()) or []), []).append(job.name)
         except (OSError, yaml.YAMLError):
             continue
     return found
 
 
 def job_dir(*, _root_: Any) -> str:
-    """`hydra.sweep.subdir: ${rnnexp_job_dir:}`: the directory the plan gives this job's overrides;
-    Hydra's `NUMBER_OVERRIDES` for a sweeper that decides as it goes (Optuna: no plan)."""
+    """`hydra.sweep.subdir: ${rnnexp_job_dir:}`: the directory the plan gives this job (its number
+    and overrides; a job given twice gets two); Hydra's `NUMBER_OVERRIDES` for a sweeper that
+    decides as it goes (Optuna: no plan)."""
     hydra = _root_.hydra
-    mine = identity(raw(hydra.overrides.task))
-    for job in read_plan(Path(str(hydra.sweep.dir))).get("jobs") or []:
+    mine, number = identity(raw(hydra.overrides.task)), hydra.job.num
+    jobs = read_plan(Path(str(hydra.sweep.dir))).get("jobs") or []
+    if isinstance(number, int) and 0 <= number < len(jobs) and jobs[number].get("dir") \
+            and identity(jobs[number]["overrides"]) == mine:
+        return str(jobs[number]["dir"])
+    for job in jobs:
         if job.get("dir") and identity(job["overrides"]) == mine:
             return str(job["dir"])
     return f"{hydra.job.num}_{hydra.job.override_dirname}"
