@@ -131,7 +131,8 @@ def include_baseline(ax: Any, answer: Answer) -> None:
         return
     ax.axhline(answer.baseline, color="gray", linestyle=":", linewidth=1.5)
     ax.annotate(f"baseline {answer.baseline:.3g} (learned nothing)", (0.01, answer.baseline), xycoords=("axes fraction", "data"),
-                xytext=(0, 4), textcoords="offset points", color="gray", fontsize=11)
+                xytext=(0, 4), textcoords="offset points", color="gray", fontsize=11, zorder=5,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})  # (readable over the curves)
     low, high = ax.get_ylim()
     low, high = min(low, answer.baseline), max(high, answer.baseline)
     pad = 0.05 * (high - low or 1.0)
