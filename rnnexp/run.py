@@ -89,7 +89,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         cfg, source = warm_start.source_config(cfg, overrides)
     if payload == "completed":  # a sweep resumed: this job had already finished (or diverged: a result too)
         results["status"] = "skipped"
-        objective = json.loads((run_dir / RESULTS).read_text()).get("objective") or {}
+        earlier = json.loads((run_dir / RESULTS).read_text())
+        objective = earlier.get("objective") or {}
+        con.log.info(f"kept: {run_dir.name} ({earlier.get('status')} before; train.resume=auto keeps it as it is)")
         return float(objective.get("value", float("nan")))
     run = load_run_config(cfg)
     if payload is not None:

@@ -68,8 +68,12 @@ def test_a_diverged_run_is_not_averaged_and_counts_as_not_solved(tmp_path):
 def test_summary_chooses_the_metric_and_the_grouping(tmp_path, capsys):
     study(tmp_path, extra=["task.delay=3"])
     fake_job(tmp_path, "9_x", ["model=lstm", "train.seed=1", "task.delay=5"], value=0.5)
+    summary_main([str(tmp_path)])  # the sweep's own answer ...
+    own = (tmp_path / "answer.json").read_bytes()
     summary_main([str(tmp_path), "--metric", "val/accuracy", "--by", "model"])
-    data = json.loads((tmp_path / "answer.json").read_text())
+    assert (tmp_path / "answer.json").read_bytes() == own, "... is kept: another question has files of its own"
+    assert (tmp_path / "summary-val_accuracy-by_model.png").is_file()
+    data = json.loads((tmp_path / "answer-val_accuracy-by_model.json").read_text())
     assert data["metric"] == "val/accuracy" and data["by"] == ["model"] and "validation" in data["what"]
     lstm = next(g for g in data["groups"] if g["group"] == {"model": "lstm"})
     assert lstm["runs"] == 4 and lstm["completed"] == 4  # both delays in one group, seed 1 twice: every run counts
@@ -83,6 +87,20 @@ def test_summary_chooses_the_metric_and_the_grouping(tmp_path, capsys):
         summary_main([str(tmp_path), "--metric", "test/mse"])
     assert exit_.value.code == 2 and "--metric test/mse: no run has it; these runs have test/accuracy, test/loss, " \
         "val/accuracy, val/loss" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        summary_main([str(tmp_path), "--by", "modle"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--by modle: no run has this key; these runs differ in model, train.seed" in err
+
+
+def test_by_takes_a_short_name_and_a_key_no_run_changed(tmp_path):
+    rows = study(tmp_path)
+    for row in rows:  # each run's config, as results.json keeps it
+        row["results"]["config"] = {"model": {"hidden_size": 4}, "train": {"seed": int(row["params"]["train.seed"])}}
+    answer = study_answer(rows, by=["seed", "model.hidden_size"])
+    assert answer.by == ["train.seed", "model.hidden_size"]
+    assert sorted(g.label for g in answer.groups) == ["seed=1 hidden_size=4", "seed=2 hidden_size=4",
+                                                     "seed=3 hidden_size=4"]
 
 
 def test_a_loss_is_better_smaller_and_a_run_without_a_finite_value_is_left_out_and_said(tmp_path):

@@ -88,7 +88,12 @@ def test_seeds_added_to_a_finished_sweep_run_only_the_new_jobs(tmp_path, monkeyp
     assert {k: after[k] for k in before} == before, "the finished jobs are kept as they were"
     assert sorted(set(after) - set(before)) == ["model=gru,seed=3/results.json", "model=lstm,seed=3/results.json"]
     assert out.count("result: ") == 2, "only the new seeds trained"
+    assert out.count("kept: ") == 4 and "kept: model=lstm,seed=1 (completed before" in out
     assert "6 jobs: 6 completed" in out
+    # More epochs for the whole sweep is not a resume of it: one line says how to train a job on.
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, *[a.replace("train.epochs=1", "train.epochs=2") for a in more])
+    assert code == 2 and "holds these jobs with other train.epochs; a sweep resumes with its own" in err
+    assert "rnnexp train.resume=" in err and snapshot(sweep) == after
     # A plan that leaves jobs out is another sweep: refused, nothing touched.
     code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "model=lstm", "train.seed=1,2,3",
                             f"hydra.sweep.dir={sweep}", *TINY, "train.resume=auto")

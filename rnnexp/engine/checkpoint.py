@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnexp.engine.callbacks import Callback
 from rnnexp.errors import RunDirError
 from rnnexp.files import atomic_write
+from rnnexp.settings import RESUMABLE  # (what may differ on resume; any other key must equal the run's own)
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 FORMAT = 5  # bump when the payload changes incompatibly
@@ -37,9 +38,6 @@ RESUMES = (4, 5)
 #: Keys renamed since runs were saved with the old name.
 RENAMED_KEYS = {"task.data_seed": "task.heldout_seed"}
 
-#: What may differ on resume; any other key given on the command line must equal the run's own.
-RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.divergence_factor", "train.threads",
-             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")
 #: Keys added after runs were saved without them: the value that trains as those runs did
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,

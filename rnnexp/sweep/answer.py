@@ -156,7 +156,7 @@ def study_answer(rows: list[dict[str, Any]], metric: Optional[str] = None, by: O
         metric = objective
     elif metric.split("/", 1)[-1] != objective.split("/", 1)[-1]:
         direction = "max" if metric.endswith("accuracy") else "min"
-    keys = by if by is not None else swept_keys(rows)
+    keys = grouping_keys(rows, by) if by is not None else swept_keys(rows)
     grouped: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         grouped.setdefault(tuple(row["params"].get(k, "-") for k in keys), []).append(row)
@@ -175,6 +175,31 @@ def study_answer(rows: list[dict[str, Any]], metric: Optional[str] = None, by: O
         answer.best = best.label
         answer.comparisons = [_compare(g, best, sign) for g in scored if g is not best]
     return answer
+
+
+def grouping_keys(rows: list[dict[str, Any]], by: list[str]) -> list[str]:
+    """`--by` keys as the runs know them: a full name (`train.seed`), or its last part where that
+    is unique (`seed`); a key no run changed is read from each run's config (`model.hidden_size`
+    at its default), one no run has at all is refused, naming those they have."""
+    from rnnexp.errors import ConfigError
+    from rnnexp.settings import flat, text
+
+    known = list(dict.fromkeys(k for row in rows for k in row["params"]))
+    configs = [flat((row.get("results") or {}).get("config") or {}) for row in rows]
+    everything = list(dict.fromkeys([*known, *(k for config in configs for k in config)]))
+    keys = []
+    for key in by:
+        if key not in everything:
+            matches = [k for k in everything if k.rsplit(".", 1)[-1] == key]
+            if len(matches) != 1:
+                hint = f"it is one of {', '.join(matches)}" if matches else f"these runs differ in {', '.join(known) or 'nothing'}"
+                raise ConfigError(f"--by {key}: no run has this key; {hint} (any task.*, model.* or train.* key works)")
+            key = matches[0]
+        keys.append(key)
+        for row, config in zip(rows, configs):
+            if key not in row["params"] and key in config:
+                row["params"][key] = text(config[key])
+    return keys
 
 
 def swept_keys(rows: list[dict[str, Any]]) -> list[str]:

@@ -100,7 +100,7 @@ def answer_markdown(answer: Answer) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_answer(root: Path, answer: Answer) -> None:
+def write_answer(root: Path, answer: Answer, name: str = "answer.json") -> None:
     """answer.json: the numbers of the answer, to read back."""
     groups = []
     for g in answer.groups:
@@ -117,4 +117,4 @@ def write_answer(root: Path, answer: Answer) -> None:
                             "comparisons": [{"group": c.group, "best": c.best, "pairs": c.pairs,
                                              "difference": c.difference, "interval95": c.interval,
                                              "verdict": c.verdict} for c in answer.comparisons]}
-    (root / "answer.json").write_text(json.dumps(data, indent=1))
+    (root / name).write_text(json.dumps(data, indent=1))

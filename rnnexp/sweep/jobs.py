@@ -241,6 +241,19 @@ def check_same_sweep(directory: Path, config: DictConfig) -> None:
     planned = {identity(job) for job in new}
     left_out = [job["overrides"] for job in old["jobs"] if identity(job["overrides"]) not in planned]
     if left_out:
+        from rnnexp.settings import RESUMABLE
+
+        def what(job: Any) -> tuple[str, ...]:
+            return tuple(o for o in identity(job) if o.split("=", 1)[0] not in RESUMABLE)
+
+        if {what(job) for job in left_out} <= {what(job) for job in new}:
+            before = {o for job in left_out for o in identity(job) if o.split("=", 1)[0] in RESUMABLE}
+            now = {o for job in new for o in identity(job) if o.split("=", 1)[0] in RESUMABLE}
+            changed = sorted({o.split("=", 1)[0] for o in before ^ now})
+            raise RunDirError(f"{directory} holds these jobs with other {', '.join(changed) or 'settings'}; a sweep "
+                              f"resumes with its own (its command: {old.get('resume')}); to train a job on, resume "
+                              f"it alone: rnnexp train.resume={directory}/<job> train.epochs=N, or choose another "
+                              f"hydra.sweep.dir")
         example = " ".join(o for o in left_out[0] if not o.startswith(HOW_IT_RAN))
         raise RunDirError(f"{directory} holds another sweep than this command plans ({len(left_out)} of its "
                           f"{len(old['jobs'])} jobs are not in it, e.g. {example}); resume it with its own command: "

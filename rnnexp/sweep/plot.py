@@ -156,7 +156,8 @@ def title(rows: list[dict[str, Any]], answer: Answer) -> str:
     return f"{task}" + (f" ({setting})" if setting else "") + f": {answer.metric}, {seeds} seed{'s' * (seeds != 1)}"
 
 
-def plot_sweep(root: Path, rows: list[dict[str, Any]], answer: Answer) -> Optional[Path]:
+def plot_sweep(root: Path, rows: list[dict[str, Any]], answer: Answer, stem: str = "summary") -> Optional[Path]:
+    """`stem`.png and .svg in `root`; the sweep's own answer (stem "summary") also in TensorBoard."""
     if not any(g.values for g in answer.groups) or not answer.by:
         return None
     with plt.rc_context({"font.size": 13, "axes.titlesize": 14}):
@@ -171,11 +172,12 @@ def plot_sweep(root: Path, rows: list[dict[str, Any]], answer: Answer) -> Option
         right.grid(alpha=0.3)
         fig.suptitle(title(rows, answer))
         fig.tight_layout()
-        path = root / "summary.png"
+        path = root / f"{stem}.png"
         fig.savefig(path, dpi=200)
-        fig.savefig(root / "summary.svg")
-    from rnnexp.sweep.across_seeds import write_across_seeds
+        fig.savefig(root / f"{stem}.svg")
+    if stem == "summary":
+        from rnnexp.sweep.across_seeds import write_across_seeds
 
-    write_across_seeds(root, curves(rows, answer), answer, fig)  # the curves and the picture in TensorBoard
+        write_across_seeds(root, curves(rows, answer), answer, fig)  # the curves and the picture in TensorBoard
     plt.close(fig)
     return path

@@ -335,10 +335,11 @@ def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], titl
                 _print_words(console, g["notes"].split(" "), indent="    ", first=f"  {name}:")
 
 
-def print_written(root: Path, console: Console) -> None:
+def print_written(root: Path, console: Console, view: Optional[str] = None) -> None:
     """Where the summary files are: one line, the path whole (the terminal folds it, copying keeps it)."""
-    names = [name for name in ("summary.png", "summary.svg", "summary.md", "summary.csv", "answer.json")
-             if (root / name).is_file()]
+    wanted = (("summary.png", "summary.svg", "summary.md", "summary.csv", "answer.json") if view is None else
+              (f"summary-{view}.png", f"summary-{view}.svg", f"answer-{view}.md", f"answer-{view}.json"))
+    names = [name for name in wanted if (root / name).is_file()]
     if names:
         where = Path(root).resolve()
         console.print(f"summary written: {where / names[0]}" + "".join(f", {name}" for name in names[1:]) +
@@ -364,18 +365,33 @@ def summarise(root: Path, console: Optional[Console] = None, metric: Optional[st
         return rows
     answer = study_answer(rows, metric, by)
     answered = len(answer.groups) > 1 or any(len(g.values) > 1 for g in answer.groups)
-    write_summary(root, rows, groups)
-    if answered:
-        write_answer(root, answer)
-        with open(root / "summary.md", "a") as handle:
-            handle.write("\n" + answer_markdown(answer))
-    plot_sweep(root, rows, answer)
+    view = view_name(metric, answer.by if by is not None else None)
+    if view is None:  # the sweep's own answer
+        write_summary(root, rows, groups)
+        if answered:
+            write_answer(root, answer)
+            with open(root / "summary.md", "a") as handle:
+                handle.write("\n" + answer_markdown(answer))
+        plot_sweep(root, rows, answer)
+    else:  # another question of the same runs: files of its own, the sweep's own answer kept
+        if answered:
+            write_answer(root, answer, f"answer-{view}.json")
+            (root / f"answer-{view}.md").write_text(answer_markdown(answer))
+        plot_sweep(root, rows, answer, stem=f"summary-{view}")
     # The answer on held-out data stands in for the validation table across seeds (summary.md keeps both).
     print_summary(rows, [] if answered else groups, f"{count_line(rows)}: {Path(root).resolve()}", console, root)
     if answered:
         print_answer(answer, console)
-    print_written(root, console)
+    print_written(root, console, view)
     return rows
+
+
+def view_name(metric: Optional[str], by: Optional[list[str]]) -> Optional[str]:
+    """The files of an answer to another question (`--metric`, `--by`): `answer-test_loss-by_model.json`."""
+    if metric is None and by is None:
+        return None
+    parts = ([metric.replace("/", "_")] if metric else []) + (["by_" + "+".join(by)] if by else [])
+    return "-".join(parts)
 
 
 def count_line(rows: list[dict[str, Any]]) -> str:
