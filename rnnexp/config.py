@@ -169,6 +169,9 @@ def typed(schema: type[T], node: Any, prefix: str) -> T:
         key = key.removeprefix("sample.")  # rnnexp-sample's keys are top-level
         why = one_line(str(err)).split(" full_key:")[0]
         why = why.split("raised while resolving interpolation: ", 1)[-1]  # a resolver's own one-line error
+        if "is not a ListConfig, list or tuple" in why:  # (OmegaConf's words for a number where a list goes)
+            value = OmegaConf.select(node, key.removeprefix(f"{prefix}."), default="?")
+            why = f"{value!r} is not a list; give one in brackets, e.g. {key}=[{value},{value}] (--help says what it holds)"
         raise ConfigError(f"{key}: {why}") from err
     return obj  # type: ignore[return-value]
 

@@ -28,6 +28,7 @@ CASES = [
     (["train.lr=abc"], "train.lr: Value 'abc' of type 'str' could not be converted to Float"),
     (["train.epochs=0"], "train.epochs=0 is invalid"),
     (["task.t1=[3,1]"], "task.t1=[3, 1] is invalid: use [min,max] with min <= max"),
+    (["task.length=3"], "task.length: 3 is not a list; give one in brackets, e.g. task.length=[3,3]"),
     (["task.t2=[1,2]"], "every t2 must come after every t1"),
     (["task.length=[5,9]"], "task.length=(5, 9) is invalid: the shortest sequence must be longer"),
     (["task.difficulty=custom"], "task.difficulty=custom needs task.length, task.t1 and task.t2"),
