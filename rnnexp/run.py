@@ -31,7 +31,8 @@ from rnnexp.engine.signals import stop_on_signals, under_submitit
 from rnnexp.engine.threads import apply_threads, available_cores, choose_threads
 from rnnexp.errors import ConfigError, DivergedError, Interrupted, ResourceError, RnnexpError
 from rnnexp.files import write_json
-from rnnexp.insight.callback import InsightCallback, start_drawing_process
+from rnnexp.insight.callback import InsightCallback
+from rnnexp.insight.drawing import start_drawing_process
 from rnnexp.models.build import count_parameters
 from rnnexp.models.family import model_family
 from rnnexp.report import console as con

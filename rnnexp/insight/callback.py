@@ -34,8 +34,7 @@ import torch
 
 from rnnexp.engine.callbacks import Callback
 from rnnexp.insight import UNITS_FILE, Insight, look, unit_states, units_markdown, units_report
-from rnnexp.insight.drawing import (_POOL, LayerValues, Pictured, draw_epoch, drawing_pool,  # noqa: F401
-                                    picture_title, save_pngs, start_drawing_process)
+from rnnexp.insight.drawing import _POOL, LayerValues, Pictured, draw_epoch, drawing_pool, picture_title, save_pngs
 
 
 class InsightCallback(Callback):
