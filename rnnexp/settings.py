@@ -18,7 +18,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-SECTIONS = ("task", "model", "train")
+from rnnexp.config import SECTIONS
+
 #: Keys that are no setting: instructions for the start, and names made from other keys.
 NOT_SETTINGS = ("train.resume", "train.overwrite", "task.label", "model.label")
 #: Settings that change how a run runs, not what it computes: no part of a job's name or a group.

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rnnexp.argv import hydra_quote, shell_word
-from rnnexp.sweep.jobs import HOW_IT_RAN, read_plan
+from rnnexp.sweep.jobs import ABSENT, HOW_IT_RAN, read_plan
 from rnnexp.sweep.stats import group_stats, notes
 
 current_sweep_dir: Optional[str] = None  # set when a multirun starts (see hydra_callbacks)
@@ -83,7 +83,7 @@ def with_settings(rows: list[dict[str, Any]], plan: list[dict[str, Any]]) -> Non
             sets.append(job.get("settings") or job["values"])
     keys = naming_keys(sets)
     for row, values in known:
-        row["params"] = {k: text(values[k]) if k in values else "-" for k in keys}
+        row["params"] = {k: text(values[k]) if k in values else ABSENT for k in keys}
 
 
 ROW_KEYS = ("objective_name", "objective", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "epochs",
