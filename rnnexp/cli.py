@@ -78,7 +78,7 @@ def _job(cfg: DictConfig) -> float:
     try:
         # Jobs run one after another in this process (Hydra's basic launcher): a job's last
         # pictures are drawn while the next one trains (the sweep's end waits for them).
-        in_process = in_sweep and str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher")
+        in_process = in_sweep and str(hydra_cfg.launcher.get("_target_", "")).endswith(("BasicLauncher", "PackingLauncher"))
         return run_experiment(cfg, run_dir, overrides=list(hydra_cfg.overrides.task),
                               parallel_jobs=jobs, in_sweep=in_sweep, defer_pictures=in_process)
     except Interrupted as stop:
@@ -125,13 +125,15 @@ class ValidateBeforeRun(Callback):
             if resume is None:
                 start_drawing(load_run_config(config))
             else:
-                from rnnexp.engine.checkpoint import check_not_finished, resume_config
+                from rnnexp.engine.checkpoint import alone_refused, check_not_finished, resume_config
                 from rnnexp.run_lock import in_use, is_locked, read_holder
 
                 run_dir = Path(str(resume)).expanduser()
                 if is_locked(run_dir):  # (before its checkpoint is looked for: a live run may have none yet)
                     raise RunDirError(in_use(run_dir, read_holder(run_dir), resuming=True))
                 cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
+                if payload.get("packed_with"):
+                    raise RunDirError(alone_refused(run_dir, payload))
                 run = load_run_config(cfg)
                 check_not_finished(run, payload, run_dir)
                 start_drawing(run)
@@ -210,8 +212,19 @@ def console() -> None:
     os._exit(int(code))  # type: ignore[arg-type]
 
 
+def register_launcher() -> None:
+    """rnnexp's launcher (conf/hydra/launcher/packing.yaml) for Hydra: its scan of the hydra_plugins
+    namespace does not see an editable install's packages (pip install -e .), registering does."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.rnnexp_launcher.packing_launcher import PackingLauncher
+
+    Plugins.instance().register(PackingLauncher)
+
+
 def main() -> None:
     sweep.current_sweep_dir = SweepState.directory = None  # set by SummariseSweep if this is a sweep
+    register_launcher()
     SweepState.stop_signal = 0
 
     def entry() -> object:

@@ -74,6 +74,7 @@ class TrainConfig:
     curriculum: Optional[list[Any]]
     curriculum_threshold: float
     resume: Optional[str]
+    pack_seeds: str = "auto"  # a sweep's seeds of one setting as one packed model (rnnexp.sweep.launcher)
     overwrite: bool = False  # an instruction for the run's start, not saved with the run (checkpoint.INSTRUCTIONS)
     init_from: Optional[str] = None  # a run directory whose best model this run starts from (warm start)
 
@@ -103,6 +104,7 @@ class TrainConfig:
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                 "train.device", self.device, "use auto, cpu, cuda or cuda:N")
         require_choice("train.cuda_graph", self.cuda_graph, ("auto", "off"))
+        require_choice("train.pack_seeds", self.pack_seeds, ("auto", "off"))
         require(self.threads == "auto" or (self.threads.isdigit() and int(self.threads) >= 1),
                 "train.threads", self.threads, "use auto or an integer >= 1")
         if self.device.startswith("cuda"):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from rnnexp.engine.loop import Engine
 from rnnexp.engine.precision import bf16_layers
 from rnnexp.engine.signals import stop_on_signals, under_submitit
 from rnnexp.engine.threads import apply_threads, available_cores, choose_threads
-from rnnexp.errors import ConfigError, DivergedError, Interrupted, ResourceError, RnnexpError
+from rnnexp.errors import ConfigError, DivergedError, Interrupted, ResourceError, RnnexpError, RunDirError
 from rnnexp.files import write_json
 from rnnexp.insight.callback import InsightCallback
 from rnnexp.insight.drawing import start_drawing_process
@@ -84,6 +85,87 @@ def run_experiment(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] = ()
 
 def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, in_sweep: bool,
          results: dict[str, Any], started: float, defer_pictures: bool = False) -> float:
+    run = prepare(cfg, run_dir, overrides, parallel_jobs, in_sweep, results, started)
+    if run is None:  # a sweep resumed: this job had already finished
+        return float((results.get("objective") or {}).get("value", float("nan")))
+    finished = False
+    try:
+        try:
+            with stop_on_signals() as stop_requested:  # (a stop during the test is recorded and ignored)
+                run.engine.fit(Callbacks(run.callbacks), stop_requested)
+                test = run.engine.test()
+        except (MemoryError, torch.OutOfMemoryError) as err:
+            raise out_of_memory(err) from err
+        finally:
+            run.after_fit()
+        run.complete(test)
+        finished = True
+    finally:
+        # The final pictures, drawn while the test ran and the result was written (in a sweep,
+        # while the next job trains); on a stop or an error, waited for here.
+        _UNFINISHED.append((run.insight, run.tensorboard))
+        finish_deferred(wait=not (defer_pictures and finished))
+    return float(results["objective"]["value"])
+
+
+def out_of_memory(err: BaseException) -> ResourceError:
+    return ResourceError(f"out of memory while training ({type(err).__name__}); lower model.hidden_size, "
+                         f"train.batch_size or the sequence length, or use train.device=cpu")
+
+
+@dataclass
+class Prepared:
+    """A run built and ready to train: its engine and what watches it (`prepare`), and how it
+    reports when the loop is over (`after_fit`, then `complete`)."""
+
+    run: RunConfig
+    cfg: DictConfig
+    run_dir: Path
+    engine: Engine
+    family: Any
+    size: dict[str, int]
+    callbacks: list[Callback]
+    tensorboard: TensorBoard
+    progress: Any
+    insight: InsightCallback
+    console: Any
+    mode: str
+    settings: dict[str, Any]
+    results: dict[str, Any]
+    started: float
+
+    def after_fit(self) -> None:
+        """What the epochs so far say (also for a run that stopped or failed)."""
+        self.progress.close()
+        self.tensorboard.writer.flush()  # also on a stop or an error: what was logged is on disk
+        self.results.update(progress_results(self.run, self.engine))  # a stopped run says what it reached too
+        if data := self.engine.task.data_report(len(self.engine.state.history)):
+            self.results["data"] = data
+
+    def complete(self, test: dict[str, float]) -> None:
+        """results.json, TensorBoard's hparams, the summary table and the result line."""
+        run, results, engine, task = self.run, self.results, self.engine, self.engine.task
+        results.update(completed_results(run, engine, test))
+        if warning := engine.divergence.unjudged(engine.state):
+            con.log.warning(warning)
+            results["warning"] = warning
+        results["wall_seconds"] = round(time.time() - self.started, 3)
+        write_json(self.run_dir / RESULTS, results)
+        self.tensorboard.finish(len(engine.state.history), test, hparams(run, self.family.hparams(self.size), self.settings),
+                                [f"val/{task.objective[0]}", *test])
+        if self.mode != "quiet":
+            con.print_summary(self.console, f"{run.task.label} / {run.model.label}",
+                              summary_rows(run, results, task.unit, str(self.run_dir)))
+        con.log.info(result_line(run, results, str(self.run_dir)))
+
+
+def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: int, in_sweep: bool,
+            results: dict[str, Any], started: float, pictures: bool = True,
+            packed_with: Optional[dict[str, Any]] = None) -> Optional[Prepared]:
+    """Config -> task, model, engine and its callbacks, ready to train (a resumed run restored);
+    None for a sweep's job that had already finished (its results are read back into `results`).
+    `pictures=False`: none for this run (a packed group draws its first seed's only); `packed_with`:
+    the group a packed seed trains in (its checkpoints name it: it resumes only with it)."""
     cfg, payload = resume_target(cfg, overrides, run_dir)
     source = None
     if payload is None:  # a fresh run; with train.init_from its model is another run's best
@@ -91,9 +173,11 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     if payload == "completed":  # a sweep resumed: this job had already finished (or diverged: a result too)
         results["status"] = "skipped"
         earlier = json.loads((run_dir / RESULTS).read_text())
-        objective = earlier.get("objective") or {}
+        results["objective"] = earlier.get("objective") or {}
         con.log.info(f"kept: {run_dir.name} ({earlier.get('status')} before; train.resume=auto keeps it as it is)")
-        return float(objective.get("value", float("nan")))
+        return None
+    if payload is not None and payload.get("packed_with") and packed_with is None:
+        raise RunDirError(ckpt.alone_refused(run_dir, payload))
     run = load_run_config(cfg)
     if payload is not None:
         ckpt.check_not_finished(run, payload, run_dir)
@@ -122,9 +206,9 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     # now, it imports its libraries while this one builds the engine (the optimizer pulls in
     # torch._dynamo: ~1 s), instead of after the first epoch, when a short run then waited for it.
     draw_aside = device.type == "cuda" or threads * parallel_jobs < available_cores()
-    if draw_aside and run.train.insight_every:
+    if draw_aside and run.train.insight_every and pictures:
         start_drawing_process()
-    engine = Engine(task, model, run.train, device, cuda_graph=family.cuda_graph)
+    engine = Engine(task, model, run.train, device, cuda_graph=family.cuda_graph and packed_with is None)
     if payload is not None:
         ckpt.restore(payload, engine)
     for name, text in task.artifacts().items():
@@ -137,11 +221,12 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
     resumed = engine.state if payload is not None else None
     tensorboard = TensorBoard(run_dir, OmegaConf.to_yaml(OmegaConf.create(ckpt.plain_config(cfg))), resumed)
     progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
-    insight_every = run.train.insight_every if family.replay else 0  # (what it lacks is said below)
+    insight_every = run.train.insight_every if family.replay and pictures else 0  # (what it lacks is said below)
     insight = InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside,
                               title=picture_title(run), deferred=True)
     callbacks = [*task_callbacks(run, engine), tensorboard, progress, SlowdownWarning(task.unit), insight,
-                 ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size)]
+                 ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size,
+                                  packed_with=packed_with)]
     settings = run_settings(cfg, overrides, run_dir, resumed=payload is not None)
     results.update({**family.hparams(size), "model": run.model.label}, status="running", task=run.task.name,
                    settings=settings,
@@ -156,41 +241,11 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs: in
         con.start_log.info(line)
     if lacks := family.lacks():
         con.start_log.info(lacks)
-
-    finished = False
-    try:
-        try:
-            with stop_on_signals() as stop_requested:  # (a stop during the test is recorded and ignored)
-                engine.fit(Callbacks(callbacks), stop_requested)
-                test = engine.test()
-        except (MemoryError, torch.OutOfMemoryError) as err:
-            raise ResourceError(f"out of memory while training ({type(err).__name__}); lower model.hidden_size, "
-                                f"train.batch_size or the sequence length, or use train.device=cpu") from err
-        finally:
-            progress.close()
-            tensorboard.writer.flush()  # also on a stop or an error: what was logged is on disk
-            results.update(progress_results(run, engine))  # a stopped run says what it reached too
-            if data := task.data_report(len(engine.state.history)):
-                results["data"] = data
-
-        results.update(completed_results(run, engine, test))
-        if warning := engine.divergence.unjudged(engine.state):
-            con.log.warning(warning)
-            results["warning"] = warning
-        results["wall_seconds"] = round(time.time() - started, 3)
-        write_json(run_dir / RESULTS, results)
-        tensorboard.finish(len(engine.state.history), test, hparams(run, family.hparams(size), settings),
-                           [f"val/{task.objective[0]}", *test])
-        if mode != "quiet":
-            con.print_summary(console, f"{run.task.label} / {run.model.label}", summary_rows(run, results, task.unit, str(run_dir)))
-        con.log.info(result_line(run, results, str(run_dir)))
-        finished = True
-    finally:
-        # The final pictures, drawn while the test ran and the result was written (in a sweep,
-        # while the next job trains); on a stop or an error, waited for here.
-        _UNFINISHED.append((insight, tensorboard))
-        finish_deferred(wait=not (defer_pictures and finished))
-    return float(results["objective"]["value"])
+    if packed_with is not None:
+        con.start_log.info(f"packed with seeds {', '.join(map(str, packed_with['seeds']))} of its sweep into one model "
+                           f"(its own block of weights, data, curves and results; train.pack_seeds=off: one by one)")
+    return Prepared(run, cfg, run_dir, engine, family, size, callbacks, tensorboard, progress, insight, console, mode,
+                    settings, results, started)
 
 
 _UNFINISHED: list[tuple[InsightCallback, TensorBoard]] = []

@@ -24,7 +24,7 @@ from rnnexp.config import SECTIONS
 NOT_SETTINGS = ("train.resume", "train.overwrite", "task.label", "model.label")
 #: Settings that change how a run runs, not what it computes: no part of a job's name or a group.
 HOW_IT_RUNS = ("train.threads", "train.device", "train.progress", "train.log_every_steps", "train.checkpoint_minutes",
-               "train.insight_every")
+               "train.insight_every", "train.pack_seeds")
 #: The keys a resumed run may change (rnnexp.engine.checkpoint); any other must equal the run's own.
 RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.divergence_factor", "train.threads",
              "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")

@@ -107,7 +107,7 @@ def test_learning_rate_test_metrics_and_hparams_reach_tensorboard(run_cfg, tmp_p
 def test_checkpoints_are_written_by_time_not_every_epoch(run_cfg, tmp_path, monkeypatch):
     saved = []
     real = ckpt.save_checkpoint
-    monkeypatch.setattr(ckpt, "save_checkpoint", lambda run_dir, engine, config, size: (saved.append(engine.state.epoch),
+    monkeypatch.setattr(ckpt, "save_checkpoint", lambda run_dir, engine, config, size, packed_with=None: (saved.append(engine.state.epoch),
                                                                                      real(run_dir, engine, config, size)))
     run_cfg(tmp_path, *SHORT, name="default")  # checkpoint_minutes=1: a short run saves once, at its end
     assert saved == [4]

@@ -129,7 +129,7 @@ def test_a_sweeps_jobs_leave_their_last_pictures_to_draw_while_the_next_job_trai
     real_run, real_finish = experiment.run_experiment, callback.InsightCallback.finish
     monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: events.append("job") or real_run(*a, **k))
     monkeypatch.setattr(callback.InsightCallback, "finish", lambda self: events.append("pictures") or real_finish(self))
-    code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "train.seed=1,2", "train.epochs=1",
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "train.seed=1,2", "train.epochs=1", "train.pack_seeds=off",
                             "task.train_size=64", "task.val_size=100", "task.test_size=100",
                             "train.target_accuracy=null", f"hydra.sweep.dir={tmp_path / 'S'}")
     assert code == 0, err

@@ -16,7 +16,7 @@ import random
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ RENAMED_KEYS = {"task.data_seed": "task.heldout_seed"}
 #: Keys added after runs were saved without them: the value that trains as those runs did
 #: (cuda_graph changes how a GPU step is launched, not what it computes).
 ADDED_KEYS = {"train.precision": "fp32", "train.cuda_graph": "auto", "train.divergence_factor": 10.0,
-              "train.overwrite": False, "train.init_from": None,
+              "train.overwrite": False, "train.init_from": None, "train.pack_seeds": "off",
               "model.family": "recurrent"}  # (every model was recurrent before families)
 #: Model keys added later, by family.
 ADDED_MODEL_KEYS = {"recurrent": {"model.input_dropout": 0.0, "model.weight_drop": 0.0, "model.tie_weights": False}}
@@ -184,6 +184,14 @@ def drop_retired_keys(saved: DictConfig) -> DictConfig:
 _NOTED: set[tuple[str, ...]] = set()
 
 
+def alone_refused(run_dir: Path, payload: dict[str, Any]) -> str:
+    """Why one seed of a packed group does not resume alone, and the command that resumes the group."""
+    group = payload["packed_with"]
+    return (f"cannot resume {run_dir} alone: it trained packed into one model with seeds "
+            f"{', '.join(map(str, group['seeds']))} of its sweep, and alone it would not continue exactly; resume "
+            f"the group with the sweep's command: {group.get('resume') or 'rnnexp -m ... train.resume=auto'}")
+
+
 def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None:
     loop = payload["loop"]
     limit = run.train.time_limit_minutes
@@ -195,7 +203,9 @@ def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None
 
 
 # -- save and restore --------------------------------------------------------------------------
-def save_checkpoint(run_dir: Path, engine: Any, config: dict[str, Any], model_size: dict[str, int]) -> None:
+def save_checkpoint(run_dir: Path, engine: Any, config: dict[str, Any], model_size: dict[str, int],
+                    packed_with: Optional[dict[str, Any]] = None) -> None:
+    """`packed_with`: the group of seeds this one trained packed with (it resumes only with them)."""
     loop = asdict(engine.state)
     loop["carried"] = engine.state.carried  # keep tensors as tensors
     save_torch(Path(run_dir) / CHECKPOINT, {
@@ -204,6 +214,7 @@ def save_checkpoint(run_dir: Path, engine: Any, config: dict[str, Any], model_si
         "optimizer": engine.optimizer.state_dict(),
         "scheduler": None if engine.scheduler is None else engine.scheduler.state_dict(),
         "task": engine.task.state_dict(), "loop": loop, "rng": rng_states(),
+        **({"packed_with": packed_with} if packed_with else {}),
     })
 
 
@@ -274,9 +285,10 @@ class Checkpoints(Callback):
     are cheap by default (a 2-second run writes one at its end), yet a killed run loses at most
     `minutes` of training plus an epoch."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], minutes: float, model_size: dict[str, int]):
+    def __init__(self, run_dir: Path, config: dict[str, Any], minutes: float, model_size: dict[str, int],
+                 packed_with: Optional[dict[str, Any]] = None):
         self.run_dir, self.config, self.seconds = Path(run_dir), config, minutes * 60
-        self.model_size = model_size
+        self.model_size, self.packed_with = model_size, packed_with
         self.saved_at, self.saved_step, self.best_written = 0.0, -1, None
 
     def save(self, engine: Any) -> None:
@@ -286,7 +298,7 @@ class Checkpoints(Callback):
         if engine.state.best_epoch != self.best_written:  # first, so a checkpoint never names a newer best
             save_best(self.run_dir, engine, self.config, self.model_size)
             self.best_written = engine.state.best_epoch
-        save_checkpoint(self.run_dir, engine, self.config, self.model_size)
+        save_checkpoint(self.run_dir, engine, self.config, self.model_size, self.packed_with)
         self.saved_at, self.saved_step = time.monotonic(), position
 
     def on_fit_start(self, engine: Any) -> None:

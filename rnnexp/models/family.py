@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 State = Union["torch.Tensor", tuple["torch.Tensor", ...]]
 
 _REGISTRY: dict[str, type["ModelFamily"]] = {}
-#: What the start line says a family lacks. `pack_seeds` joins it once rnnexp packs seeds: until
-#: then no family packs, and saying so at every start would be noise.
+#: What the start line says a family lacks. (`pack_seeds` is said where it matters: when a sweep's
+#: seeds are grouped, rnnexp.sweep.launcher.)
 CAPABILITIES = {"cuda_graph": "no CUDA graph (eager steps on a GPU)",
                 "replay": "no pictures of states, gradients through time or gates (no step-by-step replay)",
                 "decoder": None}
@@ -95,6 +95,10 @@ class ModelFamily:
     def hparams(self, size: dict[str, int]) -> dict[str, Any]:
         """Plain values for TensorBoard's HParams and the summaries: its label and size at least."""
         return {"model": self.cfg.label, **size}
+
+    def pack_refusal(self, task_cls: Any) -> Optional[str]:
+        """Why seeds of this config cannot train packed (None: they can); only with `pack_seeds`."""
+        return None if self.pack_seeds else f"model family {self.name} does not pack seeds"
 
     def lacks(self) -> Optional[str]:
         """One line naming what this family cannot do (None: it can do everything)."""

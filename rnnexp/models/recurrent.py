@@ -89,7 +89,19 @@ class Recurrent(ModelFamily):
     Config = RecurrentConfig
     cuda_graph = True
     replay = True
+    pack_seeds = True
     size_keys = ("hidden_size", "num_layers")
+
+    def pack_refusal(self, task_cls: Any) -> Optional[str]:
+        """Why this config's seeds cannot train packed (rnnexp.models.packed), or None: a dropout
+        mask would differ from a single run's, an embedding reads each seed's own tokens."""
+        c = self.cfg
+        if task_cls.token_inputs:
+            return f"task={task_cls.name} reads token ids (embeddings are not packed)"
+        for key in ("dropout", "input_dropout", "weight_drop"):
+            if getattr(c, key):
+                return f"model.{key}={getattr(c, key)} (dropout masks are not packed)"
+        return None
 
     @classmethod
     def validate_with(cls, cfg: RecurrentConfig, task_cls: Any) -> None:

@@ -1,0 +1,383 @@
+"""Seeds trained together: one packed model (rnnexp.models.packed), one optimizer, G loops in lockstep.
+
+    for each epoch:
+        for each batch index:
+            seed g's batch -> block g of the inputs (right-padded to the longest)   1. forward (once)
+            seed g's loss from block g of the outputs; their sum                    2. loss
+            zero_grad, backward                                                     3., 4.
+            each seed's gradient norm and clip, from its own entries only; the
+            weights between seeds get no gradient                                   5. step (once)
+        validation: one packed pass over the shared validation set (every seed's is the same),
+        then each seed's own epoch end: best model, target, early stop, divergence
+
+Each seed keeps an `Engine` of its own (rnnexp.engine.loop): its task (its own training data), its
+loop state, its callbacks (TensorBoard, checkpoints, results) and a model of its own size that the
+packed weights are copied into at every epoch end, so its best model, pictures and checkpoints are
+a single run's. A seed that reaches its target (or its epochs) stops: its block is frozen (no
+gradient, its optimizer moments zeroed) and it reports at once. A seed whose weights, loss or
+gradient become non-finite is frozen with its block zeroed (an infinity in one block would turn
+every other seed's products with its zero weights into NaN), the step is taken again without it, and
+it ends as diverged; the others go on. What the adaptive optimizers compute is per entry, so the
+others' steps are their own.
+
+Not bit for bit a single run: the larger products round differently (tests/test_packing.py
+measures it: `DEVIATION`). `train.pack_seeds=off` runs seeds one by one, bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from rnnexp.engine.callbacks import Callback
+from rnnexp.engine.loop import Engine, Sums, make_optimizer
+from rnnexp.errors import DivergedError, Interrupted
+from rnnexp.models.family import carry_hidden_state
+from rnnexp.models.packed import PackedRecurrent
+from rnnexp.tasks.base import Batch
+
+#: The largest deviation from the single runs (same initial weights, same data) that
+#: tests/test_packing.py measured and asserts, over 5 epochs of QRSU easy with 3 seeds (LSTM, GRU, RNN).
+DEVIATION = {"val/loss": 1e-4, "val/accuracy": 0.0}
+
+
+class PackedGroup:
+    """`engines[g]`: seed g's engine (None: a seed that is already done, a zero block)."""
+
+    def __init__(self, engines: Sequence[Optional[Engine]], cfg: Any, device: torch.device):
+        self.engines, self.cfg, self.device = list(engines), cfg, device
+        self.net = PackedRecurrent([None if e is None else e.model for e in engines]).to(device)
+        self.params = dict(self.net.named_parameters())
+        self.owner = {name: o.to(device) for name, o in self.net.owner.items()}
+        self.optimizer = make_optimizer(cfg, list(self.params.values()))
+        self.active = [e is not None for e in engines]
+        self._pack_optimizer_states()
+        self.classes, self.inputs = self.net.num_classes, self.net.input_size
+        #: Called once per seed when it is done: (seed, None) finished, (seed, DivergedError) diverged.
+        self.on_done: Callable[[int, Optional[BaseException]], None] = lambda g, err: None
+        self.stop_requested: Callable[[], int] = lambda: 0
+
+    @property
+    def live(self) -> list[int]:
+        return [g for g, on in enumerate(self.active) if on]
+
+    # -- moving weights and optimizer moments between the packed model and each seed's own ----
+    def _pack_optimizer_states(self) -> None:
+        """A resumed group: each seed's checkpointed optimizer moments into the packed optimizer."""
+        sources = [(g, e) for g, e in enumerate(self.engines) if e is not None and e.optimizer.state]
+        if not sources:
+            return
+        for index, name in enumerate(self.net.names):
+            packed = self.params[name]
+            state: dict[str, Any] = {}
+            for g, engine in sources:
+                own = list(engine.model.parameters())[index]
+                for key, value in engine.optimizer.state[own].items():
+                    if torch.is_tensor(value) and value.shape == own.shape:
+                        target = state.setdefault(key, torch.zeros_like(packed))
+                        self.net.pack_into(name, g, target, value.to(self.device))
+                    else:
+                        state.setdefault(key, value.clone() if torch.is_tensor(value) else value)
+            self.optimizer.state[packed] = state
+
+    def sync_out(self, g: int) -> None:
+        """Seed g's weights and optimizer moments into its own engine (its best model, checkpoints,
+        pictures and weight norm are then a single run's)."""
+        engine = self.engines[g]
+        assert engine is not None
+        with torch.no_grad():
+            for index, (name, own) in enumerate(engine.model.named_parameters()):
+                own.copy_(self.net.unpack(name, g, self.params[name].data, own.shape))
+                packed_state = self.optimizer.state.get(self.params[name], {})
+                engine.optimizer.state[own] = {
+                    key: (self.net.unpack(name, g, value, own.shape) if torch.is_tensor(value) and value.shape == self.params[name].shape
+                          else value.clone() if torch.is_tensor(value) else value)
+                    for key, value in packed_state.items()}
+
+    def freeze(self, g: int, zero_weights: bool) -> None:
+        """Seed g trains no more: no gradient, no optimizer moments; a diverged seed's weights are
+        zeroed too (they may be infinite)."""
+        self.active[g] = False
+        with torch.no_grad():
+            for name, packed in self.params.items():
+                mine = self.owner[name] == g
+                for value in self.optimizer.state.get(packed, {}).values():
+                    if torch.is_tensor(value) and value.shape == packed.shape:
+                        value.masked_fill_(mine, 0.0)
+                if zero_weights:
+                    packed.masked_fill_(mine, 0.0)
+        if self.engines[g] is not None:
+            self.engines[g].state.carried = None  # type: ignore[union-attr]
+
+    # -- one packed step -----------------------------------------------------------------------
+    def _inputs(self, batches: dict[int, Batch]) -> torch.Tensor:
+        """Each live seed's inputs in its block, right-padded to the longest (a seed's outputs at
+        its own steps never depend on later steps); a frozen seed's block reads zeros."""
+        first = next(iter(batches.values())).inputs
+        steps = max(b.inputs.shape[1] for b in batches.values())
+        x = torch.zeros(first.shape[0], steps, self.net.seeds * self.inputs, device=self.device, dtype=first.dtype)
+        for g, batch in batches.items():
+            x[:, :batch.inputs.shape[1], g * self.inputs:(g + 1) * self.inputs] = batch.inputs
+        return x
+
+    def _outputs(self, outputs: torch.Tensor, g: int, batch: Batch) -> torch.Tensor:
+        return outputs[:, :batch.inputs.shape[1], g * self.classes:(g + 1) * self.classes]
+
+    def _forward_backward(self, batches: dict[int, Batch], starts: dict[int, Any]) -> tuple[Any, dict, torch.Tensor, dict]:
+        x = self._inputs(batches)
+        state = self.net.pack_states([starts.get(g) for g in range(self.net.seeds)], x.shape[0], self.device)
+        outputs, state = self.net(x, state)
+        scores = {g: self.engines[g].task.score(self._outputs(outputs, g, b), b) for g, b in batches.items()}  # type: ignore[union-attr]
+        losses = [s.loss for s in scores.values() if s.loss is not None]
+        self.optimizer.zero_grad(set_to_none=True)
+        if losses:
+            torch.stack(losses).sum().backward()
+        squares = torch.zeros(self.net.seeds + 1, device=self.device, dtype=torch.float64)
+        for name, p in self.params.items():
+            if p.grad is not None:
+                squares.index_add_(0, self.owner[name].view(-1), p.grad.detach().view(-1).double().square())
+        return state, scores, squares, {g: s.loss for g, s in scores.items()}
+
+    def step(self, batches: dict[int, Batch], starts: dict[int, Any]) -> dict[int, tuple[Any, dict, torch.Tensor]]:
+        """The five steps for every live seed at once. Returns, per seed that is still live after
+        it, (state to carry, metric sums, gradient norm before clipping)."""
+        while True:
+            state, scores, squares, losses = self._forward_backward(batches, starts)
+            seed_losses = [v for v in losses.values() if v is not None]
+            finite = bool(torch.isfinite(squares).all()) and (not seed_losses or bool(torch.isfinite(torch.stack(seed_losses)).all()))
+            if finite:
+                break
+            for g in self._culprits(batches, starts, losses):
+                self._diverged(g, f"the training loss or its gradient became non-finite at epoch "
+                                  f"{self.engines[g].state.epoch}, step {self.engines[g].state.global_step + 1}")  # type: ignore[union-attr]
+                batches.pop(g)
+                starts.pop(g, None)
+            if not batches:
+                return {}
+        norms = squares.sqrt()
+        coefficient = torch.zeros_like(norms)
+        live = torch.tensor(list(batches), device=self.device)
+        if self.cfg.grad_clip is not None:  # as clip_grad_norm_, but each seed by its own norm
+            coefficient[live] = (self.cfg.grad_clip / (norms[live] + 1e-6)).clamp(max=1.0)
+        else:
+            coefficient[live] = 1.0
+        with torch.no_grad():
+            for name, p in self.params.items():  # (the weights between seeds and frozen seeds: 0)
+                if p.grad is not None:
+                    p.grad.mul_(coefficient.to(p.dtype)[self.owner[name]])
+        self.optimizer.step()
+        return {g: (carry_hidden_state(self.net.unpack_state(state, g)), scores[g].sums, norms[g].float())
+                for g in batches}
+
+    def _culprits(self, batches: dict[int, Batch], starts: dict[int, Any], losses: dict[int, Any]) -> list[int]:
+        """The seeds whose own weights, or own step alone, are non-finite (the others may only
+        have caught it from them in the packed products)."""
+        culprits = []
+        for g, batch in batches.items():
+            bad = any(not bool(torch.isfinite(p.data[self.owner[n] == g]).all()) for n, p in self.params.items())
+            if not bad:
+                engine = self.engines[g]
+                alone = copy.deepcopy(engine.model)  # type: ignore[union-attr]
+                with torch.no_grad():
+                    for name, own in alone.named_parameters():
+                        own.copy_(self.net.unpack(name, g, self.params[name].data, own.shape))
+                outputs, _ = alone(batch.inputs, starts.get(g))
+                loss = engine.task.score(outputs, batch).loss  # type: ignore[union-attr]
+                if loss is not None:
+                    loss.backward()
+                    bad = not bool(torch.isfinite(loss)) or any(
+                        p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in alone.parameters())
+            if bad:
+                culprits.append(g)
+        return culprits or [g for g, v in losses.items() if v is not None and not bool(torch.isfinite(v))] or list(batches)
+
+    def _diverged(self, g: int, message: str) -> None:
+        self.freeze(g, zero_weights=True)
+        self.on_done(g, DivergedError(f"{message}; {_ADVICE}"))
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, callbacks: Sequence[Callback], stop_requested: Callable[[], int] = lambda: 0) -> None:
+        """Train every live seed until each has finished, diverged, or a stop is requested."""
+        positions = {(e.state.epoch, e.state.batch, e.state.global_step) for e in self._live_engines()}
+        if len(positions) > 1:
+            from rnnexp.errors import RunDirError
+
+            raise RunDirError(f"the seeds of this packed group stopped at different positions {sorted(positions)}; "
+                              f"resume them one by one with train.pack_seeds=off, or start the sweep again")
+        self.stop_requested = stop_requested
+        for g in self.live:
+            engine = self.engines[g]
+            engine.stop_requested = stop_requested
+            engine._clock = time.perf_counter() - engine.state.seconds
+            callbacks[g].on_fit_start(engine)
+        while self.live:
+            self._train_epoch(callbacks)
+            live = self.live
+            if not live:
+                break
+            vals = self.evaluate("val", live)
+            for g in live:
+                engine = self.engines[g]
+                self.sync_out(g)
+                try:
+                    metrics = engine._end_epoch(vals[g])
+                except DivergedError as err:
+                    self.freeze(g, zero_weights=True)
+                    self.on_done(g, err)
+                    continue
+                callbacks[g].on_epoch_end(engine, metrics)
+                if engine.finished:
+                    self.freeze(g, zero_weights=False)
+                    callbacks[g].on_fit_end(engine)
+                    self.on_done(g, None)
+            self._align_checkpoints(callbacks)
+            self._check_stop(callbacks)
+
+    def _live_engines(self) -> list[Engine]:
+        return [self.engines[g] for g in self.live]  # type: ignore[misc]
+
+    def _train_epoch(self, callbacks: Sequence[Callback]) -> None:
+        live = self.live
+        engines = {g: self.engines[g] for g in live}
+        first = engines[live[0]]
+        epoch, skip = first.state.epoch, first.state.batch
+        sums, intervals, norms = {}, {}, {}
+        for g, e in engines.items():
+            e.model.train()
+            e._epoch_clock, e._counted_before = time.perf_counter(), e.state.sums.get("count", 0.0)
+            sums[g], intervals[g] = Sums(self.device, e.state.sums), Sums(self.device, e.state.interval)
+            norms[g] = torch.tensor(e.state.grad_norm, dtype=torch.float64, device=self.device)
+        streams = {g: e._batches(epoch, skip) for g, e in engines.items()}
+        while engines:
+            step = {}
+            for g in list(engines):
+                item = next(streams[g], None)
+                if item is not None:
+                    step[g] = item
+            if len(step) < len(engines):
+                break  # (every seed's epoch has as many batches: same task config)
+            index = next(iter(step.values()))[0]
+            batches = {g: b.to(self.device) for g, (_, b) in step.items()}
+            starts = {g: None if b.reset else engines[g].state.carried for g, b in batches.items()}
+            done = self.step(batches, starts)
+            for g in list(engines):
+                if g not in done:  # diverged in this step
+                    engines.pop(g)
+                    continue
+                e, s = engines[g], engines[g].state
+                s.carried, metric_sums, norm = done[g]
+                stacked = Sums.stack(metric_sums)
+                if s.reference_loss is None:
+                    first_sums = dict(zip(stacked[0], stacked[1].tolist()))
+                    if first_sums.get("count", 1) > 0:
+                        try:
+                            e.divergence.first_step(s, e.task.metrics(first_sums)["loss"])
+                        except DivergedError as err:
+                            self._done_diverged(g, err, engines)
+                            continue
+                sums[g].add_stacked(*stacked)
+                intervals[g].add_stacked(*stacked)
+                norms[g] += norm
+                s.batch, s.global_step = index + 1, s.global_step + 1
+                if s.global_step % self.cfg.log_every_steps == 0:
+                    try:
+                        e._log_interval(callbacks[g], intervals[g])
+                    except DivergedError as err:
+                        self._done_diverged(g, err, engines)
+                        continue
+                    intervals[g] = Sums(self.device)
+            if any(e._out_of_time() for e in engines.values()):
+                for e in engines.values():
+                    e.state.carried = None
+                break
+            if self.stop_requested():
+                for g, e in engines.items():
+                    e.state.sums, e.state.interval, e.state.grad_norm = sums[g].to_host(), intervals[g].to_host(), float(norms[g])
+                self._check_stop(callbacks)
+        for g, e in engines.items():
+            s = e.state
+            s.sums, s.interval, s.grad_norm = sums[g].to_host(), intervals[g].to_host(), float(norms[g])
+            if s.sums.get("count", 0.0) > e._counted_before:
+                e._speed = (s.sums["count"] - e._counted_before) / max(1e-9, time.perf_counter() - e._epoch_clock)
+
+    def _done_diverged(self, g: int, err: DivergedError, engines: dict[int, Engine]) -> None:
+        self.freeze(g, zero_weights=True)
+        engines.pop(g)
+        self.on_done(g, err)
+
+    def _align_checkpoints(self, callbacks: Sequence[Callback]) -> None:
+        """A group resumes exactly only from checkpoints of one position: where one live seed's
+        checkpoint was written this epoch, every live seed's is."""
+        from rnnexp.engine.checkpoint import Checkpoints
+
+        keepers = {g: [c for c in getattr(callbacks[g], "callbacks", [callbacks[g]]) if isinstance(c, Checkpoints)]
+                   for g in self.live}
+        positions = {g: (self.engines[g].state.epoch, self.engines[g].state.global_step) for g in self.live}  # type: ignore[union-attr]
+        if any(c.saved_step == positions[g] for g, cs in keepers.items() for c in cs):
+            for g, cs in keepers.items():
+                for c in cs:
+                    c.save(self.engines[g])
+
+    def _check_stop(self, callbacks: Sequence[Callback]) -> None:
+        signum = self.stop_requested()
+        if signum:
+            for g in self.live:
+                engine = self.engines[g]
+                engine.state.seconds = time.perf_counter() - engine._clock  # type: ignore[union-attr]
+                self.sync_out(g)
+                callbacks[g].on_interrupt(engine)
+            raise Interrupted(signum)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str, seeds: Sequence[int]) -> dict[int, dict[str, float]]:
+        """Each seed's metrics on the fixed split `split`, from one packed pass: the held-out sets
+        do not depend on the seed, so every block reads the same batch."""
+        first = self.engines[seeds[0]]
+        assert first is not None
+        self.net.eval()
+        sums = {g: Sums(self.device) for g in seeds}
+        state = None
+        try:
+            for batch in first.task.eval_batches(split):
+                batch = batch.to(self.device)
+                x = batch.inputs.repeat(1, 1, self.net.seeds)
+                start = None if batch.reset else state
+                outputs, state = self.net(x, start)
+                for g in seeds:
+                    sums[g].add(self.engines[g].task.score(self._outputs(outputs, g, batch), batch).sums)  # type: ignore[union-attr]
+                state = carry_hidden_state(state)
+        finally:
+            self.net.train()
+        return {g: {f"{split}/{k}": v for k, v in first.task.metrics(sums[g].to_host()).items()} for g in seeds}
+
+
+_ADVICE = "lower train.lr, set train.grad_clip (e.g. 1.0), or try train.optimizer=adam"
+
+
+# -- whether packing pays ------------------------------------------------------------------------
+def probe(engine: Engine, seeds: int, steps: int = 6) -> dict[str, float]:
+    """Time `steps` training steps of one seed's model and of `seeds` seeds packed, on copies (the
+    run's own model and optimizer are not touched), on epoch 1's first batch. Returns the
+    milliseconds of each and whether packing is faster per seed."""
+    batch = next(iter(engine.task.train_batches(1))).to(engine.device)
+    single = copy.deepcopy(engine.model)
+    single_engine = copy.copy(engine)
+    single_engine.model, single_engine.params = single, list(single.parameters())
+    single_engine.optimizer = make_optimizer(engine.cfg, single_engine.params)
+    group = PackedGroup([single_engine] * seeds, engine.cfg, engine.device)
+
+    def timed(run: Callable[[], Any]) -> float:
+        run()  # (the first step allocates)
+        begin = time.perf_counter()
+        for _ in range(steps):
+            run()
+        return (time.perf_counter() - begin) / steps * 1000
+
+    single_ms = timed(lambda: single_engine.train_step(batch, None))
+    packed_ms = timed(lambda: group.step({g: batch for g in range(seeds)}, {}))
+    return {"seeds": seeds, "single_ms": round(single_ms, 3), "packed_ms": round(packed_ms, 3),
+            "speedup": round(seeds * single_ms / packed_ms, 2)}

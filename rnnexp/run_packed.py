@@ -1,0 +1,128 @@
+"""A packed group: the jobs of a sweep that differ only in `train.seed`, trained as one model.
+
+    rnnexp -m task=qrsu model=lstm train.seed=1,2,3        (train.pack_seeds=auto packs them where a
+                                                            probe at the start measured it faster)
+
+The launcher (rnnexp.sweep.launcher) groups the jobs and hands a group here. Each seed is prepared
+as a single run would be (`rnnexp.run.prepare`: its directory, task, model, engine, TensorBoard,
+checkpoints, results.json); `rnnexp.engine.packed.PackedGroup` then trains them together, and each
+seed reports the moment it is done: finished (its test, results and result line) or diverged.
+Returns one outcome per job: its objective, or the exception it ended with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from omegaconf import DictConfig
+
+from rnnexp.engine.callbacks import Callbacks
+from rnnexp.engine.packed import DEVIATION, PackedGroup
+from rnnexp.engine.signals import stop_on_signals
+from rnnexp.errors import DivergedError, Interrupted, RnnexpError
+from rnnexp.files import write_json
+from rnnexp.report import console as con
+from rnnexp.report.results import RESULTS
+from rnnexp.run import _UNFINISHED, Prepared, earlier_results, finish_deferred, out_of_memory, prepare
+
+Outcome = Union[float, BaseException]
+
+
+@dataclass
+class Job:
+    cfg: DictConfig        # the job's config (task, model, train)
+    hydra: DictConfig      # the whole config Hydra ran it with (its choices name the run's settings)
+    run_dir: Path
+    overrides: list[str]
+
+
+def run_packed(jobs: list[Job], resume: str, probe: Optional[dict[str, Any]] = None) -> list[Outcome]:
+    """Train `jobs` (one setting, several seeds) as one packed model; `resume` is the sweep's command
+    (a seed's checkpoint names it: the group resumes only as a group)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    finish_deferred(wait=False)
+    started = time.time()
+    seeds = [int(job.cfg.train.seed) for job in jobs]
+    group = {"seeds": seeds, "dirs": [job.run_dir.name for job in jobs], "resume": resume}
+    outcomes: list[Optional[Outcome]] = [None] * len(jobs)
+    results: list[dict[str, Any]] = [{"status": "starting", "run_dir": str(job.run_dir)} for job in jobs]
+    had = [earlier_results(job.run_dir) for job in jobs]
+    prepared: list[Optional[Prepared]] = []
+    for g, job in enumerate(jobs):
+        HydraConfig.instance().set_config(job.hydra)
+        try:
+            ready = prepare(job.cfg, job.run_dir, job.overrides, 1, True, results[g], started, pictures=g == 0,
+                            packed_with=group)
+        except Exception as err:  # (this seed fails; the others train)
+            _ended(results[g], err, job.run_dir, had[g], started)
+            outcomes[g], ready = err, None
+        if ready is None and outcomes[g] is None:  # a sweep resumed: this seed had finished
+            outcomes[g] = float((results[g].get("objective") or {}).get("value", float("nan")))
+        if ready is not None:
+            results[g].update(packed_with=seeds, packing={"group": group["dirs"], "probe": probe,
+                                                          "deviation_from_single_runs": DEVIATION,
+                                                          "measured_by": "tests/test_packing.py"})
+        prepared.append(ready)
+    live = [g for g, p in enumerate(prepared) if p is not None]
+    if not live:
+        return outcomes  # type: ignore[return-value]
+    first = prepared[live[0]]
+    assert first is not None
+    con.log.info(f"packed: seeds {', '.join(str(seeds[g]) for g in live)} train as one model"
+                 + (f" (probe: {probe['speedup']:g}x faster than one by one)" if probe else ""))
+    trainer = PackedGroup([p.engine if p else None for p in prepared], first.run.train, first.engine.device)
+
+    def done(g: int, error: Optional[BaseException]) -> None:
+        """Seed g is done: it reports now, whatever the others still do."""
+        ready = prepared[g]
+        assert ready is not None
+        try:
+            ready.after_fit()
+            if error is None:
+                ready.complete(ready.engine.test())
+                outcomes[g] = float(results[g]["objective"]["value"])
+            else:
+                _ended(results[g], error, ready.run_dir, had[g], started)
+                outcomes[g] = error
+        finally:
+            _UNFINISHED.append((ready.insight, ready.tensorboard))
+            finish_deferred(wait=False)
+
+    trainer.on_done = done
+    callbacks = [Callbacks(p.callbacks) if p else Callbacks([]) for p in prepared]
+    try:
+        with stop_on_signals() as stop_requested:
+            trainer.fit(callbacks, stop_requested)
+    except BaseException as err:
+        if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+            err = out_of_memory(err)
+        for g in trainer.live:
+            ready = prepared[g]
+            assert ready is not None
+            ready.after_fit()
+            if isinstance(err, Interrupted):
+                results[g].update(status="interrupted", error=f"stopped by signal {err.signum}", resume=resume)
+            _ended(results[g], err, ready.run_dir, had[g], started)
+            outcomes[g] = err
+            _UNFINISHED.append((ready.insight, ready.tensorboard))
+        if not isinstance(err, RnnexpError):
+            raise
+    finally:
+        finish_deferred(wait=False)
+    return outcomes  # type: ignore[return-value]
+
+
+def _ended(results: dict[str, Any], error: BaseException, run_dir: Path, had_results: bool, started: float) -> None:
+    """results.json of a seed that did not complete (as `rnnexp.run.run_experiment` writes it)."""
+    if results.get("status") != "interrupted":
+        status = "diverged" if isinstance(error, DivergedError) else "failed"
+        message = str(error) if isinstance(error, RnnexpError) else f"{type(error).__name__}: {error}"
+        results.update(status=status, error=message)
+    results.setdefault("wall_seconds", round(time.time() - started, 3))
+    results.setdefault("epochs_run", len(results.get("history", [])))
+    if ("task" in results or not had_results) and run_dir.is_dir():
+        write_json(run_dir / RESULTS, results)

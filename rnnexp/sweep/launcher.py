@@ -1,0 +1,237 @@
+"""rnnexp's default sweep launcher: Hydra's basic launcher (jobs one after another in this process),
+which trains the jobs that differ only in `train.seed` as one packed model where that is faster.
+
+    rnnexp -m task=qrsu model=rnn,lstm train.seed=1,2,3     two groups of three seeds
+    rnnexp -m ... train.pack_seeds=off                      one job after another, bit for bit single runs
+
+With `train.pack_seeds=auto` (the default) a group is packed when its config can be (the recurrent
+family, no dropout, no token inputs, curriculum, schedule, bf16 or warm start) and a probe of a few
+training steps (rnnexp.engine.packed.probe, ~0.1-0.5 s) measured the packed step faster per seed;
+otherwise its jobs run one by one, as with `off`. A resumed group keeps how it trained: packed
+checkpoints resume packed (exactly), single-run ones one by one. Each job keeps its own directory,
+`.hydra/` record and results.json; the group's log lines go to every seed's run.log.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger("rnnexp")
+
+SEED = "train.seed="
+
+
+def seed_groups(job_overrides: Sequence[Sequence[str]]) -> list[list[int]]:
+    """Job indices grouped by their overrides less `train.seed` (first appearance order)."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index, overrides in enumerate(job_overrides):
+        if not any(o.startswith(SEED) for o in overrides):
+            groups[(f"#{index}",)] = [index]
+            continue
+        key = tuple(sorted(o for o in overrides if not o.startswith(SEED)))
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def pack_refusal(cfg: DictConfig) -> Optional[str]:
+    """Why a job's config does not train packed (None: it can)."""
+    from rnnexp.config import load_run_config
+    from rnnexp.models.family import model_family
+    from rnnexp.tasks import task_class
+
+    run = load_run_config(cfg)
+    t = run.train
+    if t.pack_seeds == "off":
+        return "train.pack_seeds=off"
+    for key, value, default in (("curriculum", t.curriculum, None), ("lr_schedule", t.lr_schedule, "none"),
+                                ("precision", t.precision, "fp32"), ("init_from", t.init_from, None)):
+        if value != default:
+            return f"train.{key}={value}"
+    task_cls = task_class(run.task.name)
+    if task_cls.decodes:
+        return f"task={run.task.name} decodes"
+    return model_family(run.model).pack_refusal(task_cls)
+
+
+class PackingLauncher(BasicLauncher):
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.hydra_context is not None and self.config is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        runs: dict[int, JobReturn] = {}
+        for group in seed_groups(job_overrides):
+            configs = [self._config(job_overrides[i], initial_job_idx + i) for i in group]
+            runs.update((self._packed(group, configs) if len(group) > 1 else None) or {})
+            for i, config in zip(group, configs):
+                if i not in runs:  # (one by one: bit for bit a single run)
+                    runs[i] = self._one(config)
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [runs[i] for i in range(len(job_overrides))]
+
+    def _config(self, overrides: Sequence[str], idx: int) -> DictConfig:
+        assert self.hydra_context is not None and self.config is not None
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = idx
+            config.hydra.job.num = idx
+        return config
+
+    def _one(self, config: DictConfig, task_function: Any = None) -> JobReturn:
+        assert self.hydra_context is not None
+        return run_job(hydra_context=self.hydra_context, task_function=task_function or self.task_function,
+                       config=config, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+    def _packed(self, group: list[int], configs: list[DictConfig]) -> Optional[dict[int, JobReturn]]:
+        """Run what of `group` trains packed and return those jobs' results; the jobs left out (or
+        None: all) run one by one."""
+        from rnnexp.errors import Interrupted, RnnexpError
+        from rnnexp.sweep.jobs import SweepState
+
+        if SweepState.stop_signal:  # Ctrl-C between two groups
+            raise Interrupted(SweepState.stop_signal)
+        try:
+            refusal = pack_refusal(configs[0])
+        except RnnexpError:
+            return None  # (a config that does not load: each job says why when it runs)
+        label = " ".join(o for o in filter_overrides(configs[0].hydra.overrides.task) if not o.startswith(SEED))
+        if refusal is not None:
+            if not refusal.startswith("train.pack_seeds=off"):
+                log.info(f"seeds one by one ({label}): {refusal}")
+            return None
+        # Each job's directory and .hydra/ record, as Hydra makes them; the training comes after.
+        made: list[Any] = []
+
+        def collect(cfg: DictConfig) -> None:
+            made.append((cfg, copy.deepcopy(HydraConfig.instance().cfg)))
+
+        collected = {i: self._one(config, collect) for i, config in zip(group, configs)}
+        from rnnexp.run_packed import Job
+
+        jobs = {i: Job(cfg, full, Path(str(full.hydra.runtime.output_dir)), [str(o) for o in full.hydra.overrides.task])
+                for i, (cfg, full) in zip(group, made)}
+        states = {i: trained_as(job.run_dir) for i, job in jobs.items()}
+        runs: dict[int, JobReturn] = {}
+        # A packed group resumes as the group it was, in its order (its checkpoints name it).
+        for layout in dict.fromkeys(s for s in states.values() if isinstance(s, tuple)):
+            members = sorted((i for i in group if jobs[i].run_dir.name in layout), key=lambda i: layout.index(jobs[i].run_dir.name))
+            runs.update(self._run_packed(members, jobs, collected, None))
+        fresh = [i for i in group if states[i] == "fresh" and i not in runs]
+        if len(fresh) > 1:
+            probe = _probe(jobs[fresh[0]].cfg, len(fresh))
+            if probe["speedup"] >= MIN_SPEEDUP:
+                runs.update(self._run_packed(fresh, jobs, collected, probe))
+            else:
+                log.info(f"seeds one by one ({label}): packing {len(fresh)} measured {probe['speedup']:g}x "
+                         f"(one step {probe['single_ms']:g} ms alone, {probe['packed_ms']:g} ms packed)")
+        return runs
+
+    def _run_packed(self, members: list[int], jobs: dict[int, Any], collected: dict[int, JobReturn],
+                    probe: Optional[dict[str, Any]]) -> dict[int, JobReturn]:
+        from rnnexp.run_packed import run_packed
+        from rnnexp.sweep.jobs import read_plan
+
+        assert self.config is not None
+        resume = read_plan(Path(str(self.config.hydra.sweep.dir))).get("resume", "rnnexp -m ... train.resume=auto")
+        handlers = _log_to_every([jobs[i] for i in members])
+        try:
+            outcomes = run_packed([jobs[i] for i in members], resume, probe)
+        finally:
+            for handler in handlers:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+        return {i: _returned(collected[i], outcome) for i, outcome in zip(members, outcomes)}
+
+
+#: Pack a group when the probe measured at least this speed-up per seed (below it, one by one
+#: also keeps each seed's pictures and is bit for bit a single run).
+MIN_SPEEDUP = 1.2
+
+
+def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
+    from rnnexp.config import load_run_config
+    from rnnexp.engine.loop import Engine
+    from rnnexp.engine.packed import probe
+    from rnnexp.engine.threads import apply_threads, choose_threads
+    from rnnexp.models.build import count_parameters
+    from rnnexp.models.family import model_family
+    from rnnexp.run import pick_device, seed_everything
+    from rnnexp.tasks import build_task
+
+    run = load_run_config(cfg)
+    device = pick_device(run.train.device)
+    seed_everything(run.train.seed)
+    task = build_task(run.task, run.train.batch_size, run.train.seed)
+    family = model_family(run.model)
+    model = family.build(task, family.size(task)).to(device)
+    apply_threads(choose_threads(run.train.threads, count_parameters(model), device)[0])
+    return probe(Engine(task, model, run.train, device, cuda_graph=False), seeds)
+
+
+def trained_as(run_dir: Path) -> Any:
+    """How the job in `run_dir` trained so far: "fresh" (never), "done" (completed or diverged),
+    "single" (a single run's checkpoint), or the packed group it trained in (its directories, in
+    order; from its results, or its checkpoint where the run was killed before writing them)."""
+    from rnnexp.engine.checkpoint import CHECKPOINT, load_payload
+    from rnnexp.errors import RnnexpError
+
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        results = {}
+    group = (results.get("packing") or {}).get("group")
+    if results.get("status") in ("completed", "diverged"):
+        return tuple(group) if group else "done"
+    if not (run_dir / CHECKPOINT).is_file():
+        return "fresh"
+    if group:
+        return tuple(group)
+    try:
+        packed_with = load_payload(run_dir / CHECKPOINT).get("packed_with")
+    except RnnexpError:
+        return "single"  # (resuming it says what is wrong with it)
+    return tuple(packed_with["dirs"]) if packed_with else "single"
+
+
+def _log_to_every(jobs: list[Any]) -> list[logging.Handler]:
+    """The group's lines into every seed's run.log (Hydra set up the last job's)."""
+    root = logging.getLogger()
+    own = next((h for h in root.handlers if isinstance(h, logging.FileHandler)), None)
+    added: list[logging.Handler] = []
+    for job in jobs:
+        path = job.run_dir / "run.log"
+        if own is not None and Path(own.baseFilename) == path.resolve():
+            continue
+        handler = logging.FileHandler(path)
+        if own is not None:
+            handler.setFormatter(own.formatter)
+            handler.setLevel(own.level)
+        root.addHandler(handler)
+        added.append(handler)
+    return added
+
+
+def _returned(ret: JobReturn, outcome: Any) -> JobReturn:
+    """The job's JobReturn with its outcome: a value (a diverged seed's NaN: a result of the sweep,
+    as for a job alone), or the error it failed with (Hydra reports the failed job)."""
+    from rnnexp.errors import DivergedError
+
+    if isinstance(outcome, DivergedError):
+        log.warning(f"diverged: {outcome}")
+        outcome = float("nan")
+    if isinstance(outcome, BaseException):
+        ret.status, ret.return_value = JobStatus.FAILED, outcome
+    else:
+        ret.status, ret.return_value = JobStatus.COMPLETED, outcome
+    return ret
+

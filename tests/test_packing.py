@@ -1,0 +1,171 @@
+"""Seed packing (issue 20): seeds of one setting trained as one block-diagonal model.
+
+Each packed seed must match its single run (same initial weights, same data) within
+`engine.packed.DEVIATION`, stop early on its own, resume exactly as a group (and never alone), and
+a seed that diverges must leave the others as they would have been.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from rnnexp.engine.packed import DEVIATION, PackedGroup, probe
+from rnnexp.errors import Interrupted, RunDirError
+from tests.conftest import run_in_process
+
+BASE = ("task=qrsu", "train.progress=lines", "train.threads=1", "train.insight_every=0", "train.checkpoint_minutes=100")
+
+
+def packed(tmp_path: Path, seeds: list[int], *overrides: str, name: str = "group") -> list[dict]:
+    """Run `seeds` as one packed group in-process (as the launcher does) and return their results."""
+    from rnnexp.run_packed import Job, run_packed
+
+    jobs = []
+    for seed in seeds:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="rnnexp.conf", version_base="1.3"):
+            job_overrides = [*BASE, *overrides, f"train.seed={seed}"]
+            full = compose(config_name="config", overrides=job_overrides, return_hydra_config=True)
+        cfg = copy.deepcopy(full)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        run_dir = tmp_path / name / f"seed={seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        jobs.append(Job(cfg, full, run_dir, job_overrides))
+    outcomes = run_packed(jobs, resume="rnnexp -m ... train.resume=auto")
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome
+    return [json.loads((job.run_dir / "results.json").read_text()) for job in jobs]
+
+
+def deviation(a: dict, b: dict, key: str) -> float:
+    assert len(a["history"]) == len(b["history"])
+    return max(abs(x[key] - y[key]) for x, y in zip(a["history"], b["history"]))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_each_packed_seed_is_its_single_run(tmp_path, cell):
+    # Up to 14 epochs, to 95% validation accuracy: the LSTM's seed 1 stops at epoch 12, the others run on.
+    setting = (f"model={cell}", "train.epochs=14", "train.target_accuracy=0.95")
+    group = packed(tmp_path, [1, 2, 3], *setting)
+    for seed, result in zip([1, 2, 3], group):
+        alone = run_in_process(tmp_path, *BASE, *setting, f"train.seed={seed}", name=f"alone{seed}")
+        assert result["status"] == "completed" and result["packed_with"] == [1, 2, 3]
+        assert result["epochs_run"] == alone["epochs_run"], "each seed stops early on its own"
+        assert result["target_epoch"] == alone["target_epoch"]
+        for key, bound in DEVIATION.items():
+            assert deviation(result, alone, key) <= bound, (seed, key)
+        assert abs(result["test"]["test/loss"] - alone["test"]["test/loss"]) <= DEVIATION["val/loss"]
+        assert result["packing"]["deviation_from_single_runs"] == DEVIATION
+        assert (Path(result["run_dir"]) / "best.pt").is_file()
+        assert list(Path(result["run_dir"]).glob("events.out.tfevents.*")), "each seed keeps its curves"
+    if cell == "lstm":
+        assert len({r["epochs_run"] for r in group}) > 1, "the test needs seeds that stop at different epochs"
+
+
+@contextmanager
+def stop_after(epochs: int):
+    """A stop requested (as by Ctrl-C) once every live seed has trained `epochs` epochs."""
+    import rnnexp.run_packed as module
+
+    real = module.stop_on_signals
+    seen = {"steps": 0}
+
+    @contextmanager
+    def fake():
+        def requested() -> int:
+            seen["steps"] += 1
+            return signal.SIGINT if seen["steps"] > epochs * 32 + 1 else 0  # (32 batches an epoch: mid-epoch)
+        yield requested
+
+    module.stop_on_signals = fake
+    try:
+        yield
+    finally:
+        module.stop_on_signals = real
+
+
+def test_a_group_resumes_exactly_as_a_group_and_never_one_seed_alone(tmp_path):
+    setting = ("model=lstm", "train.epochs=5", "train.target_accuracy=null")
+    whole = packed(tmp_path, [1, 2], *setting, name="whole")
+    with stop_after(2), pytest.raises(Interrupted):
+        packed(tmp_path, [1, 2], *setting, name="stopped")
+    stopped = [json.loads((tmp_path / "stopped" / f"seed={s}" / "results.json").read_text()) for s in (1, 2)]
+    assert [r["status"] for r in stopped] == ["interrupted", "interrupted"]
+    assert all(r["resume"] for r in stopped)
+
+    with pytest.raises(RunDirError, match="resume the group"):
+        run_in_process(tmp_path, *BASE, *setting, "train.seed=1", f"train.resume='{tmp_path / 'stopped' / 'seed=1'}'")
+
+    resumed = packed(tmp_path, [1, 2], *setting, "train.resume=auto", name="stopped")
+    for a, b in zip(whole, resumed):
+        assert b["status"] == "completed"
+        assert [h["val/loss"] for h in a["history"]] == [h["val/loss"] for h in b["history"]], "exact group resume"
+        assert a["test"] == b["test"]
+
+
+def test_a_diverging_seed_is_frozen_and_the_others_go_on(tmp_path, monkeypatch):
+    setting = ("model=lstm", "train.epochs=4", "train.target_accuracy=null")
+    clean = packed(tmp_path, [1, 2, 3], *setting, name="clean")
+    real_step, calls = PackedGroup.step, {"n": 0}
+
+    def step(self, batches, starts):
+        calls["n"] += 1
+        if calls["n"] == 40:  # epoch 2: an infinity in seed 2's weights (block 1)
+            with torch.no_grad():
+                weight = self.params["rnn.weight_hh_l0"]
+                weight[self.owner["rnn.weight_hh_l0"] == 1] = float("inf")
+        return real_step(self, batches, starts)
+
+    monkeypatch.setattr(PackedGroup, "step", step)
+    hit = packed(tmp_path, [1, 2, 3], *setting, name="hit")
+    assert hit[1]["status"] == "diverged" and "non-finite" in hit[1]["error"]
+    assert hit[1]["epochs_run"] == 1
+    for g in (0, 2):
+        assert hit[g]["status"] == "completed" and hit[g]["epochs_run"] == 4
+        for key, bound in DEVIATION.items():
+            assert deviation(hit[g], clean[g], key) <= bound, "the other seeds are unchanged"
+
+
+def test_the_probe_times_one_seed_and_the_packed_group(tmp_path):
+    from rnnexp.config import load_run_config
+    from rnnexp.engine.loop import Engine
+    from rnnexp.models.family import model_family
+    from rnnexp.tasks import build_task
+    from tests.conftest import compose_config
+
+    run = load_run_config(compose_config(*BASE, "model=lstm"))
+    task = build_task(run.task, run.train.batch_size, 1)
+    family = model_family(run.model)
+    model = family.build(task, family.size(task))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    measured = probe(Engine(task, model, run.train, torch.device("cpu")), seeds=4, steps=2)
+    assert measured["seeds"] == 4 and measured["single_ms"] > 0 and measured["packed_ms"] > 0
+    assert measured["speedup"] == pytest.approx(4 * measured["single_ms"] / measured["packed_ms"], rel=0.02)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the probe trains copies"
+
+
+def test_which_configs_pack(compose_cfg):
+    from rnnexp.sweep.launcher import pack_refusal, seed_groups
+
+    assert pack_refusal(compose_cfg("model=lstm")) is None
+    assert "dropout" in pack_refusal(compose_cfg("model=lstm", "model.dropout=0.1"))
+    assert "token ids" in pack_refusal(compose_cfg("task=charlm", "model=lstm", "train.lr_schedule=none"))
+    assert pack_refusal(compose_cfg("model=lstm", "train.pack_seeds=off")) == "train.pack_seeds=off"
+    assert "lr_schedule" in pack_refusal(compose_cfg("task=charlm", "model=lstm"))
+    assert "curriculum" in pack_refusal(compose_cfg("task=qrsu", "model=lstm", "train.curriculum=[easy,normal]"))
+    assert "does not pack" in pack_refusal(compose_cfg("model=mlp"))
+    jobs = [["model=rnn", "train.seed=1"], ["model=rnn", "train.seed=2"], ["model=lstm", "train.seed=1"],
+            ["model=lstm"], ["train.seed=2", "model=rnn"]]
+    assert seed_groups(jobs) == [[0, 1, 4], [2], [3]]
