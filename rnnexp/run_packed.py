@@ -22,8 +22,10 @@ from omegaconf import DictConfig
 from rnnexp.engine.callbacks import Callbacks
 from rnnexp.engine.packed import DEVIATION, PackedGroup
 from rnnexp.engine.signals import stop_on_signals
+from rnnexp.engine.threads import apply_threads, choose_threads
 from rnnexp.errors import DivergedError, Interrupted, RnnexpError
 from rnnexp.files import write_json
+from rnnexp.models.build import count_parameters
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS
 from rnnexp.run import _UNFINISHED, Prepared, earlier_results, finish_deferred, out_of_memory, prepare
@@ -75,6 +77,13 @@ def run_packed(jobs: list[Job], resume: str, probe: Optional[dict[str, Any]] = N
     con.log.info(f"packed: seeds {', '.join(str(seeds[g]) for g in live)} train as one model"
                  + (f" (probe: {probe['speedup']:g}x faster than one by one)" if probe else ""))
     trainer = PackedGroup([p.engine if p else None for p in prepared], first.run.train, first.engine.device)
+    # Threads for the packed model's size (G seeds of a hidden-64 RNN are a large model).
+    threads, why = choose_threads(first.run.train.threads, count_parameters(trainer.net), first.engine.device)
+    apply_threads(threads)
+    for g in live:
+        results[g]["threads"] = threads
+    con.log.info(f"packed model: {count_parameters(trainer.net):,} parameters (zeros between seeds included); "
+                 f"threads: {threads} ({why})")
 
     def done(g: int, error: Optional[BaseException]) -> None:
         """Seed g is done: it reports now, whatever the others still do."""

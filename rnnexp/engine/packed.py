@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+from torch.nn import functional as F
 
 from rnnexp.engine.callbacks import Callback
 from rnnexp.engine.loop import Engine, Sums, make_optimizer
@@ -56,6 +58,8 @@ class PackedGroup:
         self.active = [e is not None for e in engines]
         self._pack_optimizer_states()
         self.classes, self.inputs = self.net.num_classes, self.net.input_size
+        first = next(e for e in engines if e is not None)
+        self.streaming = first.task.streaming  # (a state is carried from batch to batch)
         #: Called once per seed when it is done: (seed, None) finished, (seed, DivergedError) diverged.
         self.on_done: Callable[[int, Optional[BaseException]], None] = lambda g, err: None
         self.stop_requested: Callable[[], int] = lambda: 0
@@ -118,63 +122,83 @@ class PackedGroup:
         its own steps never depend on later steps); a frozen seed's block reads zeros."""
         first = next(iter(batches.values())).inputs
         steps = max(b.inputs.shape[1] for b in batches.values())
-        x = torch.zeros(first.shape[0], steps, self.net.seeds * self.inputs, device=self.device, dtype=first.dtype)
-        for g, batch in batches.items():
-            x[:, :batch.inputs.shape[1], g * self.inputs:(g + 1) * self.inputs] = batch.inputs
-        return x
+        blank = None
+        parts = []
+        for g in range(self.net.seeds):
+            if g not in batches:
+                if blank is None:
+                    blank = first.new_zeros(first.shape[0], steps, self.inputs)
+                parts.append(blank)
+                continue
+            x = batches[g].inputs
+            parts.append(x if x.shape[1] == steps else F.pad(x, (0, 0, 0, steps - x.shape[1])))
+        return torch.cat(parts, -1)
 
     def _outputs(self, outputs: torch.Tensor, g: int, batch: Batch) -> torch.Tensor:
         return outputs[:, :batch.inputs.shape[1], g * self.classes:(g + 1) * self.classes]
 
-    def _forward_backward(self, batches: dict[int, Batch], starts: dict[int, Any]) -> tuple[Any, dict, torch.Tensor, dict]:
-        x = self._inputs(batches)
-        state = self.net.pack_states([starts.get(g) for g in range(self.net.seeds)], x.shape[0], self.device)
-        outputs, state = self.net(x, state)
-        scores = {g: self.engines[g].task.score(self._outputs(outputs, g, b), b) for g, b in batches.items()}  # type: ignore[union-attr]
-        losses = [s.loss for s in scores.values() if s.loss is not None]
-        self.optimizer.zero_grad(set_to_none=True)
-        if losses:
-            torch.stack(losses).sum().backward()
-        squares = torch.zeros(self.net.seeds + 1, device=self.device, dtype=torch.float64)
-        for name, p in self.params.items():
-            if p.grad is not None:
-                squares.index_add_(0, self.owner[name].view(-1), p.grad.detach().view(-1).double().square())
-        return state, scores, squares, {g: s.loss for g, s in scores.items()}
+    def _scores(self, outputs: torch.Tensor, batches: dict[int, Batch]) -> tuple[Optional[torch.Tensor], torch.Tensor, list[str], torch.Tensor]:
+        """(the summed loss to train on, each seed's loss for the finite check, the sums' keys,
+        the (seeds, keys) sums): all seeds at once where the task can (`Task.score_seeds`)."""
+        seeds = list(batches)
+        B, T, _ = outputs.shape
+        per_seed = outputs.view(B, T, self.net.seeds, self.classes).permute(2, 0, 1, 3)
+        task = self.engines[seeds[0]].task  # type: ignore[union-attr]
+        scored = task.score_seeds(per_seed[seeds], [batches[g] for g in seeds])
+        if scored is not None:
+            losses, keys, sums = scored
+            return losses.sum(), losses.detach(), keys, sums.to(torch.float64)
+        scores = [self.engines[g].task.score(self._outputs(outputs, g, batches[g]), batches[g]) for g in seeds]  # type: ignore[union-attr]
+        keys = list(scores[0].sums)
+        sums = torch.stack([torch.stack([s.sums[k].detach() for k in keys]) for s in scores]).to(torch.float64)
+        losses = [s.loss for s in scores if s.loss is not None]
+        total = torch.stack(losses).sum() if losses else None
+        return total, (torch.stack(losses).detach() if losses else sums[:, 0]), keys, sums
 
-    def step(self, batches: dict[int, Batch], starts: dict[int, Any]) -> dict[int, tuple[Any, dict, torch.Tensor]]:
-        """The five steps for every live seed at once. Returns, per seed that is still live after
-        it, (state to carry, metric sums, gradient norm before clipping)."""
+    def step(self, batches: dict[int, Batch], starts: dict[int, Any]) -> Optional[Stepped]:
+        """The five steps for every live seed at once: forward, loss, zero_grad, backward, step.
+        A seed whose weights, loss or gradient turn non-finite is frozen as diverged and the step
+        taken again without it. None when no seed is left."""
         while True:
-            state, scores, squares, losses = self._forward_backward(batches, starts)
-            seed_losses = [v for v in losses.values() if v is not None]
-            finite = bool(torch.isfinite(squares).all()) and (not seed_losses or bool(torch.isfinite(torch.stack(seed_losses)).all()))
-            if finite:
+            x = self._inputs(batches)
+            state = self.net.pack_states([starts.get(g) for g in range(self.net.seeds)], x.shape[0], self.device)
+            outputs, state = self.net(x, state)                                          # 1. forward
+            total, losses, keys, sums = self._scores(outputs, batches)                   # 2. loss
+            self.optimizer.zero_grad(set_to_none=True)                                   # 3. zero_grad
+            if total is not None:
+                total.backward()                                                         # 4. backward
+            squares = torch.zeros(self.net.seeds + 1, device=self.device, dtype=torch.float64)
+            for name, p in self.params.items():  # each seed's squared gradient norm (G: between seeds)
+                if p.grad is not None:
+                    squares.index_add_(0, self.owner[name].view(-1), p.grad.detach().view(-1).double().square())
+            if bool(torch.isfinite(torch.cat([squares, losses.double()])).all()):  # (one host sync a step)
                 break
-            for g in self._culprits(batches, starts, losses):
+            for g in self._culprits(batches, starts):
                 self._diverged(g, f"the training loss or its gradient became non-finite at epoch "
                                   f"{self.engines[g].state.epoch}, step {self.engines[g].state.global_step + 1}")  # type: ignore[union-attr]
                 batches.pop(g)
                 starts.pop(g, None)
             if not batches:
-                return {}
+                return None
+        seeds = list(batches)
+        index = torch.tensor(seeds, device=self.device)
         norms = squares.sqrt()
-        coefficient = torch.zeros_like(norms)
-        live = torch.tensor(list(batches), device=self.device)
+        coefficient = torch.zeros_like(norms)  # (the weights between seeds and frozen seeds': 0)
         if self.cfg.grad_clip is not None:  # as clip_grad_norm_, but each seed by its own norm
-            coefficient[live] = (self.cfg.grad_clip / (norms[live] + 1e-6)).clamp(max=1.0)
+            coefficient[index] = (self.cfg.grad_clip / (norms[index] + 1e-6)).clamp(max=1.0)
         else:
-            coefficient[live] = 1.0
+            coefficient[index] = 1.0
         with torch.no_grad():
-            for name, p in self.params.items():  # (the weights between seeds and frozen seeds: 0)
+            for name, p in self.params.items():
                 if p.grad is not None:
                     p.grad.mul_(coefficient.to(p.dtype)[self.owner[name]])
-        self.optimizer.step()
-        return {g: (carry_hidden_state(self.net.unpack_state(state, g)), scores[g].sums, norms[g].float())
-                for g in batches}
+        self.optimizer.step()                                                            # 5. step
+        carried = ({g: carry_hidden_state(self.net.unpack_state(state, g)) for g in seeds} if self.streaming else {})
+        return Stepped(seeds, keys, sums, norms[index], carried)
 
-    def _culprits(self, batches: dict[int, Batch], starts: dict[int, Any], losses: dict[int, Any]) -> list[int]:
+    def _culprits(self, batches: dict[int, Batch], starts: dict[int, Any]) -> list[int]:
         """The seeds whose own weights, or own step alone, are non-finite (the others may only
-        have caught it from them in the packed products)."""
+        have caught it from them in the packed products); all of them if none is found alone."""
         culprits = []
         for g, batch in batches.items():
             bad = any(not bool(torch.isfinite(p.data[self.owner[n] == g]).all()) for n, p in self.params.items())
@@ -192,7 +216,7 @@ class PackedGroup:
                         p.grad is not None and not bool(torch.isfinite(p.grad).all()) for p in alone.parameters())
             if bad:
                 culprits.append(g)
-        return culprits or [g for g, v in losses.items() if v is not None and not bool(torch.isfinite(v))] or list(batches)
+        return culprits or list(batches)
 
     def _diverged(self, g: int, message: str) -> None:
         self.freeze(g, zero_weights=True)
@@ -240,73 +264,66 @@ class PackedGroup:
         return [self.engines[g] for g in self.live]  # type: ignore[misc]
 
     def _train_epoch(self, callbacks: Sequence[Callback]) -> None:
-        live = self.live
-        engines = {g: self.engines[g] for g in live}
-        first = engines[live[0]]
+        """One epoch of every live seed, in lockstep. Each seed's sums are a row of one (G, keys)
+        tensor on the device; they reach each seed's state at its logging intervals and the end."""
+        engines = {g: self.engines[g] for g in self.live}
+        first = next(iter(engines.values()))
         epoch, skip = first.state.epoch, first.state.batch
-        sums, intervals, norms = {}, {}, {}
-        for g, e in engines.items():
+        for e in engines.values():
             e.model.train()
             e._epoch_clock, e._counted_before = time.perf_counter(), e.state.sums.get("count", 0.0)
-            sums[g], intervals[g] = Sums(self.device, e.state.sums), Sums(self.device, e.state.interval)
-            norms[g] = torch.tensor(e.state.grad_norm, dtype=torch.float64, device=self.device)
+        sums, intervals = _Rows(self.net.seeds, self.device), _Rows(self.net.seeds, self.device)
+        norms = torch.zeros(self.net.seeds, dtype=torch.float64, device=self.device)
+        for g, e in engines.items():
+            sums.set(g, e.state.sums)
+            intervals.set(g, e.state.interval)
+            norms[g] = e.state.grad_norm
         streams = {g: e._batches(epoch, skip) for g, e in engines.items()}
         while engines:
-            step = {}
+            items = {g: next(streams[g], None) for g in engines}
+            if any(item is None for item in items.values()):
+                break  # (every seed's epoch has as many batches: one task config)
+            index = next(iter(items.values()))[0]  # type: ignore[index]
+            batches = {g: item[1].to(self.device) for g, item in items.items()}  # type: ignore[index]
+            starts = {g: engines[g].state.carried for g, b in batches.items() if not b.reset}
+            stepped = self.step(batches, starts)
+            for g in [g for g in engines if stepped is None or g not in stepped.seeds]:
+                engines.pop(g)  # (diverged in this step)
+            if stepped is None:
+                break
+            rows = torch.tensor(stepped.seeds, device=self.device)
+            sums.add(rows, stepped.keys, stepped.sums)
+            intervals.add(rows, stepped.keys, stepped.sums)
+            norms.index_add_(0, rows, stepped.norms.double())
             for g in list(engines):
-                item = next(streams[g], None)
-                if item is not None:
-                    step[g] = item
-            if len(step) < len(engines):
-                break  # (every seed's epoch has as many batches: same task config)
-            index = next(iter(step.values()))[0]
-            batches = {g: b.to(self.device) for g, (_, b) in step.items()}
-            starts = {g: None if b.reset else engines[g].state.carried for g, b in batches.items()}
-            done = self.step(batches, starts)
-            for g in list(engines):
-                if g not in done:  # diverged in this step
-                    engines.pop(g)
-                    continue
                 e, s = engines[g], engines[g].state
-                s.carried, metric_sums, norm = done[g]
-                stacked = Sums.stack(metric_sums)
-                if s.reference_loss is None:
-                    first_sums = dict(zip(stacked[0], stacked[1].tolist()))
-                    if first_sums.get("count", 1) > 0:
-                        try:
-                            e.divergence.first_step(s, e.task.metrics(first_sums)["loss"])
-                        except DivergedError as err:
-                            self._done_diverged(g, err, engines)
-                            continue
-                sums[g].add_stacked(*stacked)
-                intervals[g].add_stacked(*stacked)
-                norms[g] += norm
+                s.carried = stepped.carried.get(g)
                 s.batch, s.global_step = index + 1, s.global_step + 1
-                if s.global_step % self.cfg.log_every_steps == 0:
-                    try:
-                        e._log_interval(callbacks[g], intervals[g])
-                    except DivergedError as err:
-                        self._done_diverged(g, err, engines)
-                        continue
-                    intervals[g] = Sums(self.device)
+                try:
+                    if s.reference_loss is None:
+                        first_sums = dict(zip(stepped.keys, stepped.sums[stepped.seeds.index(g)].tolist()))
+                        if first_sums.get("count", 1) > 0:
+                            e.divergence.first_step(s, e.task.metrics(first_sums)["loss"])
+                    if s.global_step % self.cfg.log_every_steps == 0:
+                        e._log_interval(callbacks[g], Sums(self.device, intervals.dict(g)))
+                        intervals.clear(g)
+                except DivergedError as err:
+                    self.freeze(g, zero_weights=True)
+                    engines.pop(g)
+                    self.on_done(g, err)
             if any(e._out_of_time() for e in engines.values()):
                 for e in engines.values():
                     e.state.carried = None
                 break
             if self.stop_requested():
                 for g, e in engines.items():
-                    e.state.sums, e.state.interval, e.state.grad_norm = sums[g].to_host(), intervals[g].to_host(), float(norms[g])
+                    e.state.sums, e.state.interval, e.state.grad_norm = sums.dict(g), intervals.dict(g), float(norms[g])
                 self._check_stop(callbacks)
         for g, e in engines.items():
             s = e.state
-            s.sums, s.interval, s.grad_norm = sums[g].to_host(), intervals[g].to_host(), float(norms[g])
+            s.sums, s.interval, s.grad_norm = sums.dict(g), intervals.dict(g), float(norms[g])
             if s.sums.get("count", 0.0) > e._counted_before:
                 e._speed = (s.sums["count"] - e._counted_before) / max(1e-9, time.perf_counter() - e._epoch_clock)
-
-    def _done_diverged(self, g: int, err: DivergedError, engines: dict[int, Engine]) -> None:
-        self.freeze(g, zero_weights=True)
-        engines.pop(g)
-        self.on_done(g, err)
 
     def _align_checkpoints(self, callbacks: Sequence[Callback]) -> None:
         """A group resumes exactly only from checkpoints of one position: where one live seed's
@@ -339,30 +356,77 @@ class PackedGroup:
         first = self.engines[seeds[0]]
         assert first is not None
         self.net.eval()
-        sums = {g: Sums(self.device) for g in seeds}
+        totals = _Rows(self.net.seeds, self.device)
+        rows = torch.tensor(list(seeds), device=self.device)
         state = None
         try:
             for batch in first.task.eval_batches(split):
                 batch = batch.to(self.device)
-                x = batch.inputs.repeat(1, 1, self.net.seeds)
-                start = None if batch.reset else state
-                outputs, state = self.net(x, start)
-                for g in seeds:
-                    sums[g].add(self.engines[g].task.score(self._outputs(outputs, g, batch), batch).sums)  # type: ignore[union-attr]
+                outputs, state = self.net(batch.inputs.repeat(1, 1, self.net.seeds), None if batch.reset else state)
+                _, _, keys, sums = self._scores(outputs, {g: batch for g in seeds})
+                totals.add(rows, keys, sums)
                 state = carry_hidden_state(state)
         finally:
             self.net.train()
-        return {g: {f"{split}/{k}": v for k, v in first.task.metrics(sums[g].to_host()).items()} for g in seeds}
+        return {g: {f"{split}/{k}": v for k, v in first.task.metrics(totals.dict(g)).items()} for g in seeds}
+
+
+@dataclass
+class Stepped:
+    """What one packed step gives the seeds it trained: their rows of metric sums (keys order),
+    their gradient norms before clipping, and (streaming tasks) the states they carry on."""
+
+    seeds: list[int]
+    keys: list[str]
+    sums: torch.Tensor
+    norms: torch.Tensor
+    carried: dict[int, Any]
+
+
+class _Rows:
+    """Each seed's metric sums as a row of one float64 (seeds, keys) tensor on the device."""
+
+    def __init__(self, seeds: int, device: torch.device):
+        self.seeds, self.device = seeds, device
+        self.keys: list[str] = []
+        self.values: Optional[torch.Tensor] = None
+        self.pending: dict[int, dict[str, float]] = {}  # (a resumed epoch's sums, before the keys are known)
+
+    def set(self, g: int, start: dict[str, float]) -> None:
+        if start:
+            self.pending[g] = dict(start)
+
+    def add(self, rows: torch.Tensor, keys: list[str], sums: torch.Tensor) -> None:
+        if self.values is None:
+            self.keys = list(keys)
+            self.values = torch.zeros(self.seeds, len(keys), dtype=torch.float64, device=self.device)
+            for g, start in self.pending.items():
+                self.values[g] = torch.tensor([start.get(k, 0.0) for k in keys], dtype=torch.float64)
+        self.values.index_add_(0, rows, sums)
+
+    def dict(self, g: int) -> dict[str, float]:
+        if self.values is None:
+            return dict(self.pending.get(g, {}))
+        return dict(zip(self.keys, self.values[g].tolist()))
+
+    def clear(self, g: int) -> None:
+        self.pending.pop(g, None)
+        if self.values is not None:
+            self.values[g] = 0.0
 
 
 _ADVICE = "lower train.lr, set train.grad_clip (e.g. 1.0), or try train.optimizer=adam"
 
 
 # -- whether packing pays ------------------------------------------------------------------------
-def probe(engine: Engine, seeds: int, steps: int = 6) -> dict[str, float]:
-    """Time `steps` training steps of one seed's model and of `seeds` seeds packed, on copies (the
-    run's own model and optimizer are not touched), on epoch 1's first batch. Returns the
-    milliseconds of each and whether packing is faster per seed."""
+def probe(engine: Engine, seeds: int, steps: int = 6) -> dict[str, Any]:
+    """Time `steps` training steps of one seed's model and of `seeds` seeds packed, each on the
+    threads `train.threads` gives its size (rnnexp.engine.threads), on copies (the run's own model
+    and optimizer are not touched), on epoch 1's first batch. Returns the milliseconds of each and
+    the speed-up per seed (above 1: packing is faster)."""
+    from rnnexp.engine.threads import apply_threads, choose_threads
+    from rnnexp.models.build import count_parameters
+
     batch = next(iter(engine.task.train_batches(1))).to(engine.device)
     single = copy.deepcopy(engine.model)
     single_engine = copy.copy(engine)
@@ -370,14 +434,15 @@ def probe(engine: Engine, seeds: int, steps: int = 6) -> dict[str, float]:
     single_engine.optimizer = make_optimizer(engine.cfg, single_engine.params)
     group = PackedGroup([single_engine] * seeds, engine.cfg, engine.device)
 
-    def timed(run: Callable[[], Any]) -> float:
+    def timed(model: torch.nn.Module, run: Callable[[], Any]) -> float:
+        apply_threads(choose_threads(engine.cfg.threads, count_parameters(model), engine.device)[0])
         run()  # (the first step allocates)
         begin = time.perf_counter()
         for _ in range(steps):
             run()
         return (time.perf_counter() - begin) / steps * 1000
 
-    single_ms = timed(lambda: single_engine.train_step(batch, None))
-    packed_ms = timed(lambda: group.step({g: batch for g in range(seeds)}, {}))
+    single_ms = timed(single, lambda: single_engine.train_step(batch, None))
+    packed_ms = timed(group.net, lambda: group.step({g: batch for g in range(seeds)}, {}))
     return {"seeds": seeds, "single_ms": round(single_ms, 3), "packed_ms": round(packed_ms, 3),
             "speedup": round(seeds * single_ms / packed_ms, 2)}

@@ -162,8 +162,6 @@ def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
     from rnnexp.config import load_run_config
     from rnnexp.engine.loop import Engine
     from rnnexp.engine.packed import probe
-    from rnnexp.engine.threads import apply_threads, choose_threads
-    from rnnexp.models.build import count_parameters
     from rnnexp.models.family import model_family
     from rnnexp.run import pick_device, seed_everything
     from rnnexp.tasks import build_task
@@ -174,7 +172,6 @@ def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     family = model_family(run.model)
     model = family.build(task, family.size(task)).to(device)
-    apply_threads(choose_threads(run.train.threads, count_parameters(model), device)[0])
     return probe(Engine(task, model, run.train, device, cuda_graph=False), seeds)
 
 

@@ -30,7 +30,7 @@ import zlib
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
 from rnnexp.errors import ConfigError, require
-from rnnexp.lazy import torch  # on first use: config checks need no torch
+from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.scoring import Score, classification, mean_metrics
 from rnnexp.tasks.splits import stream
 
@@ -193,6 +193,27 @@ class Task:
     def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
         """The loss and metric sums of one batch (default: cross-entropy of the readout)."""
         return classification(*self.readout(outputs, batch))
+
+    def score_seeds(self, outputs: torch.Tensor, batches: list[Batch]) -> Optional[tuple[torch.Tensor, list[str], torch.Tensor]]:
+        """G seeds' scores at once (a packed group, rnnexp.engine.packed): `outputs` (G, B, T, C),
+        seed g's of `batches[g]` (padded on the right to T). Returns (G,) losses, the sums' keys
+        and their (G, keys) values; None where the task scores its own way (then `score`, seed by
+        seed). Here: the default cross-entropy at each sequence's last step (`score`'s own)."""
+        if type(self).score is not Task.score or type(self).readout is not Task.readout or self.streaming:
+            return None
+        G, B, _, C = outputs.shape
+        if all(b.lengths is not None and not b.left_padded for b in batches):
+            last = torch.stack([b.lengths for b in batches]) - 1  # (each sequence's own last step)
+        else:
+            last = torch.stack([b.lengths - 1 if b.lengths is not None and not b.left_padded
+                                else torch.full((B,), b.inputs.shape[1] - 1, device=outputs.device) for b in batches])
+        logits = outputs.gather(2, last.view(G, B, 1, 1).expand(G, B, 1, C)).squeeze(2).float()
+        targets = torch.stack([b.targets for b in batches])
+        losses = F.cross_entropy(logits.reshape(G * B, C), targets.reshape(-1), reduction="none").view(G, B).mean(1)
+        count = torch.full((G,), float(B), device=outputs.device)
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == targets).sum(1).float()
+        return losses, ["loss", "correct", "count"], torch.stack([losses.detach() * count, correct, count], 1)
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """Added-up sums -> named metrics; `loss` and `accuracy` at least (the engine prefixes
