@@ -132,7 +132,7 @@ class ValidateBeforeRun(Callback):
                 if is_locked(run_dir):  # (before its checkpoint is looked for: a live run may have none yet)
                     raise RunDirError(in_use(run_dir, read_holder(run_dir), resuming=True))
                 cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
-                if payload.get("packed_with"):
+                if payload.get("packed_with") and OmegaConf.select(cfg, "train.pack_seeds") != "off":
                     raise RunDirError(alone_refused(run_dir, payload))
                 run = load_run_config(cfg)
                 check_not_finished(run, payload, run_dir)

@@ -176,9 +176,12 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
         results["objective"] = earlier.get("objective") or {}
         con.log.info(f"kept: {run_dir.name} ({earlier.get('status')} before; train.resume=auto keeps it as it is)")
         return None
-    if payload is not None and payload.get("packed_with") and packed_with is None:
-        raise RunDirError(ckpt.alone_refused(run_dir, payload))
     run = load_run_config(cfg)
+    if payload is not None and payload.get("packed_with") and packed_with is None:
+        if run.train.pack_seeds != "off":
+            raise RunDirError(ckpt.alone_refused(run_dir, payload))
+        con.log.warning(f"note: {run_dir.name} trained packed with seeds {payload['packed_with']['seeds']}; it goes on "
+                        f"alone (train.pack_seeds=off): close to, not bit for bit, what the group would give")
     if payload is not None:
         ckpt.check_not_finished(run, payload, run_dir)
 

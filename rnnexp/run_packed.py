@@ -28,6 +28,7 @@ from rnnexp.files import write_json
 from rnnexp.models.build import count_parameters
 from rnnexp.report import console as con
 from rnnexp.report.results import RESULTS
+from rnnexp.sweep.jobs import SweepState
 from rnnexp.run import _UNFINISHED, Prepared, earlier_results, finish_deferred, out_of_memory, prepare
 
 Outcome = Union[float, BaseException]
@@ -41,37 +42,48 @@ class Job:
     overrides: list[str]
 
 
-def run_packed(jobs: list[Job], resume: str, probe: Optional[dict[str, Any]] = None) -> list[Outcome]:
+def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str, Any]] = None) -> list[Outcome]:
     """Train `jobs` (one setting, several seeds) as one packed model; `resume` is the sweep's command
-    (a seed's checkpoint names it: the group resumes only as a group)."""
+    (a seed's checkpoint names it: the group resumes only as a group). None in `jobs`: a block of
+    the group's layout that is not trained now (a resumed group keeps its layout: exactly)."""
     from hydra.core.hydra_config import HydraConfig
 
     finish_deferred(wait=False)
     started = time.time()
-    seeds = [int(job.cfg.train.seed) for job in jobs]
-    group = {"seeds": seeds, "dirs": [job.run_dir.name for job in jobs], "resume": resume}
+    seeds = [None if job is None else int(job.cfg.train.seed) for job in jobs]
+    group = {"seeds": seeds, "dirs": [None if job is None else job.run_dir.name for job in jobs], "resume": resume}
     outcomes: list[Optional[Outcome]] = [None] * len(jobs)
-    results: list[dict[str, Any]] = [{"status": "starting", "run_dir": str(job.run_dir)} for job in jobs]
-    had = [earlier_results(job.run_dir) for job in jobs]
+    results: list[dict[str, Any]] = [{"status": "starting", "run_dir": str(job.run_dir) if job else ""} for job in jobs]
+    had = [job is not None and earlier_results(job.run_dir) for job in jobs]
     prepared: list[Optional[Prepared]] = []
-    for g, job in enumerate(jobs):
-        HydraConfig.instance().set_config(job.hydra)
-        try:
-            ready = prepare(job.cfg, job.run_dir, job.overrides, 1, True, results[g], started, pictures=g == 0,
-                            packed_with=group)
-        except Exception as err:  # (this seed fails; the others train)
-            _ended(results[g], err, job.run_dir, had[g], started)
-            outcomes[g], ready = err, None
-        if ready is None and outcomes[g] is None:  # a sweep resumed: this seed had finished
-            outcomes[g] = float((results[g].get("objective") or {}).get("value", float("nan")))
-        if ready is not None:
-            results[g].update(packed_with=seeds, packing={"group": group["dirs"], "probe": probe,
-                                                          "deviation_from_single_runs": DEVIATION,
-                                                          "measured_by": "tests/test_packing.py"})
-        prepared.append(ready)
-    live = [g for g, p in enumerate(prepared) if p is not None]
-    if not live:
-        return outcomes  # type: ignore[return-value]
+    with stop_on_signals() as stop_requested:  # (a Ctrl-C while the group starts stops it after its first step)
+        for g, job in enumerate(jobs):
+            ready = None
+            if job is not None:
+                HydraConfig.instance().set_config(job.hydra)
+                try:  # (pictures: the first seed that trains)
+                    ready = prepare(job.cfg, job.run_dir, job.overrides, 1, True, results[g], started,
+                                    pictures=not any(prepared), packed_with=group)
+                except Exception as err:  # (this seed fails; the others train)
+                    _ended(results[g], err, job.run_dir, had[g], started)
+                    outcomes[g] = err
+                if ready is None and outcomes[g] is None:  # a sweep resumed: this seed had finished
+                    outcomes[g] = float((results[g].get("objective") or {}).get("value", float("nan")))
+            if ready is not None:
+                results[g].update(packed_with=[s for s in seeds if s is not None],
+                                  packing={"group": group["dirs"], "probe": probe,
+                                           "deviation_from_single_runs": DEVIATION, "measured_by": "tests/test_packing.py"})
+            prepared.append(ready)
+        live = [g for g, p in enumerate(prepared) if p is not None]
+        if live:
+            _train(prepared, live, seeds, results, outcomes, had, started, resume, probe, stop_requested)
+    return [RuntimeError("the packed group ended without a result for this seed") if o is None and job is not None
+            else o for o, job in zip(outcomes, jobs)]  # type: ignore[misc]
+
+
+def _train(prepared: list[Optional[Prepared]], live: list[int], seeds: list[Any], results: list[dict[str, Any]],
+           outcomes: list[Optional[Outcome]], had: list[bool], started: float, resume: str,
+           probe: Optional[dict[str, Any]], stop_requested: Any) -> None:
     first = prepared[live[0]]
     assert first is not None
     con.log.info(f"packed: seeds {', '.join(str(seeds[g]) for g in live)} train as one model"
@@ -86,7 +98,8 @@ def run_packed(jobs: list[Job], resume: str, probe: Optional[dict[str, Any]] = N
                  f"threads: {threads} ({why})")
 
     def done(g: int, error: Optional[BaseException]) -> None:
-        """Seed g is done: it reports now, whatever the others still do."""
+        """Seed g is done: it reports now, whatever the others still do (an error in its report
+        fails it alone, as a job alone would)."""
         ready = prepared[g]
         assert ready is not None
         try:
@@ -97,6 +110,11 @@ def run_packed(jobs: list[Job], resume: str, probe: Optional[dict[str, Any]] = N
             else:
                 _ended(results[g], error, ready.run_dir, had[g], started)
                 outcomes[g] = error
+                if isinstance(error, DivergedError):
+                    con.log.warning(f"diverged: {ready.run_dir.name}: {error}")
+        except Exception as err:
+            _ended(results[g], err, ready.run_dir, had[g], started)
+            outcomes[g] = err
         finally:
             _UNFINISHED.append((ready.insight, ready.tensorboard))
             finish_deferred(wait=False)
@@ -104,8 +122,7 @@ def run_packed(jobs: list[Job], resume: str, probe: Optional[dict[str, Any]] = N
     trainer.on_done = done
     callbacks = [Callbacks(p.callbacks) if p else Callbacks([]) for p in prepared]
     try:
-        with stop_on_signals() as stop_requested:
-            trainer.fit(callbacks, stop_requested)
+        trainer.fit(callbacks, lambda: stop_requested() or SweepState.stop_signal)
     except BaseException as err:
         if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
             err = out_of_memory(err)
@@ -118,11 +135,10 @@ def run_packed(jobs: list[Job], resume: str, probe: Optional[dict[str, Any]] = N
             _ended(results[g], err, ready.run_dir, had[g], started)
             outcomes[g] = err
             _UNFINISHED.append((ready.insight, ready.tensorboard))
-        if not isinstance(err, RnnexpError):
-            raise
+        if not isinstance(err, Exception):
+            raise  # (a stop ends the sweep; an error fails these jobs, and the sweep goes on)
     finally:
         finish_deferred(wait=False)
-    return outcomes  # type: ignore[return-value]
 
 
 def _ended(results: dict[str, Any], error: BaseException, run_dir: Path, had_results: bool, started: float) -> None:

@@ -27,7 +27,8 @@ HOW_IT_RUNS = ("train.threads", "train.device", "train.progress", "train.log_eve
                "train.insight_every", "train.pack_seeds")
 #: The keys a resumed run may change (rnnexp.engine.checkpoint); any other must equal the run's own.
 RESUMABLE = ("train.epochs", "train.time_limit_minutes", "train.target_accuracy", "train.divergence_factor", "train.threads",
-             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.resume")
+             "train.device", "train.cuda_graph", "train.progress", "train.checkpoint_minutes", "train.pack_seeds",
+             "train.resume")
 
 
 def plain(value: Any) -> Any:

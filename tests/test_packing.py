@@ -108,6 +108,15 @@ def test_a_group_resumes_exactly_as_a_group_and_never_one_seed_alone(tmp_path):
     with pytest.raises(RunDirError, match="resume the group"):
         run_in_process(tmp_path, *BASE, *setting, "train.seed=1", f"train.resume='{tmp_path / 'stopped' / 'seed=1'}'")
 
+    # ... or alone with train.pack_seeds=off (a copy: the group itself resumes below).
+    import shutil
+
+    alone_dir = tmp_path / "alone" / "seed=1"
+    shutil.copytree(tmp_path / "stopped" / "seed=1", alone_dir)
+    alone = run_in_process(tmp_path, *BASE, *setting, "train.seed=1", "train.pack_seeds=off",
+                           f"train.resume='{alone_dir}'", name="alone/seed=1")
+    assert alone["status"] == "completed" and alone["epochs_run"] == 5
+
     resumed = packed(tmp_path, [1, 2], *setting, "train.resume=auto", name="stopped")
     for a, b in zip(whole, resumed):
         assert b["status"] == "completed"
@@ -169,3 +178,95 @@ def test_which_configs_pack(compose_cfg):
     jobs = [["model=rnn", "train.seed=1"], ["model=rnn", "train.seed=2"], ["model=lstm", "train.seed=1"],
             ["model=lstm"], ["train.seed=2", "model=rnn"]]
     assert seed_groups(jobs) == [[0, 1, 4], [2], [3]]
+
+
+def test_a_sweep_packs_its_seeds_resumes_them_as_a_group_and_off_runs_them_one_by_one(tmp_path, monkeypatch, capsys):
+    from tests.test_cli import run_main
+
+    monkeypatch.setattr("rnnexp.cli.start_drawing", lambda run: None)
+    monkeypatch.setattr("rnnexp.sweep.launcher.MIN_SPEEDUP", 0.0)  # (the probe's verdict is the machine's; here: pack)
+    small = ("task=qrsu", "model=lstm", "train.epochs=2", "train.target_accuracy=null", "task.train_size=64",
+             "task.val_size=100", "task.test_size=100", "train.insight_every=1")
+    sweep = tmp_path / "S"
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", *small, "train.seed=1,2", f"hydra.sweep.dir={sweep}")
+    assert code == 0, err
+    first, second = (json.loads((sweep / f"seed={s}" / "results.json").read_text()) for s in (1, 2))
+    assert first["packed_with"] == second["packed_with"] == [1, 2]
+    assert first["packing"]["probe"]["speedup"] > 0
+    assert "packed with seeds 1, 2" in (sweep / "seed=2" / "run.log").read_text(), "each seed's own log"
+    assert (sweep / "seed=1" / "states.png").is_file() and not (sweep / "seed=2" / "states.png").exists(), \
+        "pictures for the first seed only"
+
+    # One seed's directory alone: refused, in one line naming the group's command.
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume='{sweep / 'seed=1'}'")
+    assert code == 2 and "alone" in err and "train.resume=auto" in err and len(err.strip().splitlines()) == 1
+
+    # A third seed added: the packed two are kept, the new one trains (alone: a group of one).
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", *small, "train.seed=1,2,3",
+                              f"hydra.sweep.dir={sweep}", "train.resume=auto")
+    assert code == 0, err
+    assert "kept: seed=1" in out + err and "kept: seed=2" in out + err
+    third = json.loads((sweep / "seed=3" / "results.json").read_text())
+    assert third["status"] == "completed" and "packed_with" not in third
+
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", *small, "train.seed=1,2", "train.pack_seeds=off",
+                              f"hydra.sweep.dir={tmp_path / 'off'}")
+    assert code == 0, err
+    for s in (1, 2):
+        alone = json.loads((tmp_path / "off" / f"seed={s}" / "results.json").read_text())
+        assert "packed_with" not in alone and (tmp_path / "off" / f"seed={s}" / "states.png").is_file()
+
+    # Where the probe measures packing slower, auto runs the seeds one by one and says why.
+    monkeypatch.setattr("rnnexp.sweep.launcher.MIN_SPEEDUP", 1e9)
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", *small, "train.seed=1,2",
+                              f"hydra.sweep.dir={tmp_path / 'slow'}")
+    assert code == 0, err
+    assert "seeds one by one" in out + err and "measured" in out + err
+    assert "packed_with" not in json.loads((tmp_path / "slow" / "seed=2" / "results.json").read_text())
+
+
+def test_one_seeds_exploding_state_in_validation_leaves_the_others_alone(tmp_path, monkeypatch):
+    # Finite weights of 1e9 in one ReLU RNN: its states overflow, and its infinities would turn
+    # every other block's products with its zero weights into NaN.
+    real, calls = PackedGroup.evaluate, {"n": 0}
+
+    def evaluate(self, split, seeds):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            with torch.no_grad():
+                self.params["rnn.weight_hh_l0"][self.owner["rnn.weight_hh_l0"] == 1] = 1e9
+        return real(self, split, seeds)
+
+    monkeypatch.setattr(PackedGroup, "evaluate", evaluate)
+    group = packed(tmp_path, [1, 2, 3], "model=rnn", "train.epochs=3", "train.target_accuracy=null")
+    assert group[1]["status"] == "diverged"
+    assert [group[0]["status"], group[2]["status"]] == ["completed", "completed"]
+    assert group[0]["epochs_run"] == group[2]["epochs_run"] == 3
+
+
+def test_a_stop_before_the_group_trains_stops_it_after_its_first_step(tmp_path, monkeypatch):
+    from rnnexp.sweep.jobs import SweepState
+
+    monkeypatch.setattr(SweepState, "stop_signal", signal.SIGINT)  # (a Ctrl-C while the group was starting)
+    with pytest.raises(Interrupted):
+        packed(tmp_path, [1, 2], "model=lstm", "train.epochs=3")
+    for seed in (1, 2):
+        results = json.loads((tmp_path / "group" / f"seed={seed}" / "results.json").read_text())
+        assert results["status"] == "interrupted" and results["epochs_run"] == 0
+        assert (tmp_path / "group" / f"seed={seed}" / "checkpoint.pt").is_file()
+
+
+def test_an_error_in_one_seeds_report_fails_that_seed_alone(tmp_path, monkeypatch):
+    from rnnexp.run import Prepared
+
+    real = Prepared.complete
+
+    def complete(self, test):
+        if self.run.train.seed == 2:
+            raise OSError("disk full")
+        return real(self, test)
+
+    monkeypatch.setattr(Prepared, "complete", complete)
+    group = packed(tmp_path, [1, 2, 3], "model=lstm", "train.epochs=2", "train.target_accuracy=null")
+    assert [r["status"] for r in group] == ["completed", "failed", "completed"]
+    assert "disk full" in group[1]["error"]

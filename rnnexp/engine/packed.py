@@ -27,6 +27,7 @@ measures it: `DEVIATION`). `train.pack_seeds=off` runs seeds one by one, bit for
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
@@ -41,9 +42,11 @@ from rnnexp.models.family import carry_hidden_state
 from rnnexp.models.packed import PackedRecurrent
 from rnnexp.tasks.base import Batch
 
-#: The largest deviation from the single runs (same initial weights, same data) that
-#: tests/test_packing.py measured and asserts, over 5 epochs of QRSU easy with 3 seeds (LSTM, GRU, RNN).
-DEVIATION = {"val/loss": 1e-4, "val/accuracy": 0.0}
+#: The bound on the deviation from the single runs (same initial weights, same data) that
+#: tests/test_packing.py asserts for every epoch, over 14 epochs of QRSU easy with 3 seeds of each
+#: cell. Measured there: validation loss within ~1e-6, accuracy equal (another BLAS may round an
+#: argmax tie the other way: 2 of 1,000 sequences are allowed).
+DEVIATION = {"val/loss": 1e-4, "val/accuracy": 0.002}
 
 
 class PackedGroup:
@@ -193,7 +196,7 @@ class PackedGroup:
                 if p.grad is not None:
                     p.grad.mul_(coefficient.to(p.dtype)[self.owner[name]])
         self.optimizer.step()                                                            # 5. step
-        carried = ({g: carry_hidden_state(self.net.unpack_state(state, g)) for g in seeds} if self.streaming else {})
+        carried = ({g: _own(carry_hidden_state(self.net.unpack_state(state, g))) for g in seeds} if self.streaming else {})
         return Stepped(seeds, keys, sums, norms[index], carried)
 
     def _culprits(self, batches: dict[int, Batch], starts: dict[int, Any]) -> list[int]:
@@ -201,7 +204,7 @@ class PackedGroup:
         have caught it from them in the packed products); all of them if none is found alone."""
         culprits = []
         for g, batch in batches.items():
-            bad = any(not bool(torch.isfinite(p.data[self.owner[n] == g]).all()) for n, p in self.params.items())
+            bad = bool(self._non_finite_blocks([g]))
             if not bad:
                 engine = self.engines[g]
                 alone = copy.deepcopy(engine.model)  # type: ignore[union-attr]
@@ -242,6 +245,11 @@ class PackedGroup:
             live = self.live
             if not live:
                 break
+            for g in self._non_finite_blocks(live):  # (before validation: an infinity would spread)
+                self._diverged(g, f"its weights became non-finite in epoch {self.engines[g].state.epoch}")  # type: ignore[union-attr]
+            live = self.live
+            if not live:
+                break
             vals = self.evaluate("val", live)
             for g in live:
                 engine = self.engines[g]
@@ -253,12 +261,16 @@ class PackedGroup:
                     self.on_done(g, err)
                     continue
                 callbacks[g].on_epoch_end(engine, metrics)
-                if engine.finished:
-                    self.freeze(g, zero_weights=False)
+                if engine.finished:  # (its own model holds its weights now; its block only costs)
+                    self.freeze(g, zero_weights=True)
                     callbacks[g].on_fit_end(engine)
                     self.on_done(g, None)
             self._align_checkpoints(callbacks)
             self._check_stop(callbacks)
+
+    def _non_finite_blocks(self, seeds: Sequence[int]) -> list[int]:
+        return [g for g in seeds
+                if any(not bool(torch.isfinite(p.data[self.owner[n] == g]).all()) for n, p in self.params.items())]
 
     def _live_engines(self) -> list[Engine]:
         return [self.engines[g] for g in self.live]  # type: ignore[misc]
@@ -368,7 +380,19 @@ class PackedGroup:
                 state = carry_hidden_state(state)
         finally:
             self.net.train()
-        return {g: {f"{split}/{k}": v for k, v in first.task.metrics(totals.dict(g)).items()} for g in seeds}
+        metrics = {g: {f"{split}/{k}": v for k, v in first.task.metrics(totals.dict(g)).items()} for g in seeds}
+        for g in seeds:
+            if not all(math.isfinite(v) for v in metrics[g].values()):
+                # A non-finite activation of one seed (its weights finite, its state exploding) turns
+                # every block's products with its zero weights into NaN: each such seed alone.
+                self.sync_out(g)
+                metrics[g] = self.engines[g].evaluate(split)  # type: ignore[union-attr]
+        return metrics
+
+
+def _own(state: Any) -> Any:
+    """A seed's carried state in storage of its own (a checkpoint of a view would save every block)."""
+    return tuple(s.clone() for s in state) if isinstance(state, tuple) else state.clone()
 
 
 @dataclass
@@ -437,10 +461,16 @@ def probe(engine: Engine, seeds: int, steps: int = 6) -> dict[str, Any]:
     def timed(model: torch.nn.Module, run: Callable[[], Any]) -> float:
         apply_threads(choose_threads(engine.cfg.threads, count_parameters(model), engine.device)[0])
         run()  # (the first step allocates)
+        sync()
         begin = time.perf_counter()
         for _ in range(steps):
             run()
+        sync()
         return (time.perf_counter() - begin) / steps * 1000
+
+    def sync() -> None:
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize(engine.device)
 
     single_ms = timed(single, lambda: single_engine.train_step(batch, None))
     packed_ms = timed(group.net, lambda: group.step({g: batch for g in range(seeds)}, {}))

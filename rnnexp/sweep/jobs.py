@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 PLAN = "jobs.json"
 #: Overrides that say how a job ran, not what it is (not part of a plan, a column or a group).
-HOW_IT_RAN = ("hydra", "train.resume", "train.overwrite")
+HOW_IT_RAN = ("hydra", "train.resume", "train.overwrite", "train.pack_seeds")
 STOP = ".stop"  # written when the sweep's own process is stopped; removed when the sweep (re)starts
 
 

@@ -69,13 +69,22 @@ class PackingLauncher(BasicLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         runs: dict[int, JobReturn] = {}
-        for group in seed_groups(job_overrides):
-            configs = [self._config(job_overrides[i], initial_job_idx + i) for i in group]
-            runs.update((self._packed(group, configs) if len(group) > 1 else None) or {})
-            for i, config in zip(group, configs):
-                if i not in runs:  # (one by one: bit for bit a single run)
-                    runs[i] = self._one(config)
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        configs: dict[int, DictConfig] = {}
+        groups = {i: group for group in seed_groups(job_overrides) for i in group}
+        # In the jobs' order; a group that packs trains at its first job's place.
+        for i in range(len(job_overrides)):
+            if i in runs:
+                continue
+            group = groups[i]
+            if len(group) > 1 and i == group[0]:
+                for j in group:
+                    configs[j] = self._config(job_overrides[j], initial_job_idx + j)
+                runs.update(self._packed(group, [configs[j] for j in group]) or {})
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            if i not in runs:  # (one by one: bit for bit a single run)
+                config = configs.pop(i, None) or self._config(job_overrides[i], initial_job_idx + i)
+                runs[i] = self._one(config)
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [runs[i] for i in range(len(job_overrides))]
 
     def _config(self, overrides: Sequence[str], idx: int) -> DictConfig:
@@ -110,47 +119,54 @@ class PackingLauncher(BasicLauncher):
                 log.info(f"seeds one by one ({label}): {refusal}")
             return None
         # Each job's directory and .hydra/ record, as Hydra makes them; the training comes after.
+        from rnnexp.engine.signals import stop_on_signals
+
         made: list[Any] = []
 
         def collect(cfg: DictConfig) -> None:
             made.append((cfg, copy.deepcopy(HydraConfig.instance().cfg)))
 
-        collected = {i: self._one(config, collect) for i, config in zip(group, configs)}
-        from rnnexp.run_packed import Job
+        with stop_on_signals():  # (a Ctrl-C from here on stops the group after its first step)
+            collected = {i: self._one(config, collect) for i, config in zip(group, configs)}
+            from rnnexp.run_packed import Job
 
-        jobs = {i: Job(cfg, full, Path(str(full.hydra.runtime.output_dir)), [str(o) for o in full.hydra.overrides.task])
-                for i, (cfg, full) in zip(group, made)}
-        states = {i: trained_as(job.run_dir) for i, job in jobs.items()}
-        runs: dict[int, JobReturn] = {}
-        # A packed group resumes as the group it was, in its order (its checkpoints name it).
-        for layout in dict.fromkeys(s for s in states.values() if isinstance(s, tuple)):
-            members = sorted((i for i in group if jobs[i].run_dir.name in layout), key=lambda i: layout.index(jobs[i].run_dir.name))
-            runs.update(self._run_packed(members, jobs, collected, None))
-        fresh = [i for i in group if states[i] == "fresh" and i not in runs]
-        if len(fresh) > 1:
-            probe = _probe(jobs[fresh[0]].cfg, len(fresh))
-            if probe["speedup"] >= MIN_SPEEDUP:
-                runs.update(self._run_packed(fresh, jobs, collected, probe))
-            else:
-                log.info(f"seeds one by one ({label}): packing {len(fresh)} measured {probe['speedup']:g}x "
-                         f"(one step {probe['single_ms']:g} ms alone, {probe['packed_ms']:g} ms packed)")
+            jobs = {i: Job(cfg, full, Path(str(full.hydra.runtime.output_dir)), [str(o) for o in full.hydra.overrides.task])
+                    for i, (cfg, full) in zip(group, made)}
+            states = {i: trained_as(job.run_dir) for i, job in jobs.items()}
+            runs: dict[int, JobReturn] = {}
+            # A packed group resumes as the group it was: its layout, in its order (its checkpoints
+            # name it); a place whose seed is not resumed now stays an empty block.
+            for layout in dict.fromkeys(s for s in states.values() if isinstance(s, tuple)):
+                by_dir = {jobs[i].run_dir.name: i for i in group if states[i] == layout}
+                members = [by_dir.get(name) for name in layout]
+                runs.update(self._run_packed(members, jobs, collected, None))
+            fresh = [i for i in group if states[i] == "fresh" and i not in runs]
+            if len(fresh) > 1:
+                probe = _probe(jobs[fresh[0]].cfg, len(fresh))
+                if probe["speedup"] >= MIN_SPEEDUP:
+                    runs.update(self._run_packed(list(fresh), jobs, collected, probe))
+                else:
+                    log.info(f"seeds one by one ({label}): packing {len(fresh)} measured {probe['speedup']:g}x "
+                             f"(one step {probe['single_ms']:g} ms alone, {probe['packed_ms']:g} ms packed)")
         return runs
 
-    def _run_packed(self, members: list[int], jobs: dict[int, Any], collected: dict[int, JobReturn],
+    def _run_packed(self, members: list[Optional[int]], jobs: dict[int, Any], collected: dict[int, JobReturn],
                     probe: Optional[dict[str, Any]]) -> dict[int, JobReturn]:
         from rnnexp.run_packed import run_packed
         from rnnexp.sweep.jobs import read_plan
 
         assert self.config is not None
         resume = read_plan(Path(str(self.config.hydra.sweep.dir))).get("resume", "rnnexp -m ... train.resume=auto")
-        handlers = _log_to_every([jobs[i] for i in members])
+        group = [jobs[i] if i is not None else None for i in members]
+        handlers = _log_to_every([job for job in group if job is not None])
         try:
-            outcomes = run_packed([jobs[i] for i in members], resume, probe)
+            outcomes = run_packed(group, resume, probe)
         finally:
+            root = logging.getLogger()
             for handler in handlers:
-                logging.getLogger().removeHandler(handler)
+                root.removeHandler(handler)
                 handler.close()
-        return {i: _returned(collected[i], outcome) for i, outcome in zip(members, outcomes)}
+        return {i: _returned(collected[i], outcome) for i, outcome in zip(members, outcomes) if i is not None}
 
 
 #: Pack a group when the probe measured at least this speed-up per seed (below it, one by one
@@ -201,15 +217,17 @@ def trained_as(run_dir: Path) -> Any:
 
 
 def _log_to_every(jobs: list[Any]) -> list[logging.Handler]:
-    """The group's lines into every seed's run.log (Hydra set up the last job's)."""
+    """The group's lines into every seed's run.log, and only there: Hydra's file handler (the last
+    job it set up) gives way to one per seed, with its format; all are removed after the group."""
     root = logging.getLogger()
-    own = next((h for h in root.handlers if isinstance(h, logging.FileHandler)), None)
+    hydra_files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    for handler in hydra_files:
+        root.removeHandler(handler)
+        handler.close()
+    own = hydra_files[0] if hydra_files else None
     added: list[logging.Handler] = []
     for job in jobs:
-        path = job.run_dir / "run.log"
-        if own is not None and Path(own.baseFilename) == path.resolve():
-            continue
-        handler = logging.FileHandler(path)
+        handler = logging.FileHandler(job.run_dir / "run.log")
         if own is not None:
             handler.setFormatter(own.formatter)
             handler.setLevel(own.level)
@@ -223,8 +241,7 @@ def _returned(ret: JobReturn, outcome: Any) -> JobReturn:
     as for a job alone), or the error it failed with (Hydra reports the failed job)."""
     from rnnexp.errors import DivergedError
 
-    if isinstance(outcome, DivergedError):
-        log.warning(f"diverged: {outcome}")
+    if isinstance(outcome, DivergedError):  # (said when it diverged)
         outcome = float("nan")
     if isinstance(outcome, BaseException):
         ret.status, ret.return_value = JobStatus.FAILED, outcome
