@@ -180,7 +180,7 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
     if payload is not None and payload.get("packed_with") and packed_with is None:
         if run.train.pack_seeds != "off":
             raise RunDirError(ckpt.alone_refused(run_dir, payload))
-        con.log.warning(f"note: {run_dir.name} trained packed with seeds {payload['packed_with']['seeds']}; it goes on "
+        con.log.warning(f"note: {run_dir.name} trained packed with {', '.join(d for d in payload['packed_with']['dirs'] if d)}; it goes on "
                         f"alone (train.pack_seeds=off): close to, not bit for bit, what the group would give")
     if payload is not None:
         ckpt.check_not_finished(run, payload, run_dir)
@@ -245,8 +245,9 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
     if lacks := family.lacks():
         con.start_log.info(lacks)
     if packed_with is not None:
-        con.start_log.info(f"packed with seeds {', '.join(map(str, packed_with['seeds']))} of its sweep into one model "
-                           f"(its own block of weights, data, curves and results; train.pack_seeds=off: one by one)")
+        others = [d for d in packed_with["dirs"] if d not in (None, run_dir.name)]
+        con.start_log.info(f"packed into one model with {', '.join(others)} (its own block of weights, its own data, "
+                           f"curves and results; train.pack_seeds=off: one by one)")
     return Prepared(run, cfg, run_dir, engine, family, size, callbacks, tensorboard, progress, insight, console, mode,
                     settings, results, started)
 

@@ -22,7 +22,6 @@ from omegaconf import DictConfig
 from rnnexp.engine.callbacks import Callbacks
 from rnnexp.engine.packed import DEVIATION, PackedGroup
 from rnnexp.engine.signals import stop_on_signals
-from rnnexp.engine.threads import apply_threads, choose_threads
 from rnnexp.errors import DivergedError, Interrupted, RnnexpError
 from rnnexp.files import write_json
 from rnnexp.models.build import count_parameters
@@ -70,7 +69,7 @@ def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str,
                 if ready is None and outcomes[g] is None:  # a sweep resumed: this seed had finished
                     outcomes[g] = float((results[g].get("objective") or {}).get("value", float("nan")))
             if ready is not None:
-                results[g].update(packed_with=[s for s in seeds if s is not None],
+                results[g].update(packed_with=[d for d in group["dirs"] if d is not None],
                                   packing={"group": group["dirs"], "probe": probe,
                                            "deviation_from_single_runs": DEVIATION, "measured_by": "tests/test_packing.py"})
             prepared.append(ready)
@@ -86,16 +85,13 @@ def _train(prepared: list[Optional[Prepared]], live: list[int], seeds: list[Any]
            probe: Optional[dict[str, Any]], stop_requested: Any) -> None:
     first = prepared[live[0]]
     assert first is not None
-    con.log.info(f"packed: seeds {', '.join(str(seeds[g]) for g in live)} train as one model"
+    con.log.info(f"packed: {', '.join(str(prepared[g].run_dir.name) for g in live)} train as one model"  # type: ignore[union-attr]
                  + (f" (probe: {probe['speedup']:g}x faster than one by one)" if probe else ""))
     trainer = PackedGroup([p.engine if p else None for p in prepared], first.run.train, first.engine.device)
-    # Threads for the packed model's size (G seeds of a hidden-64 RNN are a large model).
-    threads, why = choose_threads(first.run.train.threads, count_parameters(trainer.net), first.engine.device)
-    apply_threads(threads)
-    for g in live:
-        results[g]["threads"] = threads
+    # (the threads a seed alone would train on, as `prepare` set them: two threads for a packed
+    # model of many parameters lost 1.5x beside the drawing process, which then takes the other core)
     con.log.info(f"packed model: {count_parameters(trainer.net):,} parameters (zeros between seeds included); "
-                 f"threads: {threads} ({why})")
+                 f"threads: {first.results['threads']}")
 
     def done(g: int, error: Optional[BaseException]) -> None:
         """Seed g is done: it reports now, whatever the others still do (an error in its report

@@ -26,15 +26,17 @@ from tests.conftest import run_in_process
 BASE = ("task=qrsu", "train.progress=lines", "train.threads=1", "train.insight_every=0", "train.checkpoint_minutes=100")
 
 
-def packed(tmp_path: Path, seeds: list[int], *overrides: str, name: str = "group") -> list[dict]:
-    """Run `seeds` as one packed group in-process (as the launcher does) and return their results."""
+def packed(tmp_path: Path, seeds: list[int], *overrides: str, name: str = "group",
+           own: dict[int, tuple[str, ...]] = {}) -> list[dict]:
+    """Run `seeds` as one packed group in-process (as the launcher does) and return their results;
+    `own[seed]`: overrides of that seed's job alone."""
     from rnnexp.run_packed import Job, run_packed
 
     jobs = []
     for seed in seeds:
         GlobalHydra.instance().clear()
         with initialize_config_module(config_module="rnnexp.conf", version_base="1.3"):
-            job_overrides = [*BASE, *overrides, f"train.seed={seed}"]
+            job_overrides = [*BASE, *overrides, *own.get(seed, ()), f"train.seed={seed}"]
             full = compose(config_name="config", overrides=job_overrides, return_hydra_config=True)
         cfg = copy.deepcopy(full)
         with open_dict(cfg):
@@ -61,7 +63,7 @@ def test_each_packed_seed_is_its_single_run(tmp_path, cell):
     group = packed(tmp_path, [1, 2, 3], *setting)
     for seed, result in zip([1, 2, 3], group):
         alone = run_in_process(tmp_path, *BASE, *setting, f"train.seed={seed}", name=f"alone{seed}")
-        assert result["status"] == "completed" and result["packed_with"] == [1, 2, 3]
+        assert result["status"] == "completed" and result["packed_with"] == ["seed=1", "seed=2", "seed=3"]
         assert result["epochs_run"] == alone["epochs_run"], "each seed stops early on its own"
         assert result["target_epoch"] == alone["target_epoch"]
         for key, bound in DEVIATION.items():
@@ -94,6 +96,25 @@ def stop_after(epochs: int):
         yield
     finally:
         module.stop_on_signals = real
+
+
+def test_jobs_that_stop_at_other_epochs_train_packed_each_to_its_own_end(tmp_path):
+    group = packed(tmp_path, [1, 2], "model=lstm", "train.target_accuracy=null", own={1: ("train.epochs=2",), 2: ("train.epochs=4",)})
+    assert [r["epochs_run"] for r in group] == [2, 4]
+    alone = run_in_process(tmp_path, *BASE, "model=lstm", "train.target_accuracy=null", "train.epochs=4", "train.seed=2")
+    assert deviation(group[1], alone, "val/loss") <= DEVIATION["val/loss"]
+
+
+def test_a_group_that_lost_a_finished_seed_resumes_exactly(tmp_path):
+    # Seed 1 stops after 2 epochs (the packed model is built again without it); the stop comes in epoch 4.
+    setting, own = ("model=gru", "train.epochs=5", "train.target_accuracy=null"), {1: ("train.epochs=2",)}
+    whole = packed(tmp_path, [1, 2, 3], *setting, name="whole", own=own)
+    with stop_after(3), pytest.raises(Interrupted):
+        packed(tmp_path, [1, 2, 3], *setting, name="stopped", own=own)
+    resumed = packed(tmp_path, [1, 2, 3], *setting, "train.resume=auto", name="stopped", own=own)
+    assert [r["epochs_run"] for r in resumed] == [2, 5, 5]
+    for a, b in zip(whole, resumed):
+        assert [h["val/loss"] for h in a["history"]] == [h["val/loss"] for h in b["history"]], "exact group resume"
 
 
 def test_a_group_resumes_exactly_as_a_group_and_never_one_seed_alone(tmp_path):
@@ -178,6 +199,10 @@ def test_which_configs_pack(compose_cfg):
     jobs = [["model=rnn", "train.seed=1"], ["model=rnn", "train.seed=2"], ["model=lstm", "train.seed=1"],
             ["model=lstm"], ["train.seed=2", "model=rnn"]]
     assert seed_groups(jobs) == [[0, 1, 4], [2], [3]]
+    # Jobs that differ also in when they stop pack together (each seed keeps its own early stop).
+    stops = [["model=rnn", "train.epochs=100", "train.seed=1"], ["model=rnn", "train.epochs=10", "train.seed=1"],
+             ["model=lstm", "train.epochs=10", "train.seed=1"], ["model=rnn", "train.target_accuracy=0.9", "train.seed=2"]]
+    assert seed_groups(stops) == [[0, 1, 3], [2]]
 
 
 def test_a_sweep_packs_its_seeds_resumes_them_as_a_group_and_off_runs_them_one_by_one(tmp_path, monkeypatch, capsys):
@@ -191,9 +216,9 @@ def test_a_sweep_packs_its_seeds_resumes_them_as_a_group_and_off_runs_them_one_b
     code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", *small, "train.seed=1,2", f"hydra.sweep.dir={sweep}")
     assert code == 0, err
     first, second = (json.loads((sweep / f"seed={s}" / "results.json").read_text()) for s in (1, 2))
-    assert first["packed_with"] == second["packed_with"] == [1, 2]
+    assert first["packed_with"] == second["packed_with"] == ["seed=1", "seed=2"]
     assert first["packing"]["probe"]["speedup"] > 0
-    assert "packed with seeds 1, 2" in (sweep / "seed=2" / "run.log").read_text(), "each seed's own log"
+    assert "packed into one model with seed=2" in (sweep / "seed=1" / "run.log").read_text(), "each seed's own log"
     assert (sweep / "seed=1" / "states.png").is_file() and not (sweep / "seed=2" / "states.png").exists(), \
         "pictures for the first seed only"
 

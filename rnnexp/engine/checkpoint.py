@@ -187,8 +187,8 @@ _NOTED: set[tuple[str, ...]] = set()
 def alone_refused(run_dir: Path, payload: dict[str, Any]) -> str:
     """Why one seed of a packed group does not resume alone, and the commands that resume it."""
     group = payload["packed_with"]
-    seeds = ", ".join(str(seed) for seed in group["seeds"] if seed is not None)
-    return (f"cannot resume {run_dir} alone: it trained packed into one model with seeds {seeds} of its sweep; "
+    others = ", ".join(d for d in group["dirs"] if d not in (None, Path(run_dir).name))
+    return (f"cannot resume {run_dir} alone: it trained packed into one model with {others} of its sweep; "
             f"resume the group exactly with the sweep's command: {group.get('resume') or 'rnnexp -m ... train.resume=auto'}, "
             f"or add train.pack_seeds=off to go on with this seed alone (close to, not bit for bit, the group)")
 

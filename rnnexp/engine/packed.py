@@ -13,12 +13,15 @@
 Each seed keeps an `Engine` of its own (rnnexp.engine.loop): its task (its own training data), its
 loop state, its callbacks (TensorBoard, checkpoints, results) and a model of its own size that the
 packed weights are copied into at every epoch end, so its best model, pictures and checkpoints are
-a single run's. A seed that reaches its target (or its epochs) stops: its block is frozen (no
-gradient, its optimizer moments zeroed) and it reports at once. A seed whose weights, loss or
-gradient become non-finite is frozen with its block zeroed (an infinity in one block would turn
-every other seed's products with its zero weights into NaN), the step is taken again without it, and
-it ends as diverged; the others go on. What the adaptive optimizers compute is per entry, so the
-others' steps are their own.
+a single run's. A seed that reaches its target (or its epochs) stops and reports at once; the
+packed model is then built again from the seeds still training (`_repack`: their weights and
+optimizer moments move over as they are), so the others no longer pay for its block. A seed whose
+weights, loss or gradient become non-finite is dropped the same way, the step is taken again
+without it (an infinity in one block turns every other seed's products with its zero weights into
+NaN), and it ends as diverged; the others go on. What the adaptive optimizers compute is per entry,
+so the others' steps are their own. The packed model always holds exactly the seeds still
+training, in the group's order: a group resumed from its checkpoints is built as the uninterrupted
+one was at that point, so it goes on bit for bit.
 
 Not bit for bit a single run: the larger products round differently (tests/test_packing.py
 measures it: `DEVIATION`). `train.pack_seeds=off` runs seeds one by one, bit for bit.
@@ -50,74 +53,73 @@ DEVIATION = {"val/loss": 1e-4, "val/accuracy": 0.002}
 
 
 class PackedGroup:
-    """`engines[g]`: seed g's engine (None: a seed that is already done, a zero block)."""
+    """`engines[g]`: seed g's engine (None: a seed that is already done). Seeds are known by g;
+    `blocks` says which seed each block of the packed model holds."""
 
     def __init__(self, engines: Sequence[Optional[Engine]], cfg: Any, device: torch.device):
         self.engines, self.cfg, self.device = list(engines), cfg, device
-        self.net = PackedRecurrent([None if e is None else e.model for e in engines]).to(device)
-        self.params = dict(self.net.named_parameters())
-        self.owner = {name: o.to(device) for name, o in self.net.owner.items()}
-        self.optimizer = make_optimizer(cfg, list(self.params.values()))
         self.active = [e is not None for e in engines]
-        self._pack_optimizer_states()
-        self.classes, self.inputs = self.net.num_classes, self.net.input_size
         first = next(e for e in engines if e is not None)
         self.streaming = first.task.streaming  # (a state is carried from batch to batch)
         #: Called once per seed when it is done: (seed, None) finished, (seed, DivergedError) diverged.
         self.on_done: Callable[[int, Optional[BaseException]], None] = lambda g, err: None
         self.stop_requested: Callable[[], int] = lambda: 0
+        self._build()
 
     @property
     def live(self) -> list[int]:
         return [g for g, on in enumerate(self.active) if on]
 
-    # -- moving weights and optimizer moments between the packed model and each seed's own ----
-    def _pack_optimizer_states(self) -> None:
-        """A resumed group: each seed's checkpointed optimizer moments into the packed optimizer."""
-        sources = [(g, e) for g, e in enumerate(self.engines) if e is not None and e.optimizer.state]
-        if not sources:
-            return
-        for index, name in enumerate(self.net.names):
+    def _build(self) -> None:
+        """The packed model and its optimizer from the live seeds' own models and optimizer moments."""
+        self.blocks = self.live
+        self.block = {g: b for b, g in enumerate(self.blocks)}
+        self.net = PackedRecurrent([self.engines[g].model for g in self.blocks]).to(self.device)  # type: ignore[union-attr]
+        self.params = dict(self.net.named_parameters())
+        self.owner = {name: o.to(self.device) for name, o in self.net.owner.items()}
+        self.optimizer = make_optimizer(self.cfg, list(self.params.values()))
+        self.classes, self.inputs = self.net.num_classes, self.net.input_size
+        for index, name in enumerate(self.net.names):  # (a fresh run's optimizers have no moments yet)
             packed = self.params[name]
             state: dict[str, Any] = {}
-            for g, engine in sources:
-                own = list(engine.model.parameters())[index]
-                for key, value in engine.optimizer.state[own].items():
+            for g in self.blocks:
+                engine = self.engines[g]
+                own = list(engine.model.parameters())[index]  # type: ignore[union-attr]
+                for key, value in engine.optimizer.state.get(own, {}).items():  # type: ignore[union-attr]
                     if torch.is_tensor(value) and value.shape == own.shape:
                         target = state.setdefault(key, torch.zeros_like(packed))
-                        self.net.pack_into(name, g, target, value.to(self.device))
+                        self.net.pack_into(name, self.block[g], target, value.to(self.device))
                     else:
                         state.setdefault(key, value.clone() if torch.is_tensor(value) else value)
-            self.optimizer.state[packed] = state
+            if state:
+                self.optimizer.state[packed] = state
 
     def sync_out(self, g: int) -> None:
         """Seed g's weights and optimizer moments into its own engine (its best model, checkpoints,
         pictures and weight norm are then a single run's)."""
-        engine = self.engines[g]
+        engine, block = self.engines[g], self.block[g]
         assert engine is not None
         with torch.no_grad():
-            for index, (name, own) in enumerate(engine.model.named_parameters()):
-                own.copy_(self.net.unpack(name, g, self.params[name].data, own.shape))
+            for name, own in engine.model.named_parameters():
+                own.copy_(self.net.unpack(name, block, self.params[name].data, own.shape))
                 packed_state = self.optimizer.state.get(self.params[name], {})
                 engine.optimizer.state[own] = {
-                    key: (self.net.unpack(name, g, value, own.shape) if torch.is_tensor(value) and value.shape == self.params[name].shape
+                    key: (self.net.unpack(name, block, value, own.shape) if torch.is_tensor(value) and value.shape == self.params[name].shape
                           else value.clone() if torch.is_tensor(value) else value)
                     for key, value in packed_state.items()}
 
-    def freeze(self, g: int, zero_weights: bool) -> None:
-        """Seed g trains no more: no gradient, no optimizer moments; a diverged seed's weights are
-        zeroed too (they may be infinite)."""
+    def freeze(self, g: int) -> None:
+        """Seed g trains no more: the packed model is built again without it."""
         self.active[g] = False
-        with torch.no_grad():
-            for name, packed in self.params.items():
-                mine = self.owner[name] == g
-                for value in self.optimizer.state.get(packed, {}).values():
-                    if torch.is_tensor(value) and value.shape == packed.shape:
-                        value.masked_fill_(mine, 0.0)
-                if zero_weights:
-                    packed.masked_fill_(mine, 0.0)
         if self.engines[g] is not None:
             self.engines[g].state.carried = None  # type: ignore[union-attr]
+        self._repack()
+
+    def _repack(self) -> None:
+        for g in self.live:
+            self.sync_out(g)
+        if self.live:
+            self._build()
 
     # -- one packed step -----------------------------------------------------------------------
     def _inputs(self, batches: dict[int, Batch]) -> torch.Tensor:
@@ -127,7 +129,7 @@ class PackedGroup:
         steps = max(b.inputs.shape[1] for b in batches.values())
         blank = None
         parts = []
-        for g in range(self.net.seeds):
+        for g in self.blocks:
             if g not in batches:
                 if blank is None:
                     blank = first.new_zeros(first.shape[0], steps, self.inputs)
@@ -138,7 +140,8 @@ class PackedGroup:
         return torch.cat(parts, -1)
 
     def _outputs(self, outputs: torch.Tensor, g: int, batch: Batch) -> torch.Tensor:
-        return outputs[:, :batch.inputs.shape[1], g * self.classes:(g + 1) * self.classes]
+        block = self.block[g]
+        return outputs[:, :batch.inputs.shape[1], block * self.classes:(block + 1) * self.classes]
 
     def _scores(self, outputs: torch.Tensor, batches: dict[int, Batch]) -> tuple[Optional[torch.Tensor], torch.Tensor, list[str], torch.Tensor]:
         """(the summed loss to train on, each seed's loss for the finite check, the sums' keys,
@@ -147,7 +150,7 @@ class PackedGroup:
         B, T, _ = outputs.shape
         per_seed = outputs.view(B, T, self.net.seeds, self.classes).permute(2, 0, 1, 3)
         task = self.engines[seeds[0]].task  # type: ignore[union-attr]
-        scored = task.score_seeds(per_seed[seeds], [batches[g] for g in seeds])
+        scored = task.score_seeds(per_seed[[self.block[g] for g in seeds]], [batches[g] for g in seeds])
         if scored is not None:
             losses, keys, sums = scored
             return losses.sum(), losses.detach(), keys, sums.to(torch.float64)
@@ -164,14 +167,14 @@ class PackedGroup:
         taken again without it. None when no seed is left."""
         while True:
             x = self._inputs(batches)
-            state = self.net.pack_states([starts.get(g) for g in range(self.net.seeds)], x.shape[0], self.device)
+            state = self.net.pack_states([starts.get(g) for g in self.blocks], x.shape[0], self.device)
             outputs, state = self.net(x, state)                                          # 1. forward
             total, losses, keys, sums = self._scores(outputs, batches)                   # 2. loss
             self.optimizer.zero_grad(set_to_none=True)                                   # 3. zero_grad
             if total is not None:
                 total.backward()                                                         # 4. backward
             squares = torch.zeros(self.net.seeds + 1, device=self.device, dtype=torch.float64)
-            for name, p in self.params.items():  # each seed's squared gradient norm (G: between seeds)
+            for name, p in self.params.items():  # each block's squared gradient norm (the last: between seeds)
                 if p.grad is not None:
                     squares.index_add_(0, self.owner[name].view(-1), p.grad.detach().view(-1).double().square())
             if bool(torch.isfinite(torch.cat([squares, losses.double()])).all()):  # (one host sync a step)
@@ -184,9 +187,9 @@ class PackedGroup:
             if not batches:
                 return None
         seeds = list(batches)
-        index = torch.tensor(seeds, device=self.device)
+        index = torch.tensor([self.block[g] for g in seeds], device=self.device)
         norms = squares.sqrt()
-        coefficient = torch.zeros_like(norms)  # (the weights between seeds and frozen seeds': 0)
+        coefficient = torch.zeros_like(norms)  # (the weights between seeds: 0)
         if self.cfg.grad_clip is not None:  # as clip_grad_norm_, but each seed by its own norm
             coefficient[index] = (self.cfg.grad_clip / (norms[index] + 1e-6)).clamp(max=1.0)
         else:
@@ -196,7 +199,8 @@ class PackedGroup:
                 if p.grad is not None:
                     p.grad.mul_(coefficient.to(p.dtype)[self.owner[name]])
         self.optimizer.step()                                                            # 5. step
-        carried = ({g: _own(carry_hidden_state(self.net.unpack_state(state, g))) for g in seeds} if self.streaming else {})
+        carried = ({g: _own(carry_hidden_state(self.net.unpack_state(state, self.block[g]))) for g in seeds}
+                   if self.streaming else {})
         return Stepped(seeds, keys, sums, norms[index], carried)
 
     def _culprits(self, batches: dict[int, Batch], starts: dict[int, Any]) -> list[int]:
@@ -210,7 +214,7 @@ class PackedGroup:
                 alone = copy.deepcopy(engine.model)  # type: ignore[union-attr]
                 with torch.no_grad():
                     for name, own in alone.named_parameters():
-                        own.copy_(self.net.unpack(name, g, self.params[name].data, own.shape))
+                        own.copy_(self.net.unpack(name, self.block[g], self.params[name].data, own.shape))
                 outputs, _ = alone(batch.inputs, starts.get(g))
                 loss = engine.task.score(outputs, batch).loss  # type: ignore[union-attr]
                 if loss is not None:
@@ -222,7 +226,7 @@ class PackedGroup:
         return culprits or list(batches)
 
     def _diverged(self, g: int, message: str) -> None:
-        self.freeze(g, zero_weights=True)
+        self.freeze(g)
         self.on_done(g, DivergedError(f"{message}; {_ADVICE}"))
 
     # -- the loop -------------------------------------------------------------------------------
@@ -257,12 +261,12 @@ class PackedGroup:
                 try:
                     metrics = engine._end_epoch(vals[g])
                 except DivergedError as err:
-                    self.freeze(g, zero_weights=True)
+                    self.freeze(g)
                     self.on_done(g, err)
                     continue
                 callbacks[g].on_epoch_end(engine, metrics)
                 if engine.finished:  # (its own model holds its weights now; its block only costs)
-                    self.freeze(g, zero_weights=True)
+                    self.freeze(g)
                     callbacks[g].on_fit_end(engine)
                     self.on_done(g, None)
             self._align_checkpoints(callbacks)
@@ -270,7 +274,7 @@ class PackedGroup:
 
     def _non_finite_blocks(self, seeds: Sequence[int]) -> list[int]:
         return [g for g in seeds
-                if any(not bool(torch.isfinite(p.data[self.owner[n] == g]).all()) for n, p in self.params.items())]
+                if any(not bool(torch.isfinite(p.data[self.owner[n] == self.block[g]]).all()) for n, p in self.params.items())]
 
     def _live_engines(self) -> list[Engine]:
         return [self.engines[g] for g in self.live]  # type: ignore[misc]
@@ -284,8 +288,8 @@ class PackedGroup:
         for e in engines.values():
             e.model.train()
             e._epoch_clock, e._counted_before = time.perf_counter(), e.state.sums.get("count", 0.0)
-        sums, intervals = _Rows(self.net.seeds, self.device), _Rows(self.net.seeds, self.device)
-        norms = torch.zeros(self.net.seeds, dtype=torch.float64, device=self.device)
+        sums, intervals = _Rows(len(self.engines), self.device), _Rows(len(self.engines), self.device)
+        norms = torch.zeros(len(self.engines), dtype=torch.float64, device=self.device)
         for g, e in engines.items():
             sums.set(g, e.state.sums)
             intervals.set(g, e.state.interval)
@@ -320,7 +324,7 @@ class PackedGroup:
                         e._log_interval(callbacks[g], Sums(self.device, intervals.dict(g)))
                         intervals.clear(g)
                 except DivergedError as err:
-                    self.freeze(g, zero_weights=True)
+                    self.freeze(g)
                     engines.pop(g)
                     self.on_done(g, err)
             if any(e._out_of_time() for e in engines.values()):
@@ -368,7 +372,7 @@ class PackedGroup:
         first = self.engines[seeds[0]]
         assert first is not None
         self.net.eval()
-        totals = _Rows(self.net.seeds, self.device)
+        totals = _Rows(len(self.engines), self.device)
         rows = torch.tensor(list(seeds), device=self.device)
         state = None
         try:
@@ -443,14 +447,11 @@ _ADVICE = "lower train.lr, set train.grad_clip (e.g. 1.0), or try train.optimize
 
 
 # -- whether packing pays ------------------------------------------------------------------------
-def probe(engine: Engine, seeds: int, steps: int = 6) -> dict[str, Any]:
-    """Time `steps` training steps of one seed's model and of `seeds` seeds packed, each on the
-    threads `train.threads` gives its size (rnnexp.engine.threads), on copies (the run's own model
-    and optimizer are not touched), on epoch 1's first batch. Returns the milliseconds of each and
-    the speed-up per seed (above 1: packing is faster)."""
-    from rnnexp.engine.threads import apply_threads, choose_threads
-    from rnnexp.models.build import count_parameters
-
+def probe(engine: Engine, seeds: int, steps: int = 5, rounds: int = 3) -> dict[str, Any]:
+    """Time training steps of one seed's model and of `seeds` seeds packed, on copies (the run's
+    own model and optimizer are not touched), on epoch 1's first batch, in this process's threads
+    (a seed's: the packed model trains on them too); each the fastest of `rounds` rounds of `steps`
+    steps. Returns the milliseconds of each and the speed-up per seed (above 1: packing is faster)."""
     batch = next(iter(engine.task.train_batches(1))).to(engine.device)
     single = copy.deepcopy(engine.model)
     single_engine = copy.copy(engine)
@@ -458,21 +459,23 @@ def probe(engine: Engine, seeds: int, steps: int = 6) -> dict[str, Any]:
     single_engine.optimizer = make_optimizer(engine.cfg, single_engine.params)
     group = PackedGroup([single_engine] * seeds, engine.cfg, engine.device)
 
-    def timed(model: torch.nn.Module, run: Callable[[], Any]) -> float:
-        apply_threads(choose_threads(engine.cfg.threads, count_parameters(model), engine.device)[0])
-        run()  # (the first step allocates)
-        sync()
-        begin = time.perf_counter()
-        for _ in range(steps):
-            run()
-        sync()
-        return (time.perf_counter() - begin) / steps * 1000
-
     def sync() -> None:
         if engine.device.type == "cuda":
             torch.cuda.synchronize(engine.device)
 
-    single_ms = timed(single, lambda: single_engine.train_step(batch, None))
-    packed_ms = timed(group.net, lambda: group.step({g: batch for g in range(seeds)}, {}))
+    def timed(run: Callable[[], Any]) -> float:
+        run()  # (the first step allocates)
+        best = float("inf")
+        for _ in range(rounds):
+            sync()
+            begin = time.perf_counter()
+            for _ in range(steps):
+                run()
+            sync()
+            best = min(best, (time.perf_counter() - begin) / steps * 1000)
+        return best
+
+    single_ms = timed(lambda: single_engine.train_step(batch, None))
+    packed_ms = timed(lambda: group.step({g: batch for g in range(seeds)}, {}))
     return {"seeds": seeds, "single_ms": round(single_ms, 3), "packed_ms": round(packed_ms, 3),
             "speedup": round(seeds * single_ms / packed_ms, 2)}

@@ -29,12 +29,11 @@ from rnnexp.models.recurrent_net import RecurrentModel, make_recurrent_layer
 
 
 class PackedRecurrent(nn.Module):
-    """`models[g]` (a RecurrentModel, or None for a seed whose block starts at zero: a finished seed
-    of a resumed group) as block g of one network. All models share one config."""
+    """`models[g]` (RecurrentModels of one config) as block g of one network."""
 
-    def __init__(self, models: Sequence[Optional[RecurrentModel]]):
+    def __init__(self, models: Sequence[RecurrentModel]):
         super().__init__()
-        first = next(m for m in models if m is not None)
+        first = models[0]
         self.seeds, self.cell = len(models), first.cell
         G, H, I = self.seeds, first.rnn.hidden_size, first.rnn.input_size
         self.hidden_size, self.input_size, self.num_classes = H, I, first.head.out_features
@@ -57,9 +56,8 @@ class PackedRecurrent(nn.Module):
             for p in self.parameters():
                 p.zero_()
             for g, model in enumerate(models):
-                if model is not None:
-                    for name, value in model.named_parameters():
-                        self.pack_into(name, g, own[name].data, value.data)
+                for name, value in model.named_parameters():
+                    self.pack_into(name, g, own[name].data, value.data)
 
     def _index(self, name: str, shape: torch.Size) -> torch.Tensor:
         """(G, numel) flat indices of each seed's entries of packed parameter `name`."""

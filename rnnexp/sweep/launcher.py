@@ -28,16 +28,20 @@ from omegaconf import DictConfig, open_dict
 log = logging.getLogger("rnnexp")
 
 SEED = "train.seed="
+#: Keys a packed group's jobs may differ in besides the seed: when each stops (each seed keeps its
+#: own early stop). experiment=lecture_qrsu's 10-epoch jobs then train beside its 100-epoch ones.
+STOPS = ("train.epochs=", "train.target_accuracy=", "train.time_limit_minutes=")
 
 
 def seed_groups(job_overrides: Sequence[Sequence[str]]) -> list[list[int]]:
-    """Job indices grouped by their overrides less `train.seed` (first appearance order)."""
+    """Job indices grouped by their overrides less `train.seed` and when they stop (STOPS), in the
+    order of their first job; a job without a seed of its own is a group of one."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for index, overrides in enumerate(job_overrides):
         if not any(o.startswith(SEED) for o in overrides):
             groups[(f"#{index}",)] = [index]
             continue
-        key = tuple(sorted(o for o in overrides if not o.startswith(SEED)))
+        key = tuple(sorted(o for o in overrides if not o.startswith((SEED, *STOPS))))
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 
@@ -113,7 +117,7 @@ class PackingLauncher(BasicLauncher):
             refusal = pack_refusal(configs[0])
         except RnnexpError:
             return None  # (a config that does not load: each job says why when it runs)
-        label = " ".join(o for o in filter_overrides(configs[0].hydra.overrides.task) if not o.startswith(SEED))
+        label = " ".join(o for o in filter_overrides(configs[0].hydra.overrides.task) if not o.startswith((SEED, *STOPS)))
         if refusal is not None:
             if not refusal.startswith("train.pack_seeds=off"):
                 log.info(f"seeds one by one ({label}): {refusal}")
@@ -178,6 +182,8 @@ def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
     from rnnexp.config import load_run_config
     from rnnexp.engine.loop import Engine
     from rnnexp.engine.packed import probe
+    from rnnexp.engine.threads import apply_threads, choose_threads
+    from rnnexp.models.build import count_parameters
     from rnnexp.models.family import model_family
     from rnnexp.run import pick_device, seed_everything
     from rnnexp.tasks import build_task
@@ -188,6 +194,7 @@ def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     family = model_family(run.model)
     model = family.build(task, family.size(task)).to(device)
+    apply_threads(choose_threads(run.train.threads, count_parameters(model), device)[0])  # (a seed's, as it trains)
     return probe(Engine(task, model, run.train, device, cuda_graph=False), seeds)
 
 
