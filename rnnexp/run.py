@@ -258,12 +258,14 @@ KEEP_UNFINISHED = 2  # runs whose pictures may still be drawing (each holds an o
 
 def finish_deferred(wait: bool = True) -> None:
     """Complete the pictures (and close the TensorBoard files) of finished runs: those already
-    drawn, or with `wait` every one; at most KEEP_UNFINISHED are left open."""
-    while _UNFINISHED:
-        insight, tensorboard = _UNFINISHED[0]
-        if not (wait or len(_UNFINISHED) > KEEP_UNFINISHED or insight.drawn()):
-            break
-        _UNFINISHED.pop(0)
+    drawn (whichever they are: a packed group's seeds without pictures never wait behind its
+    first), or with `wait` every one; at most KEEP_UNFINISHED are left open, the oldest waited for."""
+    for item in [item for item in _UNFINISHED if wait or item[0].drawn()]:
+        _UNFINISHED.remove(item)
+        item[0].finish()
+        item[1].close()
+    while len(_UNFINISHED) > KEEP_UNFINISHED:
+        insight, tensorboard = _UNFINISHED.pop(0)
         insight.finish()
         tensorboard.close()
 

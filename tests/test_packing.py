@@ -295,3 +295,27 @@ def test_an_error_in_one_seeds_report_fails_that_seed_alone(tmp_path, monkeypatc
     group = packed(tmp_path, [1, 2, 3], "model=lstm", "train.epochs=2", "train.target_accuracy=null")
     assert [r["status"] for r in group] == ["completed", "failed", "completed"]
     assert "disk full" in group[1]["error"]
+
+
+def test_seeds_without_pictures_do_not_wait_behind_the_first_seeds_pictures(monkeypatch):
+    from rnnexp import run
+
+    class Pictures:
+        def __init__(self, drawn: bool):
+            self.is_drawn, self.finished = drawn, False
+
+        def drawn(self) -> bool:
+            return self.is_drawn
+
+        def finish(self) -> None:
+            assert self.is_drawn, "waited for pictures still being drawn"
+            self.finished = True
+
+        def close(self) -> None:
+            pass
+
+    first, *others = Pictures(False), Pictures(True), Pictures(True)
+    monkeypatch.setattr(run, "_UNFINISHED", [(first, first), *[(p, p) for p in others]])
+    run.finish_deferred(wait=False)
+    assert all(p.finished for p in others) and not first.finished
+    assert run._UNFINISHED == [(first, first)]
