@@ -87,7 +87,8 @@ def _train(prepared: list[Optional[Prepared]], live: list[int], seeds: list[Any]
     assert first is not None
     con.log.info(f"packed: {', '.join(str(prepared[g].run_dir.name) for g in live)} train as one model"  # type: ignore[union-attr]
                  + (f" (probe: {probe['speedup']:g}x faster than one by one)" if probe else ""))
-    trainer = PackedGroup([p.engine if p else None for p in prepared], first.run.train, first.engine.device)
+    trainer = PackedGroup([p.engine if p else None for p in prepared], first.run.train, first.engine.device,
+                          first.family.packed)
     # (the threads a seed alone would train on, as `prepare` set them: two threads for a packed
     # model of many parameters lost 1.5x beside the drawing process, which then takes the other core)
     con.log.info(f"packed model: {count_parameters(trainer.net):,} parameters (zeros between seeds included); "

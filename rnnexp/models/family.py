@@ -19,7 +19,7 @@ The protocol, in the order a run uses it:
 
 and, before torch is imported, `Config.validate()` and `memory_bytes()` (a lower bound checked
 against free memory). Capabilities are class attributes: `cuda_graph` (its training step can be
-captured as a CUDA graph), `pack_seeds` (seeds can train packed into one model), `replay` (a
+captured as a CUDA graph), `pack_seeds` (seeds can train packed into one model: `packed`), `replay` (a
 step-by-step replay for the pictures of states, gradients through time and gates), `decoder`
 (it reads decoder inputs: an encoder-decoder).
 """
@@ -99,6 +99,12 @@ class ModelFamily:
     def pack_refusal(self, task_cls: Any) -> Optional[str]:
         """Why seeds of this config cannot train packed (None: they can); only with `pack_seeds`."""
         return None if self.pack_seeds else f"model family {self.name} does not pack seeds"
+
+    def packed(self, models: list[Any]) -> "torch.nn.Module":
+        """With `pack_seeds`: the G models (one config, G seeds) as one network whose block g is
+        model g, with `names`, `owner`, `pack_into`, `unpack`, `pack_states`, `unpack_state` as
+        rnnexp.models.packed.PackedRecurrent has them (rnnexp.engine.packed trains it)."""
+        raise NotImplementedError
 
     def lacks(self) -> Optional[str]:
         """One line naming what this family cannot do (None: it can do everything)."""

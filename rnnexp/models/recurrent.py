@@ -109,6 +109,11 @@ class Recurrent(ModelFamily):
             raise ConfigError(f"model.tie_weights needs a task with token inputs and outputs (charlm), not "
                               f"task={task_cls.name}; use model.tie_weights=false")
 
+    def packed(self, models: list[Any]) -> Any:
+        from rnnexp.models.packed import PackedRecurrent
+
+        return PackedRecurrent(models)
+
     def memory_bytes(self) -> int:
         # A lower bound without the task: the recurrent layers alone (layers above the first read
         # h inputs), in 4 float32 copies (weights, gradients, two optimizer moments).

@@ -195,7 +195,7 @@ def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
     family = model_family(run.model)
     model = family.build(task, family.size(task)).to(device)
     apply_threads(choose_threads(run.train.threads, count_parameters(model), device)[0])  # (a seed's, as it trains)
-    return probe(Engine(task, model, run.train, device, cuda_graph=False), seeds)
+    return probe(Engine(task, model, run.train, device, cuda_graph=False), seeds, family.packed)
 
 
 def trained_as(run_dir: Path) -> Any:
