@@ -1,4 +1,5 @@
-"""A packed group: the jobs of a sweep that differ only in `train.seed`, trained as one model.
+"""A packed group: the jobs of a sweep that differ only in `train.seed` (and in when they stop),
+trained as one model.
 
     rnnexp -m task=qrsu model=lstm train.seed=1,2,3        (train.pack_seeds=auto packs them where a
                                                             probe at the start measured it faster)
@@ -43,8 +44,8 @@ class Job:
 
 def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str, Any]] = None) -> list[Outcome]:
     """Train `jobs` (one setting, several seeds) as one packed model; `resume` is the sweep's command
-    (a seed's checkpoint names it: the group resumes only as a group). None in `jobs`: a block of
-    the group's layout that is not trained now (a resumed group keeps its layout: exactly)."""
+    (a seed's checkpoint names it: the group resumes only as a group). None in `jobs`: a member of
+    the group that is not trained now (its place in the group's record is kept)."""
     from hydra.core.hydra_config import HydraConfig
 
     finish_deferred(wait=False)

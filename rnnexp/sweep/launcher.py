@@ -1,12 +1,13 @@
 """rnnexp's default sweep launcher: Hydra's basic launcher (jobs one after another in this process),
-which trains the jobs that differ only in `train.seed` as one packed model where that is faster.
+which trains the jobs that differ only in `train.seed` (and in when they stop: epochs, target, time
+limit) as one packed model where that is faster.
 
     rnnexp -m task=qrsu model=rnn,lstm train.seed=1,2,3     two groups of three seeds
     rnnexp -m ... train.pack_seeds=off                      one job after another, bit for bit single runs
 
 With `train.pack_seeds=auto` (the default) a group is packed when its config can be (the recurrent
 family, no dropout, no token inputs, curriculum, schedule, bf16 or warm start) and a probe of a few
-training steps (rnnexp.engine.packed.probe, ~0.1-0.5 s) measured the packed step faster per seed;
+training steps (rnnexp.engine.packed.probe, 0.1-1.2 s) measured the packed step 1.2x faster per seed;
 otherwise its jobs run one by one, as with `off`. A resumed group keeps how it trained: packed
 checkpoints resume packed (exactly), single-run ones one by one. Each job keeps its own directory,
 `.hydra/` record and results.json; the group's log lines go to every seed's run.log.
@@ -138,8 +139,8 @@ class PackingLauncher(BasicLauncher):
                     for i, (cfg, full) in zip(group, made)}
             states = {i: trained_as(job.run_dir) for i, job in jobs.items()}
             runs: dict[int, JobReturn] = {}
-            # A packed group resumes as the group it was: its layout, in its order (its checkpoints
-            # name it); a place whose seed is not resumed now stays an empty block.
+            # A packed group resumes as the group it was, in its order (its checkpoints name it): the
+            # packed model is then built as the uninterrupted group's was, from the seeds still training.
             for layout in dict.fromkeys(s for s in states.values() if isinstance(s, tuple)):
                 by_dir = {jobs[i].run_dir.name: i for i in group if states[i] == layout}
                 members = [by_dir.get(name) for name in layout]
