@@ -125,14 +125,15 @@ class ValidateBeforeRun(Callback):
             if resume is None:
                 start_drawing(load_run_config(config))
             else:
-                from rnnexp.engine.checkpoint import alone_refused, check_not_finished, resume_config
+                from rnnexp.engine.checkpoint import alone_refused, check_not_finished, done_in_group, resume_config
                 from rnnexp.run_lock import in_use, is_locked, read_holder
 
                 run_dir = Path(str(resume)).expanduser()
                 if is_locked(run_dir):  # (before its checkpoint is looked for: a live run may have none yet)
                     raise RunDirError(in_use(run_dir, read_holder(run_dir), resuming=True))
                 cfg, payload = resume_config(config, list(config.hydra.overrides.task), run_dir)
-                if payload.get("packed_with") and OmegaConf.select(cfg, "train.pack_seeds") != "off":
+                if (payload.get("packed_with") and OmegaConf.select(cfg, "train.pack_seeds") != "off"
+                        and not done_in_group(run_dir)):
                     raise RunDirError(alone_refused(run_dir, payload))
                 run = load_run_config(cfg)
                 check_not_finished(run, payload, run_dir)

@@ -178,10 +178,14 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
         return None
     run = load_run_config(cfg)
     if payload is not None and payload.get("packed_with") and packed_with is None:
-        if run.train.pack_seeds != "off":
+        group = payload["packed_with"]
+        if run.train.pack_seeds != "off" and not ckpt.done_in_group(run_dir):
             raise RunDirError(ckpt.alone_refused(run_dir, payload))
-        con.log.warning(f"note: {run_dir.name} trained packed with {', '.join(d for d in payload['packed_with']['dirs'] if d)}; it goes on "
-                        f"alone (train.pack_seeds=off): close to, not bit for bit, what the group would give")
+        others = ", ".join(d for d in group["dirs"] if d not in (None, run_dir.name))
+        con.log.warning(f"note: {run_dir.name} trained packed with {others}; it goes on alone: close to, not bit "
+                        f"for bit, what the group would give")
+        results.update(packed_with=[d for d in group["dirs"] if d], packing={"group": group["dirs"], "alone_from_epoch":
+                                                                            payload["loop"]["epoch"]})
     if payload is not None:
         ckpt.check_not_finished(run, payload, run_dir)
 
@@ -223,7 +227,8 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
     con.route_console_logging(console, mode)
     resumed = engine.state if payload is not None else None
     tensorboard = TensorBoard(run_dir, OmegaConf.to_yaml(OmegaConf.create(ckpt.plain_config(cfg))), resumed)
-    progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run))
+    progress = con.ConsoleProgress(console, mode, task.unit, run.train.epochs, batches_per_epoch(task, run),
+                                   label=run_dir.name if packed_with else "")
     insight_every = run.train.insight_every if family.replay and pictures else 0  # (what it lacks is said below)
     insight = InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside,
                               title=picture_title(run), deferred=True)

@@ -117,17 +117,27 @@ def test_a_group_that_lost_a_finished_seed_resumes_exactly(tmp_path):
         assert [h["val/loss"] for h in a["history"]] == [h["val/loss"] for h in b["history"]], "exact group resume"
 
 
-def test_a_group_resumes_exactly_as_a_group_and_never_one_seed_alone(tmp_path):
+def test_a_group_resumes_exactly_as_a_group_and_never_one_seed_alone(tmp_path, monkeypatch, capsys):
+    from rnnexp.sweep.summary import summarise_after_sweep
+    from tests.test_cli import run_main
+
     setting = ("model=lstm", "train.epochs=5", "train.target_accuracy=null")
     whole = packed(tmp_path, [1, 2], *setting, name="whole")
     with stop_after(2), pytest.raises(Interrupted):
         packed(tmp_path, [1, 2], *setting, name="stopped")
     stopped = [json.loads((tmp_path / "stopped" / f"seed={s}" / "results.json").read_text()) for s in (1, 2)]
     assert [r["status"] for r in stopped] == ["interrupted", "interrupted"]
-    assert all(r["resume"] for r in stopped)
+    assert all(r["resume"] == "rnnexp -m ... train.resume=auto" for r in stopped)
+    capsys.readouterr()
+    summarise_after_sweep(tmp_path / "stopped")
+    said = capsys.readouterr().out
+    assert said.count("resume (with its packed group): rnnexp -m ... train.resume=auto") == 2
+    assert "train.resume='" not in said, "the summary never suggests resuming one packed seed alone"
 
     with pytest.raises(RunDirError, match="resume the group"):
         run_in_process(tmp_path, *BASE, *setting, "train.seed=1", f"train.resume='{tmp_path / 'stopped' / 'seed=1'}'")
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume='{tmp_path / 'stopped' / 'seed=1'}'")
+    assert code == 2 and "alone" in err and "train.pack_seeds=off" in err and len(err.strip().splitlines()) == 1
 
     # ... or alone with train.pack_seeds=off (a copy: the group itself resumes below).
     import shutil
@@ -218,13 +228,18 @@ def test_a_sweep_packs_its_seeds_resumes_them_as_a_group_and_off_runs_them_one_b
     first, second = (json.loads((sweep / f"seed={s}" / "results.json").read_text()) for s in (1, 2))
     assert first["packed_with"] == second["packed_with"] == ["seed=1", "seed=2"]
     assert first["packing"]["probe"]["speedup"] > 0
-    assert "packed into one model with seed=2" in (sweep / "seed=1" / "run.log").read_text(), "each seed's own log"
+    log = (sweep / "seed=2" / "run.log").read_text()
+    assert "packed into one model with seed=2" in log and "seed=2: epoch 2/2" in log, "each line says whose it is"
     assert (sweep / "seed=1" / "states.png").is_file() and not (sweep / "seed=2" / "states.png").exists(), \
         "pictures for the first seed only"
 
-    # One seed's directory alone: refused, in one line naming the group's command.
+    # A seed that finished in its group trains on alone (no group to keep up with); its record stays.
     code, out, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume='{sweep / 'seed=1'}'")
-    assert code == 2 and "alone" in err and "train.resume=auto" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "has already finished" in err
+    code, out, err = run_main(monkeypatch, capsys, tmp_path, f"train.resume='{sweep / 'seed=1'}'", "train.epochs=3")
+    assert code == 0, err
+    on = json.loads((sweep / "seed=1" / "results.json").read_text())
+    assert on["epochs_run"] == 3 and on["packed_with"] == ["seed=1", "seed=2"] and on["packing"]["alone_from_epoch"] == 3
 
     # A third seed added: the packed two are kept, the new one trains (alone: a group of one).
     code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", *small, "train.seed=1,2,3",

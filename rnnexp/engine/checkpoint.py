@@ -193,6 +193,17 @@ def alone_refused(run_dir: Path, payload: dict[str, Any]) -> str:
             f"or add train.pack_seeds=off to go on with this seed alone (close to, not bit for bit, the group)")
 
 
+def done_in_group(run_dir: Path) -> bool:
+    """Whether a packed seed had finished in its group (completed or diverged): trained on alone, it
+    has no group to keep up with."""
+    import json
+
+    try:
+        return json.loads((Path(run_dir) / "results.json").read_text()).get("status") in ("completed", "diverged")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_not_finished(run: Any, payload: dict[str, Any], run_dir: Path) -> None:
     loop = payload["loop"]
     limit = run.train.time_limit_minutes

@@ -78,9 +78,11 @@ def duration(seconds: float) -> str:
 
 
 class ConsoleProgress(Callback):
-    def __init__(self, console: Console, mode: str, unit: str, epochs: int, batches_per_epoch: int):
+    def __init__(self, console: Console, mode: str, unit: str, epochs: int, batches_per_epoch: int, label: str = ""):
+        """`label`: what each line starts with (a packed seed's run: its job's name), "" for none."""
         self.console, self.mode, self.unit, self.epochs = console, mode, unit, epochs
         self.batches = batches_per_epoch
+        self.label = f"{label}: " if label else ""
         self.progress: Optional[Progress] = None
         self.bar: Any = None
         self.epoch_started = self.last_line = time.monotonic()
@@ -116,12 +118,12 @@ class ConsoleProgress(Callback):
         elif now - self.last_line >= PROGRESS_LINE_EVERY_S and s.batch:
             rate = s.batch / max(1e-9, now - self.epoch_started)
             left = (self.batches - s.batch) / max(rate, 1e-9)
-            epoch_log.info(f"epoch {s.epoch}/{self.epochs}: {s.batch}/{self.batches} steps "
+            epoch_log.info(f"{self.label}epoch {s.epoch}/{self.epochs}: {s.batch}/{self.batches} steps "
                            f"({100 * s.batch / self.batches:.0f}%), {rate:.1f} steps/s, ~{duration(left)} left in this epoch")
             self.last_line = now
 
     def on_epoch_end(self, engine: Any, metrics: dict[str, float]) -> None:
-        line = epoch_line(metrics, self.epochs, self.unit)
+        line = self.label + epoch_line(metrics, self.epochs, self.unit)
         if self.progress is not None:
             self.progress.console.print(line, highlight=False, soft_wrap=True)  # kept above the bar
             s = engine.state

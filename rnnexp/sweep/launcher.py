@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from hydra._internal.core_plugins import basic_launcher
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
@@ -73,6 +74,7 @@ class PackingLauncher(BasicLauncher):
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        basic_launcher.log.info(f"Launching {len(job_overrides)} jobs locally")  # (as Hydra's basic launcher says)
         runs: dict[int, JobReturn] = {}
         configs: dict[int, DictConfig] = {}
         groups = {i: group for group in seed_groups(job_overrides) for i in group}
@@ -118,7 +120,10 @@ class PackingLauncher(BasicLauncher):
             refusal = pack_refusal(configs[0])
         except RnnexpError:
             return None  # (a config that does not load: each job says why when it runs)
-        label = " ".join(o for o in filter_overrides(configs[0].hydra.overrides.task) if not o.startswith((SEED, *STOPS)))
+        from rnnexp.sweep.jobs import HOW_IT_RAN
+
+        label = " ".join(o for o in filter_overrides(configs[0].hydra.overrides.task)
+                         if not o.startswith((SEED, *STOPS, *HOW_IT_RAN)))
         if refusal is not None:
             if not refusal.startswith("train.pack_seeds=off"):
                 log.info(f"seeds one by one ({label}): {refusal}")

@@ -315,6 +315,10 @@ def print_summary(rows: list[dict[str, Any]], groups: list[dict[str, Any]], titl
             _print_words(console, f"{row['error']}".split(" "), indent="    ",
                          first=f"job {row['job']} {row['status']}:")
         if row["status"] == "interrupted" and root is not None:
+            if (row.get("results") or {}).get("packed_with"):  # (a packed seed resumes with its group)
+                console.print(f"    resume (with its packed group): {row['results'].get('resume')}", soft_wrap=True,
+                              markup=False, highlight=False)
+                continue
             resume = shell_word(f"train.resume={hydra_quote(str(Path(root).resolve() / row['job']), single=True)}")
             console.print(f"    resume: rnnexp {resume}", soft_wrap=True, markup=False, highlight=False)
     if groups:
