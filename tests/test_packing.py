@@ -229,7 +229,7 @@ def test_a_sweep_packs_its_seeds_resumes_them_as_a_group_and_off_runs_them_one_b
     assert first["packed_with"] == second["packed_with"] == ["seed=1", "seed=2"]
     assert first["packing"]["probe"]["speedup"] > 0
     log = (sweep / "seed=2" / "run.log").read_text()
-    assert "packed into one model with seed=2" in log and "seed=2: epoch 2/2" in log, "each line says whose it is"
+    assert "packed into one model with seed=2" in log and "seed=2: epoch   2/2" in log, "each line says whose it is"
     assert (sweep / "seed=1" / "states.png").is_file() and not (sweep / "seed=2" / "states.png").exists(), \
         "pictures for the first seed only"
 
