@@ -225,6 +225,7 @@ def test_a_sweep_packs_its_seeds_resumes_them_as_a_group_and_off_runs_them_one_b
     sweep = tmp_path / "S"
     code, out, err = run_main(monkeypatch, capsys, tmp_path, "-m", *small, "train.seed=1,2", f"hydra.sweep.dir={sweep}")
     assert code == 0, err
+    assert (sweep / "summary.png").is_file() and (sweep / "across-seeds").is_dir(), "a sweep of seeds alone is pictured too"
     first, second = (json.loads((sweep / f"seed={s}" / "results.json").read_text()) for s in (1, 2))
     assert first["packed_with"] == second["packed_with"] == ["seed=1", "seed=2"]
     assert first["packing"]["probe"]["speedup"] > 0

@@ -157,8 +157,9 @@ def title(rows: list[dict[str, Any]], answer: Answer) -> str:
 
 
 def plot_sweep(root: Path, rows: list[dict[str, Any]], answer: Answer, stem: str = "summary") -> Optional[Path]:
-    """`stem`.png and .svg in `root`; the sweep's own answer (stem "summary") also in TensorBoard."""
-    if not any(g.values for g in answer.groups) or not answer.by:
+    """`stem`.png and .svg in `root`; the sweep's own answer (stem "summary") also in TensorBoard.
+    A sweep of seeds alone is one group ("all runs"): its mean, interval and band across seeds."""
+    if not any(g.values for g in answer.groups):
         return None
     with plt.rc_context({"font.size": 13, "axes.titlesize": 14}):
         fig, (left, right) = plt.subplots(1, 2, figsize=(12.8, 7.2), gridspec_kw={"width_ratios": [1.1, 1]})
