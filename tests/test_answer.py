@@ -200,3 +200,12 @@ def test_tensorboard_shows_each_groups_band_across_seeds_and_no_run_without_scal
     assert (series.value, series.lower, series.upper) == ("across_seeds/val/accuracy/mean",
                                                           "across_seeds/val/accuracy/lower",
                                                           "across_seeds/val/accuracy/upper")
+
+
+def test_an_interval_of_equal_runs_is_not_called_wide():
+    from rnnexp.sweep.answer import Answer, Group
+    from rnnexp.sweep.answer_table import interval_text
+
+    answer = Answer("test/accuracy", "max", "test", [], [])
+    assert interval_text(answer, Group({}, [(1, 1.0), (2, 1.0), (3, 1.0)])) == "[1.0000, 1.0000] (all 3 runs equal)"
+    assert interval_text(answer, Group({}, [(1, 0.5), (2, 0.7), (3, 0.6)])).endswith("(wide: 3 runs)")

@@ -23,7 +23,10 @@ def interval_text(answer: Answer, group: Group) -> str:
     if interval is None:
         return "- (1 run)" if group.values else "-"
     low, high, clipped = interval
-    marks = [m for m, on in (("clipped", clipped), (f"wide: {len(group.values)} runs", len(group.values) < WIDE)) if on]
+    n = len(group.values)
+    if low == high:  # (every run the same value: no spread to judge by, not a certain answer)
+        return f"[{low:.4f}, {high:.4f}] (all {n} runs equal)"
+    marks = [m for m, on in (("clipped", clipped), (f"wide: {n} runs", n < WIDE)) if on]
     return f"[{low:.4f}, {high:.4f}]" + (f" ({'; '.join(marks)})" if marks else "")
 
 
