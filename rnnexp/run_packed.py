@@ -50,8 +50,7 @@ def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str,
 
     finish_deferred(wait=False)
     started = time.time()
-    seeds = [None if job is None else int(job.cfg.train.seed) for job in jobs]
-    group = {"seeds": seeds, "dirs": [None if job is None else job.run_dir.name for job in jobs], "resume": resume}
+    group = {"dirs": [None if job is None else job.run_dir.name for job in jobs], "resume": resume}
     outcomes: list[Optional[Outcome]] = [None] * len(jobs)
     results: list[dict[str, Any]] = [{"status": "starting", "run_dir": str(job.run_dir) if job else ""} for job in jobs]
     had = [job is not None and earlier_results(job.run_dir) for job in jobs]
@@ -76,12 +75,12 @@ def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str,
             prepared.append(ready)
         live = [g for g, p in enumerate(prepared) if p is not None]
         if live:
-            _train(prepared, live, seeds, results, outcomes, had, started, resume, probe, stop_requested)
+            _train(prepared, live, results, outcomes, had, started, resume, probe, stop_requested)
     return [RuntimeError("the packed group ended without a result for this seed") if o is None and job is not None
             else o for o, job in zip(outcomes, jobs)]  # type: ignore[misc]
 
 
-def _train(prepared: list[Optional[Prepared]], live: list[int], seeds: list[Any], results: list[dict[str, Any]],
+def _train(prepared: list[Optional[Prepared]], live: list[int], results: list[dict[str, Any]],
            outcomes: list[Optional[Outcome]], had: list[bool], started: float, resume: str,
            probe: Optional[dict[str, Any]], stop_requested: Any) -> None:
     first = prepared[live[0]]

@@ -105,21 +105,11 @@ class PackedSeeds:
 
     # -- one packed step -----------------------------------------------------------------------
     def _inputs(self, batches: dict[int, Batch]) -> torch.Tensor:
-        """Each live seed's inputs in its block, right-padded to the longest (a seed's outputs at
-        its own steps never depend on later steps); a frozen seed's block reads zeros."""
-        first = next(iter(batches.values())).inputs
+        """Each seed's inputs in its block, right-padded to the longest (a seed's outputs at its own
+        steps never depend on later steps). Every block is a live seed's: the model holds no other."""
         steps = max(b.inputs.shape[1] for b in batches.values())
-        blank = None
-        parts = []
-        for g in self.blocks:
-            if g not in batches:
-                if blank is None:
-                    blank = first.new_zeros(first.shape[0], steps, self.inputs)
-                parts.append(blank)
-                continue
-            x = batches[g].inputs
-            parts.append(x if x.shape[1] == steps else F.pad(x, (0, 0, 0, steps - x.shape[1])))
-        return torch.cat(parts, -1)
+        parts = [batches[g].inputs for g in self.blocks]
+        return torch.cat([x if x.shape[1] == steps else F.pad(x, (0, 0, 0, steps - x.shape[1])) for x in parts], -1)
 
     def _outputs(self, outputs: torch.Tensor, g: int, batch: Batch) -> torch.Tensor:
         block = self.block[g]
