@@ -281,7 +281,12 @@ def test_the_drawing_process_ends_on_sigterm():
         (worker,) = pool._processes.values()
         pool.submit(int).result(timeout=60)  # started and set up
         os.kill(worker.pid, signal.SIGTERM)
+        # The executor's own thread may reap the dead worker first (then this join's waitpid finds
+        # no child and leaves exitcode unset until that thread's join sets it): wait for either.
+        deadline = time.monotonic() + 10
         worker.join(timeout=10)
+        while worker.exitcode is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert worker.exitcode == -signal.SIGTERM
     finally:
         _POOL.pop("pool", None)
