@@ -195,15 +195,11 @@ def console() -> None:
     except SystemExit as exit_:
         code = exit_.code if exit_.code is not None else 0
         if not isinstance(code, int) or sweep.current_sweep_dir is not None:
+            end_children()
             raise
+    end_children()
     if sweep.current_sweep_dir is not None:
         return
-    if (drawing := sys.modules.get("rnnexp.insight.drawing")) is not None:
-        drawing.shutdown_drawing_process()  # (no process outlives the command)
-    if (tracker := sys.modules.get("multiprocessing.resource_tracker")) is not None:
-        # The tracker the drawing process's start began: ended and waited for, as the usual exit
-        # leaves it to do by itself (where nothing reaps orphans, it stayed as a zombie).
-        getattr(tracker._resource_tracker, "_stop", lambda: None)()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -211,6 +207,19 @@ def console() -> None:
         except (OSError, ValueError):
             pass  # a closed pipe (rnnexp ... | head): nothing more to say there
     os._exit(int(code))  # type: ignore[arg-type]
+
+
+def end_children() -> None:
+    """No process outlives the command: the drawing process, then multiprocessing's resource
+    tracker (the drawing process's and a sweep's helpers' start began it), ended and waited for;
+    the usual exit leaves the tracker to end by itself, and where nothing reaps orphans it stayed
+    as a zombie."""
+    if (drawing := sys.modules.get("rnnexp.insight.drawing")) is not None:
+        drawing.shutdown_drawing_process()
+    if "joblib.externals.loky" in sys.modules:
+        return  # (Hydra's joblib launcher: its workers, ended at exit by loky, keep the tracker open)
+    if (tracker := sys.modules.get("multiprocessing.resource_tracker")) is not None:
+        getattr(tracker._resource_tracker, "_stop", lambda: None)()
 
 
 def register_launcher() -> None:

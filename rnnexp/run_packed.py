@@ -42,10 +42,11 @@ class Job:
     overrides: list[str]
 
 
-def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str, Any]] = None) -> list[Outcome]:
+def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str, Any]] = None,
+               parallel_jobs: int = 1) -> list[Outcome]:
     """Train `jobs` (one setting, several seeds) as one packed model; `resume` is the sweep's command
     (a seed's checkpoint names it: the group resumes only as a group). None in `jobs`: a member of
-    the group that is not trained now (its place in the group's record is kept)."""
+    the group that is not trained now (its place in the group's record is kept). `parallel_jobs`: units of the sweep running at once (threads, pictures)."""
     from hydra.core.hydra_config import HydraConfig
 
     finish_deferred(wait=False)
@@ -61,7 +62,7 @@ def run_packed(jobs: list[Optional[Job]], resume: str, probe: Optional[dict[str,
             if job is not None:
                 HydraConfig.instance().set_config(job.hydra)
                 try:  # (pictures: the first seed that trains)
-                    ready = prepare(job.cfg, job.run_dir, job.overrides, 1, True, results[g], started,
+                    ready = prepare(job.cfg, job.run_dir, job.overrides, parallel_jobs, True, results[g], started,
                                     pictures=not any(prepared), packed_with=group)
                 except Exception as err:  # (this seed fails; the others train)
                     _ended(results[g], err, job.run_dir, had[g], started)

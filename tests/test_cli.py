@@ -32,7 +32,11 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def run_main(monkeypatch, capsys, cwd, *args) -> tuple[int, str, str]:
-    """`rnnexp ARGS` in-process (the same main() the console script calls)."""
+    """`rnnexp ARGS` in-process (the same main() the console script calls). A sweep's units run one
+    after another here, unless the test says otherwise: a helper process would not see the test's
+    monkeypatches."""
+    if "-m" in args and not any(a.startswith("hydra.launcher") for a in args):
+        args = (*args, "hydra.launcher.n_jobs=1")
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", ["rnnexp", *args])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)

@@ -198,7 +198,7 @@ def test_a_refused_resume_leaves_the_earlier_run_as_it_was(tmp_path, run_cfg):
 def test_the_resume_command_printed_for_an_interrupted_sweep_works(tmp_path):
     import shlex
 
-    proc = start(tmp_path, "-m", "model=rnn,gru", *LONG)
+    proc = start(tmp_path, "-m", "model=rnn,gru", *LONG, "hydra.launcher.n_jobs=1")  # (the rnn job first)
     run_dir = wait_for_epochs(tmp_path, 1, proc, pattern="multirun/*/*/*/run.log")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

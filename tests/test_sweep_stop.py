@@ -43,7 +43,7 @@ def job_dirs(cwd: Path) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_ctrl_c_on_a_sweep_saves_every_job_and_one_command_resumes_the_whole_sweep(tmp_path):
-    proc = start_sweep(tmp_path, *QUICK_THEN_LONG, "train.epochs=2,60,61")
+    proc = start_sweep(tmp_path, *QUICK_THEN_LONG, "train.epochs=2,60,61", "hydra.launcher.n_jobs=1")  # (tests/test_side_by_side.py: 2)
     wait_for("outputs/multirun/*/*/epochs=60/run.log", tmp_path, proc)  # job 0 done, job 1 training
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)

@@ -61,7 +61,8 @@ def choose_threads(setting: str, num_params: int, device: Any, parallel_jobs: in
 def parallel_jobs(launcher_cfg: Any) -> int:
     """How many jobs of a sweep run at once on this machine (joblib's n_jobs, -1 = all cores,
     -2 = all but one; a launcher without n_jobs, e.g. submitit on a cluster, runs one per allocation)."""
-    n_jobs = int(launcher_cfg.get("n_jobs", 1) or 1) if launcher_cfg is not None else 1
+    n_jobs = launcher_cfg.get("n_jobs", 1) if launcher_cfg is not None else 1
+    n_jobs = int(n_jobs or 1) if str(n_jobs).lstrip("-").isdigit() else 1  # (rnnexp's launcher resolves "auto" first)
     return max(1, available_cores() + 1 + n_jobs if n_jobs < 0 else n_jobs)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from rnnexp.models.gates import SIGMOID_GATES
 
@@ -98,8 +99,9 @@ def colour_limit(values: np.ndarray) -> tuple[float, int]:
     return top, 0
 
 
-def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: str) -> None:
-    """values (H, T): a row per unit, centred diverging colours and a colour bar."""
+def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: str) -> str:
+    """values (H, T): a row per unit, centred diverging colours and a colour bar; returns the
+    colour limit as the bar's labels would round it (their width is part of the layout)."""
     limit, beyond = colour_limit(values)
     image = ax.imshow(values, aspect="auto", cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
     if beyond:
@@ -108,6 +110,7 @@ def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: 
     ax.set_ylabel("unit")
     label_time_axis(ax, labels)
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01, extend="both" if beyond else "neither")
+    return f"{limit:.1e}"[-3:] + str(beyond > 0)  # (its exponent: the labels' width)
 
 
 def top_units(values: np.ndarray, keep: int) -> tuple[np.ndarray, str]:
@@ -141,8 +144,9 @@ def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Op
     fig = Figure(figsize=(_width(len(labels)), height), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, (values, panel_title) in zip(axes, panels):
-        _heatmap(fig, ax, values, labels, panel_title)
+    limits = [_heatmap(fig, ax, values, labels, panel_title) for ax, (values, panel_title) in zip(axes, panels)]
+    fig.rnnexp_layout = ("states", fig.get_size_inches().tobytes(), tuple(labels), bool(title), tuple(limits),
+                         tuple(v.shape[0] for v, _ in panels))
     if title:
         fig.suptitle(title)
     return fig
@@ -178,6 +182,9 @@ def gradients_figure(norms: Any, labels: Sequence[str],
         top = ax.secondary_xaxis("top", functions=(lambda t: last - t, lambda s: last - s))
         top.set_xlabel("steps before the readout")
     ax.set_title(title or "gradients through time", fontsize=10)
+    spread = np.log10(values[positive]) if positive.any() else np.zeros(1)
+    fig.rnnexp_layout = ("gradients", len(values), tuple(labels), readout_at_end, bool((values == 0).any()),
+                         int(spread.min()), int(spread.max()))
     return fig
 
 
@@ -239,20 +246,49 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
             bars.legend(loc="lower center", bbox_to_anchor=(0.5, 1.12), fontsize=7, ncols=1)
     if title:
         fig.suptitle(title)
+    fig.rnnexp_layout = ("gates", rep.cell, count, tuple(labels), bool(title))
     return fig
+
+
+#: A run draws the same figures every few epochs, and matplotlib's constrained layout is over half
+#: of a figure's time (~0.25 of ~0.45 s). The first figure of a kind is laid out; later ones with the
+#: same size, axes, time labels and label widths (`fig.rnnexp_layout`) reuse its axes' positions.
+_LAYOUTS: dict[Any, list[Any]] = {}
+_LAYOUTS_KEPT = 64
+
+
+def render(fig: Figure) -> None:
+    """Draw `fig` on its Agg canvas, laid out as the last figure of its kind was where there is one."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    key = getattr(fig, "rnnexp_layout", None)
+    saved = _LAYOUTS.get(key) if key is not None else None
+    if saved is not None and len(saved) == len(fig.axes):
+        fig.set_layout_engine("none")
+        for ax, position in zip(fig.axes, saved):
+            ax.set_position(position)
+        canvas.draw()
+        return
+    canvas.draw()
+    if key is not None and isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = [ax.get_position() for ax in fig.axes]
 
 
 def figure_to_rgb(fig: Figure) -> np.ndarray:
     """(H, W, 3) uint8 pixels of the figure (for TensorBoard's add_image)."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    render(fig)
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 def save_png(fig: Figure, path: Path | str, dpi: int = 100) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=dpi)
+    if dpi != fig.dpi:
+        fig.savefig(path, dpi=dpi)
+        return path
+    from matplotlib.image import imsave
+
+    render(fig)  # (the pixels of the figure drawn once, laid out as the last of its kind)
+    imsave(path, np.asarray(fig.canvas.buffer_rgba()))
     return path

@@ -9,6 +9,7 @@ data's own provenance (a corpus's sha256, a hash split's space) is the task's `d
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -35,6 +36,8 @@ def provenance(device: torch.device, threads: int, overrides: Sequence[str]) -> 
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": threads,
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else None,
+        "host": platform.node(),
+        "pid": os.getpid(),  # (a sweep's units run side by side in several processes)
         "overrides": list(overrides),
     }
 

@@ -25,7 +25,7 @@ from hydra._internal.core_plugins import basic_launcher
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger("rnnexp")
 
@@ -69,38 +69,81 @@ def pack_refusal(cfg: DictConfig) -> Optional[str]:
 
 
 class PackingLauncher(BasicLauncher):
+    in_helper = False  # (set in a helper process of rnnexp.sweep.side_by_side)
+
+    def __init__(self, n_jobs: Any = "auto") -> None:
+        super().__init__()
+        self.n_jobs = n_jobs  # (read from the config at launch: conf/hydra/launcher/packing.yaml)
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from rnnexp.sweep.side_by_side import Units, run_side_by_side
+
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         basic_launcher.log.info(f"Launching {len(job_overrides)} jobs locally")  # (as Hydra's basic launcher says)
-        runs: dict[int, JobReturn] = {}
-        configs: dict[int, DictConfig] = {}
-        groups = {i: group for group in seed_groups(job_overrides) for i in group}
-        # In the jobs' order; a group that packs trains at its first job's place.
-        for i in range(len(job_overrides)):
-            if i in runs:
-                continue
-            group = groups[i]
-            if len(group) > 1 and i == group[0]:
-                for j in group:
-                    configs[j] = self._config(job_overrides[j], initial_job_idx + j)
-                runs.update(self._packed(group, [configs[j] for j in group]) or {})
-                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            if i not in runs:  # (one by one: bit for bit a single run)
-                config = configs.pop(i, None) or self._config(job_overrides[i], initial_job_idx + i)
-                runs[i] = self._one(config)
-                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self._overrides, self._first_idx = [list(o) for o in job_overrides], initial_job_idx
+        self._configs: dict[int, DictConfig] = {}
+        # A group (its jobs differ only in the seed) is one unit: packed, or given back as units of
+        # one job; units go in the order of their first job, a packed group at its first job's place.
+        units = Units(seed_groups(job_overrides))
+        workers, why = side_by_side(self.config, len(job_overrides))
+        with open_dict(self.config):  # (each job's config reads it: its threads, its pictures)
+            self.config.hydra.launcher.n_jobs = workers
+        if workers == 1:
+            runs: dict[int, JobReturn] = {}
+            while (unit := units.take()) is not None:
+                done, given_back = self.run_unit(unit)
+                runs.update(done)
+                units.done(given_back)
+        else:
+            log.info(f"{workers} jobs at a time ({why})")
+            runs = run_side_by_side(units, self.run_unit, workers - 1, self._payload(), _stop_signal)
         return [runs[i] for i in range(len(job_overrides))]
 
-    def _config(self, overrides: Sequence[str], idx: int) -> DictConfig:
+    def run_unit(self, unit: Any) -> tuple[dict[int, JobReturn], list[int]]:
+        """Run a group (packed where it packs; the jobs it does not train are given back) or one job."""
+        _, indices, announced = unit
+        if len(indices) > 1:
+            for j in indices:
+                self._configs[j] = self._config(self._overrides[j], self._first_idx + j)
+            runs = self._packed(list(indices), [self._configs[j] for j in indices]) or {}
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # type: ignore[union-attr]
+            return runs, [i for i in indices if i not in runs]
+        i = indices[0]  # (one by one: bit for bit a single run)
+        config = self._configs.pop(i, None) or self._config(self._overrides[i], self._first_idx + i, announced)
+        ret = self._one(config)
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # type: ignore[union-attr]
+        return {i: ret}, []
+
+    def _parallel(self) -> int:
+        """Units running at once in this sweep (each job's threads and pictures depend on it)."""
+        from rnnexp.engine.threads import parallel_jobs
+
+        return parallel_jobs(self.config.hydra.launcher)  # type: ignore[union-attr]
+
+    def _payload(self) -> bytes:
+        """What a helper process needs to run units as this process does (Hydra's state included)."""
+        import pickle
+
+        from hydra.core.singleton import Singleton
+
+        task = self.task_function
+        state = {"_overrides": self._overrides, "_first_idx": self._first_idx, "_configs": {}}
+        return pickle.dumps((type(self), {"hydra_context": self.hydra_context, "config": self.config},
+                             (task.__module__, task.__name__), Singleton.get_state()["instances"],
+                             str(self.config.hydra.sweep.dir), state))  # type: ignore[union-attr]
+
+    def _config(self, overrides: Sequence[str], idx: int, announced: bool = False) -> DictConfig:
         assert self.hydra_context is not None and self.config is not None
-        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        if not announced:  # (a job given back by a group was announced with it)
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = idx
             config.hydra.job.num = idx
+            config.hydra.launcher.n_jobs = self.config.hydra.launcher.n_jobs  # (as launch resolved it)
         return config
 
     def _one(self, config: DictConfig, task_function: Any = None) -> JobReturn:
@@ -152,7 +195,7 @@ class PackingLauncher(BasicLauncher):
                 runs.update(self._run_packed(members, jobs, collected, None))
             fresh = [i for i in group if states[i] == "fresh" and i not in runs]
             if len(fresh) > 1:
-                probe = _probe(jobs[fresh[0]].cfg, len(fresh))
+                probe = _probe(jobs[fresh[0]].cfg, len(fresh), self._parallel())
                 if probe["speedup"] >= MIN_SPEEDUP:
                     runs.update(self._run_packed(list(fresh), jobs, collected, probe))
                 else:
@@ -170,7 +213,7 @@ class PackingLauncher(BasicLauncher):
         group = [jobs[i] if i is not None else None for i in members]
         handlers = _log_to_every([job for job in group if job is not None])
         try:
-            outcomes = run_packed(group, resume, probe)
+            outcomes = run_packed(group, resume, probe, self._parallel())
         finally:
             root = logging.getLogger()
             for handler in handlers:
@@ -179,12 +222,42 @@ class PackingLauncher(BasicLauncher):
         return {i: _returned(collected[i], outcome) for i, outcome in zip(members, outcomes) if i is not None}
 
 
+def side_by_side(config: DictConfig, jobs: int) -> tuple[int, str]:
+    """How many units run at once (`hydra.launcher.n_jobs`; auto: one per core other processes
+    leave free, one on a GPU) and why."""
+    from rnnexp.engine.threads import available_cores, busy_cores_elsewhere
+
+    setting = str(config.hydra.launcher.get("n_jobs", "auto"))
+    cores = available_cores()
+    if setting != "auto":
+        n = int(setting)
+        return max(1, min(jobs, cores + 1 + n if n < 0 else n)), f"hydra.launcher.n_jobs={setting}"
+    if jobs < 2 or cores < 2:
+        return 1, "auto"
+    import torch
+
+    device = str(OmegaConf.select(config, "train.device", default="auto"))
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return 1, "auto: one GPU, one job at a time"
+    free = max(1, cores - round(busy_cores_elsewhere()))
+    return min(free, jobs), f"hydra.launcher.n_jobs=auto: {free} of {cores} cores free"
+
+
+def _stop_signal() -> int:
+    """A stop of the sweep: its own process's signal, or one a job recorded in the sweep directory."""
+    from rnnexp.sweep.jobs import SweepState, stop_requested_for
+
+    if SweepState.stop_signal:
+        return SweepState.stop_signal
+    return stop_requested_for(Path(SweepState.directory)) if SweepState.directory else 0
+
+
 #: Pack a group when the probe measured at least this speed-up per seed (below it, one by one
 #: also keeps each seed's pictures and is bit for bit a single run).
 MIN_SPEEDUP = 1.2
 
 
-def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
+def _probe(cfg: DictConfig, seeds: int, parallel_jobs: int = 1) -> dict[str, Any]:
     from rnnexp.config import load_run_config
     from rnnexp.engine.loop import Engine
     from rnnexp.engine.packed import probe
@@ -200,7 +273,7 @@ def _probe(cfg: DictConfig, seeds: int) -> dict[str, Any]:
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     family = model_family(run.model)
     model = family.build(task, family.size(task)).to(device)
-    apply_threads(choose_threads(run.train.threads, count_parameters(model), device)[0])  # (a seed's, as it trains)
+    apply_threads(choose_threads(run.train.threads, count_parameters(model), device, parallel_jobs)[0])  # (a seed's, as it trains)
     return probe(Engine(task, model, run.train, device, cuda_graph=False), seeds, family.packed)
 
 

@@ -1,0 +1,116 @@
+"""A sweep's units side by side (rnnexp.sweep.side_by_side): the same results as one after another,
+in more than one process; a stop saves every running unit and one command resumes the sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from rnnexp.sweep.side_by_side import Units
+from tests.test_cli import ENV
+from tests.test_sweep_stop import QUICK_THEN_LONG, job_dirs, start_sweep, wait_for
+
+
+def test_units_go_in_the_jobs_order_and_given_back_jobs_keep_their_places():
+    units = Units([[0, 2, 4], [1, 3, 5], [6]])
+    first = units.take()
+    assert first == (0, (0, 2, 4), False)
+    second = units.take()
+    assert second == (1, (1, 3, 5), False)
+    units.done([0, 2, 4])  # (the first group's probe chose one by one)
+    assert [units.take()[1] for _ in range(3)] == [(0,), (2,), (4,)]
+    units.done([]), units.done([]), units.done([])
+    units.done([])  # the second group trained packed
+    assert units.take() == (6, (6,), False)
+    units.done([])
+    assert units.take() is None
+
+
+def test_a_caller_waits_while_a_running_unit_may_still_give_jobs_back():
+    units = Units([[0, 1]])
+    assert units.take() is not None
+    taken = []
+    waiter = threading.Thread(target=lambda: taken.append(units.take()))
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive(), "the queue is empty, but the group may give its jobs back"
+    units.done([0, 1])
+    waiter.join(timeout=5)
+    assert taken == [(0, (0,), True)]
+
+
+def test_a_closed_queue_starts_nothing_more():
+    units = Units([[0], [1]])
+    units.take()
+    units.close()
+    assert units.take() is None
+
+
+def _results(sweep) -> dict[str, dict]:
+    return {d.name: json.loads((d / "results.json").read_text()) for d in sweep.iterdir() if (d / "results.json").is_file()}
+
+
+@pytest.mark.slow
+def test_units_side_by_side_give_the_results_of_one_after_another(tmp_path):
+    args = ["task=qrsu", "model=rnn,lstm", "train.seed=1,2", "model.hidden_size=5", "train.epochs=2",
+            "train.target_accuracy=null", "train.insight_every=0", "train.batches_per_epoch=8"]
+    runs = {}
+    for n_jobs in (1, 2):
+        sweep = tmp_path / f"n{n_jobs}"
+        proc = subprocess.run(["rnnexp", "-m", *args, f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep}"],
+                              cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        runs[n_jobs] = _results(sweep)
+        assert ("2 jobs at a time" in proc.stdout + proc.stderr) == (n_jobs == 2)
+    assert sorted(runs[1]) == sorted(runs[2]) and len(runs[1]) == 4
+    for name, alone in runs[1].items():
+        beside = runs[2][name]
+        assert beside["status"] == alone["status"] == "completed"
+        assert beside["test"] == alone["test"], name
+        assert [e["val/loss"] for e in beside["history"]] == [e["val/loss"] for e in alone["history"]], name
+    assert len({r["provenance"]["pid"] for r in runs[1].values()}) == 1
+    assert len({r["provenance"]["pid"] for r in runs[2].values()}) == 2, "the second unit ran in a helper process"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm-to-the-sweep"])
+def test_a_stop_saves_the_units_on_every_core_and_one_command_resumes_the_sweep(tmp_path, how):
+    """Ctrl-C reaches every process; a SIGTERM (a scheduler's, `kill`) only the sweep's, which
+    passes it on to its helpers."""
+    proc = start_sweep(tmp_path, *QUICK_THEN_LONG, "hydra.launcher.n_jobs=2", "train.epochs=60,61,2")
+    wait_for("outputs/multirun/*/*/epochs=61/run.log", tmp_path, proc)  # (the helper's first unit trains)
+    wait_for("outputs/multirun/*/*/epochs=60/run.log", tmp_path, proc)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), err
+    assert "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("rnnexp: sweep stopped (3 jobs:"), last
+    jobs = job_dirs(tmp_path)
+    for n in "01":  # (both were training, one in each process)
+        res = json.loads((jobs[n] / "results.json").read_text())
+        assert res["status"] == "interrupted" and (jobs[n] / "checkpoint.pt").is_file(), res
+    assert len({json.loads((jobs[n] / "results.json").read_text())["provenance"]["pid"] for n in "01"}) == 2
+    time.sleep(1.5)  # (a helper left behind would still be here, in the sweep's process group)
+    ps = subprocess.run(["ps", "-eo", "pgid=,args="], capture_output=True, text=True)
+    left = [line for line in ps.stdout.splitlines() if line.split()[0] == str(proc.pid)]
+    assert not left, f"no process outlives the sweep: {left}"
+
+    command = last.split("resume the whole sweep with: ", 1)[1]
+    resumed = subprocess.run(shlex.split(command), cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    results = {n: json.loads((d / "results.json").read_text()) for n, d in job_dirs(tmp_path).items()}
+    assert [results[n]["status"] for n in "012"] == ["completed"] * 3
+    assert [results[n]["epochs_run"] for n in "012"] == [60, 61, 2]
+    for n in "01":
+        assert "resuming at epoch" in (job_dirs(tmp_path)[n] / "run.log").read_text()
