@@ -114,3 +114,32 @@ def test_a_stop_saves_the_units_on_every_core_and_one_command_resumes_the_sweep(
     assert [results[n]["epochs_run"] for n in "012"] == [60, 61, 2]
     for n in "01":
         assert "resuming at epoch" in (job_dirs(tmp_path)[n] / "run.log").read_text()
+
+
+def test_a_wrong_n_jobs_is_one_line_before_the_sweep_makes_its_directory(tmp_path):
+    from tests.test_cli import rnnexp
+
+    proc = rnnexp("-m", "model=rnn,lstm", "hydra.launcher.n_jobs=two", f"hydra.sweep.dir={tmp_path / 'S'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rnnexp: error: hydra.launcher.n_jobs=two: use auto (one unit per free core), 1 (one after another) "
+        "or a number of units side by side"]
+    assert not (tmp_path / "S").exists()
+
+
+def test_n_jobs_auto_takes_the_free_cores_and_one_on_a_gpu(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from rnnexp.sweep import launcher
+
+    monkeypatch.setattr("rnnexp.engine.threads.available_cores", lambda: 4)
+    monkeypatch.setattr("rnnexp.engine.threads.busy_cores_elsewhere", lambda: 1.2)
+
+    def config(n_jobs, device="cpu"):
+        return OmegaConf.create({"hydra": {"launcher": {"n_jobs": n_jobs}}, "train": {"device": device}})
+
+    assert launcher.side_by_side(config("auto"), jobs=10)[0] == 3, "one core is busy elsewhere"
+    assert launcher.side_by_side(config("auto"), jobs=2)[0] == 2, "no more units than jobs"
+    assert launcher.side_by_side(config("auto", "cuda"), jobs=10)[0] == 1
+    assert launcher.side_by_side(config(-1), jobs=10)[0] == 4
+    assert launcher.side_by_side(config(1), jobs=10)[0] == 1

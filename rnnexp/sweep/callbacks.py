@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class SummariseSweep(Callback):
@@ -20,6 +20,15 @@ class SummariseSweep(Callback):
         from rnnexp import run_dirs
         from rnnexp.sweep import summary as sweep
         from rnnexp.sweep.jobs import SweepState, catch_stop_signals, clear_stop, write_plan
+
+        if str(OmegaConf.select(config, "hydra.launcher._target_", default="")).endswith("PackingLauncher"):
+            from rnnexp.errors import Rejected
+            from rnnexp.sweep.launcher import n_jobs_setting
+
+            try:
+                n_jobs_setting(config)  # (before the sweep's directory is made)
+            except Exception as err:
+                raise Rejected(err) from err
 
         # The sweep directory is this sweep's alone, before Hydra writes multirun.yaml into it.
         run_dirs.claim_for_hydra(str(config.hydra.sweep.dir), config, what="sweep")

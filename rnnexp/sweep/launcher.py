@@ -227,7 +227,7 @@ def side_by_side(config: DictConfig, jobs: int) -> tuple[int, str]:
     leave free, one on a GPU) and why."""
     from rnnexp.engine.threads import available_cores, busy_cores_elsewhere
 
-    setting = str(config.hydra.launcher.get("n_jobs", "auto"))
+    setting = n_jobs_setting(config)
     cores = available_cores()
     if setting != "auto":
         n = int(setting)
@@ -241,6 +241,17 @@ def side_by_side(config: DictConfig, jobs: int) -> tuple[int, str]:
         return 1, "auto: one GPU, one job at a time"
     free = max(1, cores - round(busy_cores_elsewhere()))
     return min(free, jobs), f"hydra.launcher.n_jobs=auto: {free} of {cores} cores free"
+
+
+def n_jobs_setting(config: DictConfig) -> str:
+    """`hydra.launcher.n_jobs` of rnnexp's launcher, checked: "auto" or an integer."""
+    from rnnexp.errors import ConfigError
+
+    setting = str(OmegaConf.select(config, "hydra.launcher.n_jobs", default="auto"))
+    if setting != "auto" and not setting.lstrip("-").isdigit():
+        raise ConfigError(f"hydra.launcher.n_jobs={setting}: use auto (one unit per free core), 1 (one after "
+                          "another) or a number of units side by side")
+    return setting
 
 
 def _stop_signal() -> int:
