@@ -57,3 +57,40 @@ def _replay():
 
     model = RecurrentModel("rnn", 3, 2, 5)
     return replay(model, torch.zeros(1, 4, 3))
+
+
+def _pictured(scale: float, steps: int = 30, seed: int = 0):
+    from rnnexp.insight.drawing import LayerValues, Pictured
+
+    rng = np.random.default_rng(seed)
+    gates = {g: rng.random((1, steps, 4)) for g in ("i", "f", "o")}
+    layer = LayerValues(scale * rng.standard_normal((1, steps, 4)), scale * rng.standard_normal((1, steps, 4)), gates)
+    return Pictured("lstm", [layer], rng.random(steps) * 1e-3, [str(t % 10) for t in range(steps)], True)
+
+
+def test_a_figure_drawn_again_reuses_its_layout_and_gives_the_same_pixels(monkeypatch):
+    """Later pictures of a run reuse the first one's constrained layout (over half of a figure's
+    time): the pixels must be those of a figure laid out afresh."""
+    from rnnexp.insight import figures as fg
+    from rnnexp.insight.drawing import draw
+
+    monkeypatch.setattr(fg, "_LAYOUTS", {})
+    first = {name: fg.figure_to_rgb(fig) for name, fig in draw(_pictured(1.0), "epoch 1").items()}
+    assert len(fg._LAYOUTS) == 3
+    again = draw(_pictured(1.0), "epoch 1")
+    pixels = {name: fg.figure_to_rgb(fig) for name, fig in again.items()}
+    assert all(fig.get_layout_engine() is None or not isinstance(fig.get_layout_engine(), fg.ConstrainedLayoutEngine)
+               for fig in again.values()), "the second drawing was not laid out again"
+    for name in first:
+        assert np.array_equal(first[name], pixels[name]), name
+
+
+def test_a_colour_bar_with_other_labels_is_laid_out_afresh(monkeypatch):
+    from rnnexp.insight import figures as fg
+
+    monkeypatch.setattr(fg, "_LAYOUTS", {})
+    wide, narrow = (fg.states_figure(_pictured(scale), [str(t) for t in range(30)]) for scale in (0.2, 300.0))
+    assert wide.rnnexp_layout != narrow.rnnexp_layout
+    fg.render(wide)
+    fg.render(narrow)
+    assert isinstance(narrow.get_layout_engine(), fg.ConstrainedLayoutEngine)

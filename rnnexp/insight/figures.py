@@ -99,9 +99,9 @@ def colour_limit(values: np.ndarray) -> tuple[float, int]:
     return top, 0
 
 
-def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: str) -> str:
+def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: str) -> tuple[Any, ...]:
     """values (H, T): a row per unit, centred diverging colours and a colour bar; returns the
-    colour limit as the bar's labels would round it (their width is part of the layout)."""
+    bar's tick labels (their width is part of the figure's layout)."""
     limit, beyond = colour_limit(values)
     image = ax.imshow(values, aspect="auto", cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
     if beyond:
@@ -109,8 +109,8 @@ def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: 
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("unit")
     label_time_axis(ax, labels)
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01, extend="both" if beyond else "neither")
-    return f"{limit:.1e}"[-3:] + str(beyond > 0)  # (its exponent: the labels' width)
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01, extend="both" if beyond else "neither")
+    return (bool(beyond), *bar.ax.yaxis.get_major_formatter().format_ticks(bar.get_ticks()))
 
 
 def top_units(values: np.ndarray, keep: int) -> tuple[np.ndarray, str]:
@@ -184,7 +184,7 @@ def gradients_figure(norms: Any, labels: Sequence[str],
     ax.set_title(title or "gradients through time", fontsize=10)
     spread = np.log10(values[positive]) if positive.any() else np.zeros(1)
     fig.rnnexp_layout = ("gradients", len(values), tuple(labels), readout_at_end, bool((values == 0).any()),
-                         int(spread.min()), int(spread.max()))
+                         math.floor(spread.min()), math.floor(spread.max()))
     return fig
 
 
@@ -262,17 +262,20 @@ def render(fig: Figure) -> None:
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     key = getattr(fig, "rnnexp_layout", None)
     saved = _LAYOUTS.get(key) if key is not None else None
-    if saved is not None and len(saved) == len(fig.axes):
+    if saved is not None and len(saved) == len(fig.axes) + 1:
         fig.set_layout_engine("none")
         for ax, position in zip(fig.axes, saved):
             ax.set_position(position)
+        if fig._suptitle is not None and saved[-1] is not None:
+            fig._suptitle.set_position(saved[-1])  # (the layout places the title too)
         canvas.draw()
         return
     canvas.draw()
     if key is not None and isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
         if len(_LAYOUTS) >= _LAYOUTS_KEPT:
             _LAYOUTS.clear()
-        _LAYOUTS[key] = [ax.get_position() for ax in fig.axes]
+        title = fig._suptitle.get_position() if fig._suptitle is not None else None
+        _LAYOUTS[key] = [*(ax.get_position() for ax in fig.axes), title]
 
 
 def figure_to_rgb(fig: Figure) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -69,8 +70,6 @@ def pack_refusal(cfg: DictConfig) -> Optional[str]:
 
 
 class PackingLauncher(BasicLauncher):
-    in_helper = False  # (set in a helper process of rnnexp.sweep.side_by_side)
-
     def __init__(self, n_jobs: Any = "auto") -> None:
         super().__init__()
         self.n_jobs = n_jobs  # (read from the config at launch: conf/hydra/launcher/packing.yaml)
@@ -87,8 +86,10 @@ class PackingLauncher(BasicLauncher):
         self._configs: dict[int, DictConfig] = {}
         # A group (its jobs differ only in the seed) is one unit: packed, or given back as units of
         # one job; units go in the order of their first job, a packed group at its first job's place.
-        units = Units(seed_groups(job_overrides))
-        workers, why = side_by_side(self.config, len(job_overrides))
+        groups = seed_groups(job_overrides)
+        units = Units(groups, _stop_signal)
+        # (at most one unit per group at first: a group that packs needs no helper beside it)
+        workers, why = side_by_side(self.config, len(groups))
         with open_dict(self.config):  # (each job's config reads it: its threads, its pictures)
             self.config.hydra.launcher.n_jobs = workers
         if workers == 1:
@@ -100,6 +101,11 @@ class PackingLauncher(BasicLauncher):
         else:
             log.info(f"{workers} jobs at a time ({why})")
             runs = run_side_by_side(units, self.run_unit, workers - 1, self._payload(), _stop_signal)
+        missing = [i for i in range(len(job_overrides)) if i not in runs]
+        if missing:  # (units that never started: the sweep was stopped)
+            from rnnexp.errors import Interrupted
+
+            raise Interrupted(_stop_signal() or signal.SIGINT)
         return [runs[i] for i in range(len(job_overrides))]
 
     def run_unit(self, unit: Any) -> tuple[dict[int, JobReturn], list[int]]:

@@ -27,6 +27,8 @@ from typing import Any, Callable, Optional
 
 from hydra.core.utils import JobReturn
 
+from rnnexp.errors import Interrupted
+
 #: (first job's index, the unit's job indices, whether its jobs were announced in the log)
 Unit = tuple[int, tuple[int, ...], bool]
 #: What running a unit gives: each job's JobReturn, the jobs it gives back to run one by one.
@@ -37,17 +39,20 @@ class Units:
     """The units not yet started, handed out in order to this process and the helpers; a caller
     waits while the queue is empty but a running unit may still give jobs back."""
 
-    def __init__(self, units: list[list[int]]):
+    def __init__(self, units: list[list[int]], stopped: Callable[[], int] = lambda: 0):
         self._heap: list[Unit] = [(unit[0], tuple(unit), False) for unit in units]
         heapq.heapify(self._heap)
         self._running = 0
         self._closed = False
         self._cond = threading.Condition()
+        self._stopped = stopped  # (a stop of the sweep closes the queue: looked at while waiting too)
 
     def take(self) -> Optional[Unit]:
         with self._cond:
-            while not self._heap and self._running and not self._closed:
-                self._cond.wait()
+            while not self._heap and self._running and not self._closed and not self._stopped():
+                self._cond.wait(timeout=0.2)
+            if self._stopped():
+                self._closed = True
             if self._closed or not self._heap:
                 return None
             self._running += 1
@@ -67,6 +72,9 @@ class Units:
             self._cond.notify_all()
 
 
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
 def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: bytes,
                      stop_signal: Callable[[], int]) -> dict[int, JobReturn]:
     """Run `units` in this process and in `helpers` spawned processes; `payload`: what a helper
@@ -83,7 +91,14 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
         while (unit := units.take()) is not None:
             given_back: list[int] = []
             try:
-                future = executor.submit(helper_unit, unit)
+                # (a helper starts on its first unit: a signal before its handler is in place would
+                # kill it mid-import and break the pool; blocked here, the child inherits the mask
+                # and `_start_helper` unblocks it once its handler records stops)
+                signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+                try:
+                    future = executor.submit(helper_unit, unit)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
                 while True:
                     try:
                         done, given_back = pickle.loads(future.result(timeout=0.2))
@@ -110,7 +125,7 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
             try:
                 done, given_back = run_unit(unit)
                 runs.update(done)
-            except BaseException as err:
+            except (Exception, Interrupted) as err:  # (a second Ctrl-C is a KeyboardInterrupt: below)
                 errors.append(err)
                 units.close()
             finally:
@@ -130,8 +145,6 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
         raise
     executor.shutdown(wait=True)
     if errors:
-        from rnnexp.errors import Interrupted
-
         raise next((e for e in errors if isinstance(e, Interrupted)), errors[0])
     return runs
 
@@ -164,8 +177,9 @@ def _start_helper(payload: bytes) -> None:
         SweepState.stop_signal = SweepState.stop_signal or signum
 
     record.records_stop = True  # type: ignore[attr-defined]
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOPS:
         signal.signal(sig, record)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # (blocked by the thread that spawned it)
     launcher_class, setup, (module, name), instances, sweep_dir, state = pickle.loads(payload)
     # Hydra's state as the sweep's process has it (its plugins found again); the config resolvers,
     # local functions that do not pickle, are registered again by Hydra and by the task's module.
@@ -183,14 +197,13 @@ def _start_helper(payload: bytes) -> None:
     Finalize(None, shutdown_drawing_process, exitpriority=10)
     _helper = launcher_class()
     _helper.setup(task_function=getattr(task_function, "__wrapped__", task_function), **setup)
-    _helper.__dict__.update(state, in_helper=True)
+    _helper.__dict__.update(state)
 
 
 def helper_unit(unit: Unit) -> bytes:
     """Run one unit in a helper process; its JobReturns pickled (a failed job's error as itself
     where it pickles, otherwise as a RuntimeError with its message)."""
     from rnnexp.cli import finish_pictures
-    from rnnexp.errors import Interrupted
     from rnnexp.sweep.jobs import SweepState
 
     try:
