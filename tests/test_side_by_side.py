@@ -123,12 +123,14 @@ def test_a_stop_saves_the_units_on_every_core_and_one_command_resumes_the_sweep(
 def test_a_wrong_n_jobs_is_one_line_before_the_sweep_makes_its_directory(tmp_path):
     from tests.test_cli import rnnexp
 
-    proc = rnnexp("-m", "model=rnn,lstm", "hydra.launcher.n_jobs=two", f"hydra.sweep.dir={tmp_path / 'S'}", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        "rnnexp: error: hydra.launcher.n_jobs=two: use auto (one unit per free core), 1 (one after another) "
-        "or a number of units side by side"]
-    assert not (tmp_path / "S").exists()
+    for wrong in ("two", "0"):
+        proc = rnnexp("-m", "model=rnn,lstm", f"hydra.launcher.n_jobs={wrong}", f"hydra.sweep.dir={tmp_path / 'S'}",
+                      cwd=tmp_path)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [
+            f"rnnexp: error: hydra.launcher.n_jobs={wrong}: use auto (one unit per free core), 1 (one after another) "
+            "or a number of units side by side (-1: every core)"]
+        assert not (tmp_path / "S").exists()
 
 
 def test_n_jobs_auto_takes_the_free_cores_and_one_on_a_gpu(monkeypatch):

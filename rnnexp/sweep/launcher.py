@@ -254,9 +254,9 @@ def n_jobs_setting(config: DictConfig) -> str:
     from rnnexp.errors import ConfigError
 
     setting = str(OmegaConf.select(config, "hydra.launcher.n_jobs", default="auto"))
-    if setting != "auto" and not setting.lstrip("-").isdigit():
+    if setting != "auto" and (not setting.lstrip("-").isdigit() or int(setting) == 0):
         raise ConfigError(f"hydra.launcher.n_jobs={setting}: use auto (one unit per free core), 1 (one after "
-                          "another) or a number of units side by side")
+                          "another) or a number of units side by side (-1: every core)")
     return setting
 
 
