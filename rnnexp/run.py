@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnexp.config import RunConfig, load_run_config
 from rnnexp.engine import checkpoint as ckpt
+from rnnexp.engine import threads as threads_policy
 from rnnexp.engine import warm_start
 from rnnexp.engine.callbacks import Callback, Callbacks
 from rnnexp.engine.curriculum import Curriculum
@@ -212,7 +213,8 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
     # Pictures are drawn in a process of their own where the training leaves a core free; started
     # now, it imports its libraries while this one builds the engine (the optimizer pulls in
     # torch._dynamo: ~1 s), instead of after the first epoch, when a short run then waited for it.
-    draw_aside = device.type == "cuda" or threads * parallel_jobs < available_cores()
+    running = threads_policy.jobs_running_now() if threads_policy.jobs_running_now and parallel_jobs > 1 else parallel_jobs
+    draw_aside = device.type == "cuda" or threads * running < available_cores()
     if draw_aside and run.train.insight_every and pictures:
         start_drawing_process()
     engine = Engine(task, model, run.train, device, cuda_graph=family.cuda_graph and packed_with is None)
@@ -244,6 +246,8 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
                       if run.train.init_from else {}),
                    history=engine.state.history)
     step = f"; training step: {engine.step_kind}" if engine.step_kind else ""
+    if run.train.insight_every and pictures:
+        step += "; pictures: by a process of their own" if draw_aside else "; pictures: between epochs (every core trains)"
     for line in start_lines(run, task, model, family.describe(size, params), f"{device}; threads: {threads} ({why}){step}",
                             run_dir, engine):
         con.start_log.info(line)

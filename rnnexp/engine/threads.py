@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from threadpoolctl import threadpool_limits
 
@@ -64,6 +64,11 @@ def parallel_jobs(launcher_cfg: Any) -> int:
     n_jobs = launcher_cfg.get("n_jobs", 1) if launcher_cfg is not None else 1
     n_jobs = int(n_jobs or 1) if str(n_jobs).lstrip("-").isdigit() else 1  # (rnnexp's launcher resolves "auto" first)
     return max(1, available_cores() + 1 + n_jobs if n_jobs < 0 else n_jobs)
+
+
+#: The jobs of a sweep training on this machine now, where a launcher knows it better than its
+#: planned count (rnnexp's launcher: a helper process starts only once the sweep has run a while).
+jobs_running_now: Optional[Callable[[], int]] = None
 
 
 def apply_threads(threads: int) -> None:

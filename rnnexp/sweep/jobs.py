@@ -299,7 +299,8 @@ def catch_stop_signals() -> None:
         SweepState.stop_signal = SweepState.stop_signal or signum
         if SweepState.directory:  # for parallel jobs, each in a process of its own
             mark_stopped(Path(SweepState.directory), SweepState.stop_signal)
-        print("rnnexp: stopping the sweep; running jobs save their checkpoints (Ctrl-C again to stop at once)",
+        what = "Ctrl-C" if signum == signal.SIGINT else f"signal {signum}"
+        print(f"rnnexp: stopping the sweep ({what}); running jobs save their checkpoints (Ctrl-C to stop at once)",
               file=sys.stderr)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -75,7 +75,7 @@ class PackingLauncher(BasicLauncher):
         self.n_jobs = n_jobs  # (read from the config at launch: conf/hydra/launcher/packing.yaml)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from rnnexp.sweep.side_by_side import Units, run_side_by_side
+        from rnnexp.sweep.side_by_side import HELPER_AFTER_S, Units, run_side_by_side
 
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
@@ -92,6 +92,10 @@ class PackingLauncher(BasicLauncher):
         workers, why = side_by_side(self.config, len(groups))
         with open_dict(self.config):  # (each job's config reads it: its threads, its pictures)
             self.config.hydra.launcher.n_jobs = workers
+        from rnnexp.engine import threads
+        from rnnexp.sweep.side_by_side import running_units
+
+        threads.jobs_running_now = running_units  # (pictures: aside while no helper trains beside)
         if workers == 1:
             runs: dict[int, JobReturn] = {}
             while (unit := units.take()) is not None:
@@ -99,7 +103,8 @@ class PackingLauncher(BasicLauncher):
                 runs.update(done)
                 units.done(given_back)
         else:
-            log.info(f"{workers} jobs at a time ({why})")
+            log.info(f"up to {workers} units at a time, packed groups or single jobs ({why}; a helper "
+                     f"process starts after {HELPER_AFTER_S:g} s)")
             runs = run_side_by_side(units, self.run_unit, workers - 1, self._payload(), _stop_signal)
         missing = [i for i in range(len(job_overrides)) if i not in runs]
         if missing:  # (units that never started: the sweep was stopped)
@@ -124,7 +129,7 @@ class PackingLauncher(BasicLauncher):
         return {i: ret}, []
 
     def _parallel(self) -> int:
-        """Units running at once in this sweep (each job's threads and pictures depend on it)."""
+        """Units running at once in this sweep at most (each job's threads depend on it)."""
         from rnnexp.engine.threads import parallel_jobs
 
         return parallel_jobs(self.config.hydra.launcher)  # type: ignore[union-attr]

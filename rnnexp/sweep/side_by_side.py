@@ -20,6 +20,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, TimeoutError as FutureTimeout
 from multiprocessing import get_context
 from multiprocessing.util import Finalize
@@ -65,6 +66,11 @@ class Units:
                 heapq.heappush(self._heap, (i, (i,), True))
             self._cond.notify_all()
 
+    def finished(self) -> bool:
+        """Nothing left to hand out, and nothing running that could give jobs back."""
+        with self._cond:
+            return self._closed or (not self._heap and not self._running)
+
     def close(self) -> None:
         """Start no further unit (a stop, or an error in a helper)."""
         with self._cond:
@@ -73,6 +79,16 @@ class Units:
 
 
 _STOPS = {signal.SIGINT, signal.SIGTERM}
+#: A helper starts only once the sweep has run this long: spawning one costs ~2 s of imports, more
+#: than a sweep of a few one-second jobs takes, which then runs as before, in this process alone.
+HELPER_AFTER_S = 3.0
+#: Units this process runs at once (itself and its helpers with a unit): whether a job's pictures
+#: go to a drawing process (a core left free) follows what runs now.
+_RUNNING = {"units": 1}
+
+
+def running_units() -> int:
+    return _RUNNING["units"]
 
 
 def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: bytes,
@@ -85,10 +101,15 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
     executor = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context("spawn"),
                                    initializer=_start_helper, initargs=(payload,))
 
+    started = time.monotonic()
+
     def feed() -> None:
         """One thread per helper: hands it units while there are any, and passes a stop on."""
         passed_on = False
+        while time.monotonic() - started < HELPER_AFTER_S and not units.finished():
+            time.sleep(0.05)
         while (unit := units.take()) is not None:
+            _RUNNING["units"] += 1
             given_back: list[int] = []
             try:
                 # (a helper starts on its first unit: a signal before its handler is in place would
@@ -112,6 +133,7 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
                 errors.append(err)
                 units.close()
             finally:
+                _RUNNING["units"] -= 1
                 units.done(given_back)
 
     threads = [threading.Thread(target=feed, name=f"rnnexp-helper-{n}", daemon=True) for n in range(helpers)]
@@ -195,6 +217,10 @@ def _start_helper(payload: bytes) -> None:
     from rnnexp.insight.drawing import shutdown_drawing_process
 
     Finalize(None, shutdown_drawing_process, exitpriority=10)
+    _RUNNING["units"] = int(setup["config"].hydra.launcher.n_jobs)  # (a helper runs beside the others)
+    from rnnexp.engine import threads
+
+    threads.jobs_running_now = running_units
     _helper = launcher_class()
     _helper.setup(task_function=getattr(task_function, "__wrapped__", task_function), **setup)
     _helper.__dict__.update(state)
