@@ -60,7 +60,7 @@ def _results(sweep) -> dict[str, dict]:
 @pytest.mark.slow
 def test_units_side_by_side_give_the_results_of_one_after_another(tmp_path):
     # (long enough for a helper to start: it waits side_by_side.HELPER_AFTER_S, 3 s)
-    args = ["task=qrsu", "model=rnn,lstm", "train.seed=1,2,3", "model.hidden_size=5", "train.epochs=3",
+    args = ["task=qrsu", "model=rnn,lstm", "train.seed=1,2,3", "model.hidden_size=5", "train.epochs=8",
             "train.target_accuracy=null", "train.insight_every=0", "train.pack_seeds=off"]  # (the probe's verdict is the machine's: packed is close to, not bit for bit, alone)
     runs = {}
     for n_jobs in (1, 2):
@@ -133,7 +133,7 @@ def test_a_wrong_n_jobs_is_one_line_before_the_sweep_makes_its_directory(tmp_pat
         assert not (tmp_path / "S").exists()
 
 
-def test_n_jobs_auto_takes_the_free_cores_and_one_on_a_gpu(monkeypatch):
+def test_n_jobs_auto_plans_a_unit_per_core_and_one_on_a_gpu(monkeypatch):
     from omegaconf import OmegaConf
 
     from rnnexp.sweep import launcher
@@ -144,11 +144,28 @@ def test_n_jobs_auto_takes_the_free_cores_and_one_on_a_gpu(monkeypatch):
     def config(n_jobs, device="cpu"):
         return OmegaConf.create({"hydra": {"launcher": {"n_jobs": n_jobs}}, "train": {"device": device}})
 
-    assert launcher.side_by_side(config("auto"), jobs=10)[0] == 3, "one core is busy elsewhere"
-    assert launcher.side_by_side(config("auto"), jobs=2)[0] == 2, "no more units than jobs"
+    assert launcher.side_by_side(config("auto"), jobs=10)[0] == 4
+    assert launcher.side_by_side(config("auto"), jobs=2)[0] == 2, "no more units than groups"
     assert launcher.side_by_side(config("auto", "cuda"), jobs=10)[0] == 1
     assert launcher.side_by_side(config(-1), jobs=10)[0] == 4
     assert launcher.side_by_side(config(1), jobs=10)[0] == 1
+    assert launcher.cores_free() == 3, "one core is busy elsewhere: a helper less"
+
+
+def test_a_helper_starts_only_where_a_core_is_free(monkeypatch):
+    """(In-process: the helpers never start, so this process runs every unit.)"""
+    from rnnexp.sweep import side_by_side as sbs
+
+    monkeypatch.setattr(sbs, "HELPER_AFTER_S", 0.0)
+    units, ran = Units([[0], [1], [2]]), []
+
+    def run_unit(unit):
+        time.sleep(0.3)  # (long enough for a helper to take the next unit, were it started)
+        ran.append(unit[1])
+        return {unit[0]: unit[0]}, []
+
+    runs = sbs.run_side_by_side(units, run_unit, helpers=1, payload=b"", stop_signal=lambda: 0, cores_free=lambda: 1)
+    assert sorted(runs) == [0, 1, 2] and ran == [(0,), (1,), (2,)]
 
 
 @pytest.mark.slow

@@ -105,7 +105,8 @@ class PackingLauncher(BasicLauncher):
         else:
             log.info(f"up to {workers} units at a time, packed groups or single jobs ({why}; a helper "
                      f"process starts after {HELPER_AFTER_S:g} s)")
-            runs = run_side_by_side(units, self.run_unit, workers - 1, self._payload(), _stop_signal)
+            runs = run_side_by_side(units, self.run_unit, workers - 1, self._payload(), _stop_signal,
+                                    cores_free if n_jobs_setting(self.config) == "auto" else None)
         missing = [i for i in range(len(job_overrides)) if i not in runs]
         if missing:  # (units that never started: the sweep was stopped)
             from rnnexp.errors import Interrupted
@@ -234,9 +235,9 @@ class PackingLauncher(BasicLauncher):
 
 
 def side_by_side(config: DictConfig, jobs: int) -> tuple[int, str]:
-    """How many units run at once (`hydra.launcher.n_jobs`; auto: one per core other processes
-    leave free, one on a GPU) and why."""
-    from rnnexp.engine.threads import available_cores, busy_cores_elsewhere
+    """How many units may run at once (`hydra.launcher.n_jobs`; auto: one per core, one on a GPU;
+    a helper then starts only where a core is free when it would: `cores_free`) and why."""
+    from rnnexp.engine.threads import available_cores
 
     setting = n_jobs_setting(config)
     cores = available_cores()
@@ -250,8 +251,14 @@ def side_by_side(config: DictConfig, jobs: int) -> tuple[int, str]:
     device = str(OmegaConf.select(config, "train.device", default="auto"))
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return 1, "auto: one GPU, one job at a time"
-    free = max(1, cores - round(busy_cores_elsewhere()))
-    return min(free, jobs), f"hydra.launcher.n_jobs=auto: {free} of {cores} cores free"
+    return min(cores, jobs), f"hydra.launcher.n_jobs=auto: {cores} cores, a helper for each one free"
+
+
+def cores_free() -> int:
+    """Cores other processes leave free (this one's own work not counted as busy)."""
+    from rnnexp.engine.threads import available_cores, busy_cores_elsewhere
+
+    return max(1, available_cores() - round(busy_cores_elsewhere()))
 
 
 def n_jobs_setting(config: DictConfig) -> str:

@@ -92,10 +92,11 @@ def running_units() -> int:
 
 
 def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: bytes,
-                     stop_signal: Callable[[], int]) -> dict[int, JobReturn]:
-    """Run `units` in this process and in `helpers` spawned processes; `payload`: what a helper
-    needs to run a unit (`helper_unit`), pickled once. Raises what a unit raised (after the others
-    ended), the stop first."""
+                     stop_signal: Callable[[], int], cores_free: Optional[Callable[[], int]] = None) -> dict[int, JobReturn]:
+    """Run `units` in this process and in up to `helpers` spawned processes; `payload`: what a helper
+    needs to run a unit (`helper_unit`), pickled once; `cores_free`: where given, helper n starts
+    only if at least n + 2 cores are free when it would (after HELPER_AFTER_S). Raises what a unit
+    raised (after the others ended), the stop first."""
     runs: dict[int, JobReturn] = {}
     errors: list[BaseException] = []
     executor = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context("spawn"),
@@ -103,11 +104,13 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
 
     started = time.monotonic()
 
-    def feed() -> None:
+    def feed(n: int) -> None:
         """One thread per helper: hands it units while there are any, and passes a stop on."""
         passed_on = False
         while time.monotonic() - started < HELPER_AFTER_S and not units.finished():
             time.sleep(0.05)
+        if units.finished() or (cores_free is not None and cores_free() < n + 2):
+            return  # (the sweep is done, or other processes keep the core busy: this one goes on alone)
         while (unit := units.take()) is not None:
             _RUNNING["units"] += 1
             given_back: list[int] = []
@@ -136,7 +139,7 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
                 _RUNNING["units"] -= 1
                 units.done(given_back)
 
-    threads = [threading.Thread(target=feed, name=f"rnnexp-helper-{n}", daemon=True) for n in range(helpers)]
+    threads = [threading.Thread(target=feed, args=(n,), name=f"rnnexp-helper-{n}", daemon=True) for n in range(helpers)]
     first = units.take()  # (this process starts at once; a helper is ready after its imports, ~2 s)
     for thread in threads:
         thread.start()
