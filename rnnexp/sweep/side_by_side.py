@@ -220,10 +220,6 @@ def _start_helper(payload: bytes) -> None:
     from rnnexp.insight.drawing import shutdown_drawing_process
 
     Finalize(None, shutdown_drawing_process, exitpriority=10)
-    _RUNNING["units"] = int(setup["config"].hydra.launcher.n_jobs)  # (a helper runs beside the others)
-    from rnnexp.engine import threads
-
-    threads.jobs_running_now = running_units
     _helper = launcher_class()
     _helper.setup(task_function=getattr(task_function, "__wrapped__", task_function), **setup)
     _helper.__dict__.update(state)
