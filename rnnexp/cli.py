@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -236,6 +237,9 @@ def main() -> None:
     sweep.current_sweep_dir = SweepState.directory = None  # set by SummariseSweep if this is a sweep
     register_launcher()
     SweepState.stop_signal = 0
+    # A sweep records Ctrl-C in a handler of its own; main() called from Python (a notebook, a test)
+    # puts the process's handlers back after, or a later Ctrl-C there would stop a sweep long ended.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def entry() -> object:
         # Paths and other free text work as typed in the shell (quotes, spaces, any letter).
@@ -249,3 +253,8 @@ def main() -> None:
     finally:
         finish_pictures()  # (a sweep's last jobs' pictures, however it ended)
         run_dirs.release_all()  # the run (or sweep) directory's lock
+        for sig, handler in handlers.items():
+            if handler is not None:  # (None: a handler not set from Python, left as it is)
+                signal.signal(sig, handler)
+        sweep.current_sweep_dir = SweepState.directory = None
+        SweepState.stop_signal = 0

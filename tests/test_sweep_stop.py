@@ -138,3 +138,20 @@ def test_a_job_marked_not_started_that_then_fails_says_why(tmp_path):
         run_experiment(compose_config("train.lr=-1"), tmp_path, in_sweep=True)
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["status"] == "failed" and "train.lr" in res["error"]
+
+
+def test_a_sweep_run_in_process_leaves_the_signal_handlers_and_stop_record_as_it_found_them(
+        tmp_path, monkeypatch, capsys):
+    """main() called from Python (a notebook, a test): its sweep's Ctrl-C handler must not outlive it,
+    or a later Ctrl-C in that process would be recorded as a stop of a sweep long finished, and the
+    next group trained there would stop at its first step."""
+    from rnnexp.sweep.jobs import SweepState
+    from tests.test_cli import run_main
+    from tests.test_names import TINY
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "train.seed=1,2", f"hydra.sweep.dir={tmp_path / 'S'}",
+                            *TINY)
+    assert code == 0, err
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert SweepState.stop_signal == 0 and SweepState.directory is None
