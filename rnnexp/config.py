@@ -33,9 +33,12 @@ def per_cell(cell: str, choices: Any) -> Any:
 def suffix(separator: str, value: Any, default: Any = None) -> str:
     """`${rnnexp_suffix:-,${model.init},default}`: "-" and the value, or nothing where the value is
     its default or unset, so that names say what is not the default (a run directory
-    `..._qrsu-hard_rnn-identity_long_lags`, and plain `..._qrsu-easy_lstm`)."""
+    `..._qrsu-hard_rnn-identity_long_lags`, and plain `..._qrsu-easy_lstm`); a switch that is on
+    gives the separator alone (`${rnnexp_suffix:-reversed,${model.reverse_source},false}`)."""
     if value is None or str(value) in ("", "None", "null", str(default)):
         return ""
+    if value is True:  # a switch that is on: the separator alone names it (`-reversed`)
+        return separator
     return f"{separator}{str(value).replace('/', '-')}"  # (a preset in a folder: experiment=mine/fast)
 
 
@@ -77,6 +80,8 @@ class TrainConfig:
     pack_seeds: str = "auto"  # a sweep's seeds of one setting as one packed model (rnnexp.sweep.launcher)
     overwrite: bool = False  # an instruction for the run's start, not saved with the run (checkpoint.INSTRUCTIONS)
     init_from: Optional[str] = None  # a run directory whose best model this run starts from (warm start)
+    teacher_forcing: float = 1.0  # a decoder reads the true previous symbol with this probability (rnnexp.engine.teacher_forcing)
+    teacher_forcing_end: Optional[float] = None  # scheduled sampling: the probability goes linearly to this by the last epoch
 
     def validate(self) -> None:
         require_choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -105,6 +110,11 @@ class TrainConfig:
                 "train.device", self.device, "use auto, cpu, cuda or cuda:N")
         require_choice("train.cuda_graph", self.cuda_graph, ("auto", "off"))
         require_choice("train.pack_seeds", self.pack_seeds, ("auto", "off"))
+        require(0.0 <= self.teacher_forcing <= 1.0, "train.teacher_forcing", self.teacher_forcing,
+                "use a probability 0 <= p <= 1 (1: always the true previous symbol)")
+        if self.teacher_forcing_end is not None:
+            require(0.0 <= self.teacher_forcing_end <= 1.0, "train.teacher_forcing_end", self.teacher_forcing_end,
+                    "use a probability 0 <= p <= 1, or null for a constant train.teacher_forcing")
         require(self.threads == "auto" or (self.threads.isdigit() and int(self.threads) >= 1),
                 "train.threads", self.threads, "use auto or an integer >= 1")
         if self.device.startswith("cuda"):
@@ -214,6 +224,10 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
         readers = "|".join(families_with(lambda f: f.decoder)) or "none yet"
         raise ConfigError(f"task={task_cls.name} writes its answer as a sequence, and model family {family_cls.name} "
                           f"reads no decoder inputs; use a model with a decoder (model={readers})")
+    if not task_cls.decodes and (run.train.teacher_forcing != 1.0 or run.train.teacher_forcing_end is not None):
+        key = "train.teacher_forcing" if run.train.teacher_forcing != 1.0 else "train.teacher_forcing_end"
+        raise ConfigError(f"{key} applies to a decoder, and task={task_cls.name} writes no sequence; remove it, or "
+                          f"use a task that decodes (task=reverse) with model=seq2seq")
     if getattr(run.model, "param_budget", None) is None:  # (a budget sizes the model for the task)
         check_fits_in_memory(family_cls(run.model))
     task_cls.validate_with(run.task, run.model, run.train)

@@ -7,8 +7,9 @@
 Prints the model's answer on the example (the class with its probability, a value, or the answer
 at each step) and writes states.png (every hidden and cell state over the example's steps),
 gradients_through_time.png (|d loss / d h_t| for every step), gates.png (LSTM, GRU) and, for a
-character model, units.html into `out` (default: RUN_DIR/inspect/<the example>, so the pictures of
-earlier examples stay). Without `example=` it uses the run's fixed validation example. The
+character model, units.html into `out` (default: RUN_DIR/inspect/<the example>, so the pictures
+of earlier examples stay). For an encoder-decoder with attention (model=seq2seq) it writes
+alignment.png instead: where the decoder looked in the source while it wrote each symbol. Without `example=` it uses the run's fixed validation example. The
 example is read in the task's own alphabet (QRSU symbols, bits, characters); a symbol outside it
 is a one-line error. Arguments are key=value words, so any text works as typed.
 """
@@ -61,6 +62,7 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path], say: An
     from rnnexp.config import load_run_config
     from rnnexp.engine.checkpoint import with_added_keys
     from rnnexp.insight import inspect
+    from rnnexp.insight.alignment import FILE as ALIGNMENT_FILE, has_alignment, save_alignment
     from rnnexp.models.family import families_with, model_family
     from rnnexp.models.load import load_best, model_from_payload
     from rnnexp.tasks import build_task
@@ -70,13 +72,14 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path], say: An
     config.train.device, config.train.resume = "cpu", None
     run = load_run_config(config)
     family = model_family(run.model)
-    if not family.replay:
-        raise ConfigError(f"rnnexp-inspect draws states, gradients and gates from a step-by-step replay, and {run_dir} "
-                          f"is a model of family {family.name}, which has none; inspect a run of model="
-                          f"{'|'.join(families_with(lambda f: f.replay))}")
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     task.load_state_dict(payload["task"])
     model = model_from_payload(payload, task, torch.device("cpu"))
+    if not family.replay and not has_alignment(model):
+        raise ConfigError(f"rnnexp-inspect draws states, gradients and gates from a step-by-step replay, or an "
+                          f"encoder-decoder's attention, and {run_dir} is a model of family {family.name} with neither; "
+                          f"inspect a run of model={'|'.join(families_with(lambda f: f.replay))}, or of model=seq2seq "
+                          f"with attention")
     example = task.example(text)
     with torch.no_grad():
         outputs, _ = task.predict(model, example.batch, None)
@@ -85,7 +88,10 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path], say: An
     from rnnexp.run import picture_title
 
     title = f"{picture_title(run)}, best model (epoch {payload['epoch']})"
-    return inspect(model, task, example, out or run_dir / "inspect" / example_folder(text), title=title)
+    folder = out or run_dir / "inspect" / example_folder(text)
+    if not family.replay:  # (an encoder-decoder: where it looked while it wrote)
+        return [save_alignment(model, task, example, folder / ALIGNMENT_FILE, title)]
+    return inspect(model, task, example, folder, title=title)
 
 
 def main() -> None:

@@ -27,12 +27,14 @@ from rnnexp.engine import threads as threads_policy
 from rnnexp.engine import warm_start
 from rnnexp.engine.callbacks import Callback, Callbacks
 from rnnexp.engine.curriculum import Curriculum
+from rnnexp.engine.teacher_forcing import TeacherForcing
 from rnnexp.engine.loop import Engine
 from rnnexp.engine.precision import bf16_layers
 from rnnexp.engine.signals import stop_on_signals, under_submitit
 from rnnexp.engine.threads import apply_threads, available_cores, choose_threads
 from rnnexp.errors import ConfigError, DivergedError, Interrupted, ResourceError, RnnexpError, RunDirError
 from rnnexp.files import write_json
+from rnnexp.insight.alignment import AlignmentCallback, has_alignment
 from rnnexp.insight.callback import InsightCallback
 from rnnexp.insight.drawing import start_drawing_process
 from rnnexp.models.build import count_parameters
@@ -234,7 +236,9 @@ def prepare(cfg: DictConfig, run_dir: Path, overrides: list[str], parallel_jobs:
     insight_every = run.train.insight_every if family.replay and pictures else 0  # (what it lacks is said below)
     insight = InsightCallback(tensorboard.writer, run_dir, insight_every, task.example(), background=draw_aside,
                               title=picture_title(run), deferred=True)
-    callbacks = [*task_callbacks(run, engine), tensorboard, progress, SlowdownWarning(task.unit), insight,
+    alignment = ([AlignmentCallback(tensorboard.writer, run_dir, run.train.insight_every, task.example(), picture_title(run))]
+                 if run.train.insight_every and pictures and has_alignment(model) else [])  # (a decoder's attention)
+    callbacks = [*task_callbacks(run, engine), tensorboard, progress, SlowdownWarning(task.unit), insight, *alignment,
                  ckpt.Checkpoints(run_dir, ckpt.plain_config(cfg), run.train.checkpoint_minutes, size,
                                   packed_with=packed_with)]
     settings = run_settings(cfg, overrides, run_dir, resumed=payload is not None)
@@ -348,6 +352,8 @@ def task_callbacks(run: RunConfig, engine: Engine) -> list[Callback]:
     callbacks: list[Callback] = []
     if run.train.curriculum:
         callbacks.append(Curriculum(run.train.curriculum, run.train.curriculum_threshold))
+    if engine.task.decodes:  # (a decoder: how often it reads the true previous symbol)
+        callbacks.append(TeacherForcing(run.train.teacher_forcing, run.train.teacher_forcing_end, run.train.epochs))
     return callbacks
 
 

@@ -13,7 +13,7 @@ C = 10
 class NextSymbol(nn.Module):
     """Writes (previous symbol + 1) mod C: what it writes depends on what it reads back."""
 
-    def forward(self, inputs, state=None, decoder_inputs=None):
+    def forward(self, inputs, state=None, decoder_inputs=None, source_lengths=None):
         return nn.functional.one_hot((decoder_inputs + 1) % C, C).float() * 10, state
 
 

@@ -64,6 +64,10 @@ def epoch_line(metrics: dict[str, float], epochs: int, unit: str) -> str:
     line = (f"epoch {int(metrics['epoch']):>3}/{epochs}  train loss {metrics['train/loss']:.4f} "
             f"acc {metrics['train/accuracy']:.4f}  val loss {metrics['val/loss']:.4f} "
             f"acc {metrics['val/accuracy']:.4f}")
+    if "val/exact_match" in metrics:  # a written sequence: the share written right in every symbol
+        line += f" exact {metrics['val/exact_match']:.4f}"
+    if "train/teacher_forcing" in metrics and metrics["train/teacher_forcing"] != 1.0:
+        line += f"  forcing {metrics['train/teacher_forcing']:.2f}"
     if "train/stage" in metrics:  # a curriculum: the stage this epoch trained on
         line += f"  stage {int(metrics['train/stage'])}" + (f" acc {metrics['stage/accuracy']:.4f}" if "stage/accuracy" in metrics else "")
     return line + f"  {metrics.get('train/targets_per_second', 0):,.0f} {unit}/s"

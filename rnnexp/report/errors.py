@@ -190,6 +190,13 @@ def selected_models(argv: Optional[Sequence[str]] = None) -> list[str]:
             except Exception:
                 continue
             return [str(getattr(v, "text", v)) for v in values if v is not None]
+    # else the model a preset or the chosen task picks (task=reverse: model=seq2seq), else the default
+    argv = list(sys.argv[1:] if argv is None else argv)
+    presets = [(group, value) for arg in argv for _, group, value in [split_override(arg)] if group in PRESETS]
+    for group, option in [*presets, *(("task", task) for task in selected_tasks(argv))]:
+        for entry in _yaml(group, f"{option}.yaml").get("defaults") or []:
+            if isinstance(entry, dict) and entry.get("override /model"):
+                return [str(entry["override /model"])]
     for entry in _yaml("config.yaml").get("defaults") or []:
         if isinstance(entry, dict) and "model" in entry:
             return [str(entry["model"])]

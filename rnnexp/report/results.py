@@ -62,7 +62,8 @@ def result_line(run: RunConfig, results: dict[str, Any], run_dir: str) -> str:
     objective, test = results["objective"], results["test"]
     reached = (f"target reached at epoch {results['target_epoch']}" if results["target_epoch"]
                else "target not reached" if run.train.target_accuracy is not None else results["stopped_by"])
-    tests = " ".join(f"{k}={v:.4f}" for k, v in test.items() if k in ("test/accuracy", "test/loss"))
+    shown = ("test/accuracy", "test/loss", "test/" + objective["name"].removeprefix("val/"))  # (and what selects)
+    tests = " ".join(f"{k}={v:.4f}" for k, v in test.items() if k in shown)
     return (f"result: {run.task.label} {run.model.label} best {objective['name']}={objective['value']:.4f} {tests} "
             f"epochs={results['epochs_run']} ({reached}) train_seconds={results['train_seconds']:.1f}; {run_dir}")
 

@@ -170,7 +170,7 @@ class Task:
         """The model's per-step outputs on `batch` from `state` in training: (B, T, C), new state.
         With decoder inputs the model reads them too (teacher forcing)."""
         if batch.decoder_inputs is not None:
-            return model(batch.inputs, state, decoder_inputs=batch.decoder_inputs)
+            return model(batch.inputs, state, decoder_inputs=batch.decoder_inputs, source_lengths=batch.lengths)
         return model(batch.inputs, state)
 
     def predict(self, model: torch.nn.Module, batch: Batch, state: Any) -> tuple[torch.Tensor, Any]:

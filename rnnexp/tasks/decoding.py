@@ -7,12 +7,18 @@ most likely symbol, step by step. A task with decoder inputs returns it from `Ta
 scores the result with `exact_match` (a sequence counts only when every symbol is right) next to
 the per-symbol accuracy.
 
-The model protocol: `model(inputs, state, decoder_inputs=ids)` -> (outputs (B, T_out, C), state),
-where outputs[:, t] is the prediction of symbol t after reading decoder_inputs[:, :t + 1].
+The model protocol: `model(inputs, state, decoder_inputs=ids, source_lengths=lengths)` ->
+(outputs (B, T_out, C), state), where outputs[:, t] is the prediction of symbol t after reading
+decoder_inputs[:, :t + 1] and `source_lengths` (B,) (or None) each source's own length, padded on
+the right. The start symbol is the id `num_classes` (one past the output symbols): a decoder
+embeds num_classes + 1 symbols. A model with a `greedy(inputs, start, steps, source_lengths)`
+method decodes in one pass (an encoder-decoder encodes once and steps its decoder); any other is
+decoded by recomputing its prefix.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rnnexp.lazy import torch  # on first use: config checks need no torch
@@ -24,8 +30,10 @@ def greedy_decode(model: Any, batch: Any, state: Any = None) -> tuple[torch.Tens
     batch's own. Recomputes the prefix at every step: any model works, and only evaluation pays."""
     steps = batch.decoder_inputs.shape[1]
     prefix = batch.decoder_inputs[:, :1]
+    if hasattr(model, "greedy"):
+        return model.greedy(batch.inputs, prefix, steps, source_lengths=batch.lengths)
     for t in range(steps):
-        outputs, final = model(batch.inputs, state, decoder_inputs=prefix)
+        outputs, final = model(batch.inputs, state, decoder_inputs=prefix, source_lengths=batch.lengths)
         if t + 1 < steps:
             prefix = torch.cat([prefix, outputs[:, -1:].argmax(-1).to(prefix.dtype)], dim=1)
     return outputs, final
@@ -39,3 +47,71 @@ def exact_match(logits: torch.Tensor, targets: torch.Tensor, mask: Any = None) -
             right = right | ~mask
         exact = right.all(dim=1).sum().float()
     return {"exact": exact, "sequences": torch.full((), float(targets.shape[0]), device=logits.device)}
+
+
+def shift_right(targets: torch.Tensor, start: int) -> torch.Tensor:
+    """(B, T) targets -> the decoder inputs of teacher forcing: the start symbol, then the targets
+    but the last (symbol t is written after reading symbols 0..t-1)."""
+    return torch.cat([torch.full_like(targets[:, :1], start), targets[:, :-1]], dim=1)
+
+
+def sequence_score(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> Any:
+    """A written sequence's score: the cross-entropy per scored symbol (mask: the symbols and the
+    end token, not the padding after it), sums `loss`, `correct`, `count` per symbol and `exact`,
+    `sequences` per whole sequence (exact match)."""
+    from rnnexp.tasks.scoring import Score
+
+    logits = logits.float()
+    keep = mask.reshape(-1)
+    flat, wanted = logits.reshape(-1, logits.shape[-1])[keep], targets.reshape(-1)[keep]
+    summed = torch.nn.functional.cross_entropy(flat, wanted, reduction="sum")
+    count = mask.sum().float()
+    with torch.no_grad():
+        correct = (flat.argmax(-1) == wanted).sum().float()
+    return Score(summed / count.clamp(min=1.0), {"loss": summed.detach(), "correct": correct, "count": count,
+                                                 **exact_match(logits, targets, mask)})
+
+
+def sequence_metrics(sums: dict[str, float]) -> dict[str, float]:
+    """`loss` and `accuracy` per scored symbol, `exact_match` per sequence."""
+    count = max(1.0, sums.get("count", 0.0))
+    return {"loss": sums.get("loss", 0.0) / count, "accuracy": sums.get("correct", 0.0) / count,
+            "exact_match": sums.get("exact", 0.0) / max(1.0, sums.get("sequences", 0.0))}
+
+
+class WritesSequence:
+    """What a task whose answer a decoder writes shares (task=reverse, task=decimal): greedy
+    decoding in evaluation, the score per symbol and per whole answer, the baseline of a model that
+    learned nothing (every symbol equally likely) and the answer as text. Mixed into a `Task`
+    before it (`class ReverseTask(WritesSequence, FixedSetTask)`); the task sets `symbol_labels`,
+    one label per output class (its last: the end token)."""
+
+    decodes = True
+    objective = ("exact_match", "max")
+    symbol_labels: list[str]
+
+    def predict(self, model: Any, batch: Any, state: Any) -> tuple[torch.Tensor, Any]:
+        return greedy_decode(model, batch, state)
+
+    def score(self, outputs: torch.Tensor, batch: Any) -> Any:
+        return sequence_score(outputs, batch.targets, batch.mask)
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        return sequence_metrics(sums)
+
+    def baseline(self) -> dict[str, float]:
+        classes = len(self.symbol_labels)
+        return {"loss": math.log(classes), "accuracy": 1 / classes, "exact_match": 0.0}
+
+    def memoryless_outputs(self, batch: Any) -> torch.Tensor:
+        return torch.zeros(*batch.targets.shape, len(self.symbol_labels))
+
+    def class_label(self, index: int) -> str:
+        return self.symbol_labels[index]
+
+    def prediction_text(self, outputs: torch.Tensor, batch: Any) -> str:
+        n = int(batch.mask[0].sum()) if batch.mask is not None else outputs.shape[1]
+        written = "".join(self.symbol_labels[int(k)] for k in outputs[0, :n].argmax(-1))
+        wanted = "".join(self.symbol_labels[int(k)] for k in batch.targets[0, :n])
+        right = sum(a == b for a, b in zip(written, wanted))
+        return f"prediction {written}, target {wanted}; {right} of {n} symbols right"
