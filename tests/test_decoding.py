@@ -1,6 +1,7 @@
 """Task-owned decoding for models that write a sequence (an encoder-decoder): teacher forcing in
 training, greedy decoding of its own outputs in evaluation, exact match; the engine asks the task."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -66,3 +67,24 @@ def test_the_engine_asks_the_task_to_apply_the_model_in_training_and_to_predict_
     run_cfg(tmp_path, "train.epochs=1", "task.train_size=64", "task.val_size=250", "task.test_size=250",
             "train.insight_every=0")
     assert calls == {"forward": 2, "predict": 2}  # 2 training batches of 32; 1 validation + 1 test batch of 250
+
+
+def test_evaluation_scores_greedy_decoding_and_reports_the_teacher_forced_accuracy_beside_it():
+    """Zaremba & Sutskever's 99% is per character with the true previous digit as input; rnnexp
+    selects and reports greedy decoding (exact match), and gives the teacher-forced figure too."""
+    from rnnexp.tasks.decoding import WritesSequence
+
+    class Writes(WritesSequence, Task):
+        symbol_labels = [str(k) for k in range(C)]
+
+    targets = torch.tensor([[1, 5, 6]])  # forced reads 0,1,5 -> writes 1,2,6; greedy reads its own: 1,2,3
+    b = Batch(torch.zeros(1, 4, 1), targets, mask=torch.ones(1, 3, dtype=torch.bool),
+              decoder_inputs=torch.tensor([[0, 1, 5]]))
+    task, model = Writes(), NextSymbol()
+    outputs, _ = task.predict(model, b, None)
+    metrics = task.metrics({k: float(v) for k, v in task.score(outputs, b).sums.items()})
+    assert metrics["accuracy"] == pytest.approx(1 / 3) and metrics["forced_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["exact_match"] == 0.0
+    trained = task.metrics({k: float(v) for k, v in task.score(task.forward(model, b, None)[0], b).sums.items()})
+    assert trained["accuracy"] == trained["forced_accuracy"] == pytest.approx(2 / 3)
+    assert task.prediction_text(outputs, b) == "prediction 123, target 156; 1 of 3 symbols right"

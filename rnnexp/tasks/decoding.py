@@ -73,7 +73,7 @@ def sequence_score(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
 
 
 def sequence_metrics(sums: dict[str, float]) -> dict[str, float]:
-    """`loss` and `accuracy` per scored symbol, `exact_match` per sequence."""
+    """`loss` and `accuracy` per scored symbol, `exact_match` per sequence (in evaluation: of greedy decoding)."""
     count = max(1.0, sums.get("count", 0.0))
     return {"loss": sums.get("loss", 0.0) / count, "accuracy": sums.get("correct", 0.0) / count,
             "exact_match": sums.get("exact", 0.0) / max(1.0, sums.get("sequences", 0.0))}
@@ -81,7 +81,8 @@ def sequence_metrics(sums: dict[str, float]) -> dict[str, float]:
 
 class WritesSequence:
     """What a task whose answer a decoder writes shares (task=reverse, task=decimal): greedy
-    decoding in evaluation, the score per symbol and per whole answer, the baseline of a model that
+    decoding in evaluation, the score per symbol and per whole answer (and, as Zaremba & Sutskever
+    2014 report it, the teacher-forced accuracy per symbol: `forced_accuracy`), the baseline of a model that
     learned nothing (every symbol equally likely) and the answer as text. Mixed into a `Task`
     before it (`class ReverseTask(WritesSequence, FixedSetTask)`); the task sets `symbol_labels`,
     one label per output class (its last: the end token)."""
@@ -90,14 +91,28 @@ class WritesSequence:
     objective = ("exact_match", "max")
     symbol_labels: list[str]
 
-    def predict(self, model: Any, batch: Any, state: Any) -> tuple[torch.Tensor, Any]:
-        return greedy_decode(model, batch, state)
+    def predict(self, model: Any, batch: Any, state: Any) -> tuple[Any, Any]:
+        """Greedy decoding's outputs, and beside them the teacher-forced ones (`forced_accuracy`)."""
+        greedy, final = greedy_decode(model, batch, state)
+        return (greedy, self.forward(model, batch, state)[0]), final  # type: ignore[attr-defined]
 
-    def score(self, outputs: torch.Tensor, batch: Any) -> Any:
-        return sequence_score(outputs, batch.targets, batch.mask)
+    def score(self, outputs: Any, batch: Any) -> Any:
+        """Training: the teacher-forced outputs. Evaluation: (greedy, teacher-forced) outputs, scored
+        on the greedy ones, with the teacher-forced accuracy per symbol beside (`forced_correct`)."""
+        if isinstance(outputs, tuple):
+            greedy, forced = outputs
+            score = sequence_score(greedy, batch.targets, batch.mask)
+            with torch.no_grad():
+                score.sums["forced_correct"] = ((forced.argmax(-1) == batch.targets) & batch.mask).sum().float()
+            return score
+        score = sequence_score(outputs, batch.targets, batch.mask)
+        score.sums["forced_correct"] = score.sums["correct"]  # (in training every symbol is teacher-forced)
+        return score
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
-        return sequence_metrics(sums)
+        metrics = sequence_metrics(sums)
+        metrics["forced_accuracy"] = sums.get("forced_correct", 0.0) / max(1.0, sums.get("count", 0.0))
+        return metrics
 
     def baseline(self) -> dict[str, float]:
         classes = len(self.symbol_labels)
@@ -109,7 +124,8 @@ class WritesSequence:
     def class_label(self, index: int) -> str:
         return self.symbol_labels[index]
 
-    def prediction_text(self, outputs: torch.Tensor, batch: Any) -> str:
+    def prediction_text(self, outputs: Any, batch: Any) -> str:
+        outputs = outputs[0] if isinstance(outputs, tuple) else outputs  # (predict's: the greedy ones)
         n = int(batch.mask[0].sum()) if batch.mask is not None else outputs.shape[1]
         written = "".join(self.symbol_labels[int(k)] for k in outputs[0, :n].argmax(-1))
         wanted = "".join(self.symbol_labels[int(k)] for k in batch.targets[0, :n])
