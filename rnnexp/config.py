@@ -18,6 +18,7 @@ from rnnexp.errors import ConfigError, require, require_choice
 from rnnexp.models.family import check_fits_in_memory, families_with, family_class, family_names, not_a_key_of
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+STRATEGIES = ("none", "naive", "mix", "combined")  # train.curriculum_strategy (rnnexp.engine.curriculum)
 
 
 def per_cell(cell: str, choices: Any) -> Any:
@@ -80,6 +81,7 @@ class TrainConfig:
     pack_seeds: str = "auto"  # a sweep's seeds of one setting as one packed model (rnnexp.sweep.launcher)
     overwrite: bool = False  # an instruction for the run's start, not saved with the run (checkpoint.INSTRUCTIONS)
     init_from: Optional[str] = None  # a run directory whose best model this run starts from (warm start)
+    curriculum_strategy: str = "naive"  # none | naive | mix | combined (rnnexp.engine.curriculum)
     teacher_forcing: float = 1.0  # a decoder reads the true previous symbol with this probability (rnnexp.engine.teacher_forcing)
     teacher_forcing_end: Optional[float] = None  # scheduled sampling: the probability goes linearly to this by the last epoch
 
@@ -110,6 +112,10 @@ class TrainConfig:
                 "train.device", self.device, "use auto, cpu, cuda or cuda:N")
         require_choice("train.cuda_graph", self.cuda_graph, ("auto", "off"))
         require_choice("train.pack_seeds", self.pack_seeds, ("auto", "off"))
+        require_choice("train.curriculum_strategy", self.curriculum_strategy, STRATEGIES)
+        if self.curriculum_strategy in ("mix", "combined") and not self.curriculum:
+            raise ConfigError(f"train.curriculum_strategy={self.curriculum_strategy} mixes the stages of "
+                              f"train.curriculum, and none are given; add them, e.g. train.curriculum=[1,2,3]")
         require(0.0 <= self.teacher_forcing <= 1.0, "train.teacher_forcing", self.teacher_forcing,
                 "use a probability 0 <= p <= 1 (1: always the true previous symbol)")
         if self.teacher_forcing_end is not None:
@@ -220,8 +226,8 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
     run.model.validate()
     run.train.validate()
     family_cls.validate_with(run.model, task_cls)
-    if task_cls.decodes and not family_cls.decoder:
-        readers = "|".join(families_with(lambda f: f.decoder)) or "none yet"
+    if task_cls.decodes and not family_cls.decoder and not (task_cls.one_sequence and family_cls.reads_one_sequence):
+        readers = "|".join(families_with(lambda f: f.decoder or (task_cls.one_sequence and f.reads_one_sequence)))
         raise ConfigError(f"task={task_cls.name} writes its answer as a sequence, and model family {family_cls.name} "
                           f"reads no decoder inputs; use a model with a decoder (model={readers})")
     if not task_cls.decodes and (run.train.teacher_forcing != 1.0 or run.train.teacher_forcing_end is not None):

@@ -26,7 +26,7 @@ from rnnexp.engine import checkpoint as ckpt
 from rnnexp.engine import threads as threads_policy
 from rnnexp.engine import warm_start
 from rnnexp.engine.callbacks import Callback, Callbacks
-from rnnexp.engine.curriculum import Curriculum
+from rnnexp.engine.curriculum import curriculum_callbacks
 from rnnexp.engine.teacher_forcing import TeacherForcing
 from rnnexp.engine.loop import Engine
 from rnnexp.engine.precision import bf16_layers
@@ -350,8 +350,8 @@ def task_callbacks(run: RunConfig, engine: Engine) -> list[Callback]:
     """Callbacks that change what the loop trains on or look inside it (before the reports, which
     log what they add)."""
     callbacks: list[Callback] = []
-    if run.train.curriculum:
-        callbacks.append(Curriculum(run.train.curriculum, run.train.curriculum_threshold))
+    callbacks += curriculum_callbacks(run.train.curriculum, run.train.curriculum_threshold,
+                                      run.train.curriculum_strategy, engine.task)
     if engine.task.decodes:  # (a decoder: how often it reads the true previous symbol)
         callbacks.append(TeacherForcing(run.train.teacher_forcing, run.train.teacher_forcing_end, run.train.epochs))
     return callbacks

@@ -12,6 +12,17 @@ state, so it travels in checkpoints and a resumed run continues at it. Logged ev
 
 Curriculum learning for recurrent networks: Bengio et al. 2009 ("Curriculum learning"); Zaremba
 & Sutskever 2014 ("Learning to execute") for sequence lengths.
+
+Strategies (`train.curriculum_strategy`), as Learning to Execute's code has them:
+
+    none       the target only (the listed stages are not used: a sweep over strategies keeps its list)
+    naive      the stages in order, moving on at `train.curriculum_threshold` (95%): the above
+    mix        every batch from a stage drawn uniformly among the listed ones and the target
+    combined   1 batch in 5 as in mix, the others from naive's current stage
+
+The paper mixes per example (each program's length and nesting drawn up to the target); rnnexp
+mixes per batch, so a batch keeps one shape; over an epoch the shares are the same. The draws
+come from the epoch's own generator: a resumed run mixes as the uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -42,3 +53,16 @@ class Curriculum(Callback):
         metrics["stage/accuracy"] = accuracy
         if accuracy >= self.threshold:
             task.set_stage(self.stages[index + 1] if index + 1 < len(self.stages) else None)
+
+
+#: The share of batches a strategy draws from a uniformly chosen stage (FixedSetTask.mix).
+MIX_SHARE = {"mix": 1.0, "combined": 0.2}
+
+
+def curriculum_callbacks(stages: Any, threshold: float, strategy: str, task: Any) -> list[Callback]:
+    """The callbacks (and the task's mixing) of `train.curriculum` under `strategy`."""
+    if not stages or strategy == "none":
+        return []
+    if strategy in MIX_SHARE:
+        task.mix([*stages, None], MIX_SHARE[strategy])  # (None: the target)
+    return [] if strategy == "mix" else [Curriculum(stages, threshold)]

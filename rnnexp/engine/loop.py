@@ -275,14 +275,14 @@ class Engine:
         out; a long corpus is read through, not its first N chunks again and again."""
         limit = self.cfg.batches_per_epoch
         if limit is None:
-            for index, batch in enumerate(self.task.train_batches(epoch)):
+            for index, batch in enumerate(self.task.epoch_batches(epoch)):
                 if index >= skip:
                     yield index, batch
             return
         passes, offset = divmod((epoch - 1) * limit, self.task.train_batch_count())
         index = 0
         while True:
-            for position, batch in enumerate(self.task.train_batches(passes + 1)):
+            for position, batch in enumerate(self.task.epoch_batches(passes + 1)):
                 if position < offset:
                     continue
                 if index >= skip:

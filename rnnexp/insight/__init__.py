@@ -48,9 +48,10 @@ def look(model: nn.Module, task: Any, example: Any) -> Insight:
     weights and `.grad`s as they are; uses no random numbers."""
     from rnnexp.models.replay import replay_with_gradients
 
-    batch = example.batch.to(model_device(model))
-    rep, gradients = replay_with_gradients(model, task, batch)
-    labels = [str(label) for label in example.labels]
+    batch, scored_by, labels = task.replay_view(example) if hasattr(task, "replay_view") else (
+        example.batch, task, example.labels)
+    rep, gradients = replay_with_gradients(model, scored_by, batch.to(model_device(model)))
+    labels = [str(label) for label in labels]
     steps = rep.outputs.shape[1]
     if len(labels) != steps:  # a label per step is the contract; keep the figures drawable anyway
         labels = (labels + [""] * steps)[:steps]

@@ -21,7 +21,7 @@ and, before torch is imported, `Config.validate()` and `memory_bytes()` (a lower
 against free memory). Capabilities are class attributes: `cuda_graph` (its training step can be
 captured as a CUDA graph), `pack_seeds` (seeds can train packed into one model: `packed`), `replay` (a
 step-by-step replay for the pictures of states, gradients through time and gates), `decoder`
-(it reads decoder inputs: an encoder-decoder).
+(it reads decoder inputs: an encoder-decoder), `reads_one_sequence` (a source, then an answer).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class ModelFamily:
     #: Reads a task's decoder inputs: `model(inputs, state, decoder_inputs=ids)` (an encoder-decoder);
     #: a task whose batches carry them (`Task.decoder_inputs`) needs such a family.
     decoder: ClassVar[bool] = False
+    #: Its output at every step depends on everything read before: it can read a source and then an
+    #: answer as one sequence (a task with `one_sequence`: Learning to Execute's form).
+    reads_one_sequence: ClassVar[bool] = False
     #: The keys that set its size (named when it does not fit in memory).
     size_keys: ClassVar[tuple[str, ...]] = ("hidden_size",)
 

@@ -90,6 +90,7 @@ class Recurrent(ModelFamily):
     cuda_graph = True
     replay = True
     pack_seeds = True
+    reads_one_sequence = True
     size_keys = ("hidden_size", "num_layers")
 
     def pack_refusal(self, task_cls: Any) -> Optional[str]:

@@ -71,6 +71,8 @@ class Attention(nn.Module):
 
 
 class Seq2SeqModel(nn.Module):
+    reads_decoder_inputs = True  # (the decoder protocol, rnnexp.tasks.decoding)
+
     def __init__(self, cell: str, input_size: int, vocab_size: int, num_classes: int, hidden_size: int,
                  num_layers: int = 1, embedding_size: Optional[int] = None, attention: str = "none",
                  reverse_source: bool = False):

@@ -106,6 +106,9 @@ class Task:
     #: Its batches carry `decoder_inputs` and `predict` decodes: it needs a model family with a
     #: decoder (`ModelFamily.decoder`), which the config check requires.
     decodes: ClassVar[bool] = False
+    #: With `decodes`: it also runs with a plain recurrent model, which reads the source and then
+    #: the answer as one sequence (Learning to Execute's form, rnnexp.models.one_sequence).
+    one_sequence: ClassVar[bool] = False
 
     #: The task key a curriculum (`train.curriculum`) steps through; None: no curriculum.
     curriculum_key: ClassVar[Optional[str]] = None
@@ -145,6 +148,30 @@ class Task:
         if self.stage not in cache:
             cache[self.stage] = make(self.train_cfg, stage_generator(self.seed, self.stage))
         return iter(cache[self.stage])
+
+    def mix(self, stages: list[Any], share: float) -> None:
+        """Draw `share` of the training batches from a stage chosen uniformly among `stages` (None:
+        the target), the rest from the current stage (train.curriculum_strategy=mix|combined)."""
+        self.mixing = (list(stages), share)
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """What the engine trains on in epoch `epoch`: `train_batches`, or under a mixing curriculum
+        each batch from its own stage, chosen by the epoch's own stream (an exact resume)."""
+        mixing = getattr(self, "mixing", None)
+        if mixing is None:
+            return self.train_batches(epoch)
+        stages, share = mixing
+        current, chooser = self.stage, stream(self.seed, "mix", epoch)
+        count = self.train_batch_count()
+        mixed = torch.rand(count, generator=chooser) < share
+        picks = torch.randint(len(stages), (count,), generator=chooser).tolist()
+        drawn: dict[int, list[Batch]] = {}
+        for index in sorted(set(picks[i] for i in range(count) if mixed[i])):
+            self.set_stage(stages[index])  # (a FixedSetTask notes the stage for its data report)
+            drawn[index] = list(self.train_batches(epoch))
+        self.stage = current
+        own = list(self.train_batches(epoch)) if not bool(mixed.all()) else []
+        return iter([drawn[picks[i]][i] if mixed[i] else own[i] for i in range(count)])
 
     @property
     def train_cfg(self) -> Any:
@@ -250,6 +277,12 @@ class Task:
         (a QRSU string such as "BaXbcYdE", a bit string, a prompt); a symbol outside the
         alphabet is a one-line ConfigError."""
         raise NotImplementedError
+
+    def replay_view(self, example: Example) -> tuple[Batch, Any, list[str]]:
+        """What the pictures of states and gradients replay (rnnexp.insight.look): the batch the
+        model reads, what scores its outputs (the task, or a callable (outputs, batch) -> Score) and
+        a label per step. Default: the example as it is."""
+        return example.batch, self, list(example.labels)
 
     def class_label(self, index: int) -> str:
         """What output class `index` is called (QRSU: "R", charlm: the character); default: the number."""

@@ -1,0 +1,141 @@
+"""Learning to execute (task=execute): programs Python agrees with, both forms of model, the metrics
+of the paper and of greedy decoding, and the curriculum strategies (none, naive, mix, combined)."""
+
+import random
+
+import pytest
+import torch
+
+from rnnexp.errors import ConfigError
+
+SMALL = ["task=execute", "task.length=2", "task.nesting=1", "task.train_size=640", "task.val_size=200",
+         "task.test_size=200", "model.hidden_size=16", "model.num_layers=1", "train.insight_every=0"]
+
+
+def task_of(compose_cfg, *overrides):
+    from rnnexp.config import load_run_config
+    from rnnexp.tasks import build_task
+
+    run = load_run_config(compose_cfg(*SMALL, *overrides))
+    return run, build_task(run.task, run.train.batch_size, run.train.seed)
+
+
+@pytest.mark.parametrize("length,nesting", [(1, 1), (4, 2), (3, 4)])
+def test_every_generated_program_prints_what_its_answer_says(length, nesting):
+    from rnnexp.tasks.execute import ExecuteConfig, program
+
+    rng = random.Random(length * 10 + nesting)
+    cfg = ExecuteConfig("execute", 1, 1, 1, 0, "x", length, nesting, "all")
+    for _ in range(300):
+        text, value = program(rng, cfg)
+        printed = []
+        exec(text, {"__builtins__": {"print": printed.append, "range": range}})
+        assert printed == [value], text
+
+
+def test_a_batch_holds_programs_and_their_answers_and_a_typed_program_is_run_for_its_answer(compose_cfg):
+    from rnnexp.tasks.execute import ANSWER_CHARS, PROGRAM_CHARS
+
+    _, task = task_of(compose_cfg)
+    batch = next(task.train_batches(1))
+    for b in range(8):
+        text = "".join(PROGRAM_CHARS[int(k)] for k in batch.inputs[b, :int(batch.lengths[b])])
+        printed = []
+        exec(text, {"__builtins__": {"print": printed.append, "range": range}})
+        answer = "".join(ANSWER_CHARS[int(k)] for k in batch.targets[b, :int(batch.mask[b].sum())])
+        assert answer == f"{printed[0]}."
+    example = task.example("a=12;print((a*3))")
+    assert example.batch.targets.tolist() == [[3, 6, 11]] and "".join(example.labels) == "a=12\nprint((a*3))"
+    for bad in ("print(1/2)", "import os", "print(x)"):
+        with pytest.raises(ConfigError, match="example"):
+            task.example(bad)
+
+
+def test_the_one_sequence_form_reads_each_answer_right_after_its_own_program(compose_cfg):
+    """A program's outputs must not depend on the padding after a shorter program in its batch."""
+    from rnnexp.models.build import build_model
+    from rnnexp.tasks.base import Batch
+
+    run, task = task_of(compose_cfg, "model=lstm")
+    torch.manual_seed(0)
+    model = build_model(run.model, task).eval()
+    batch = next(task.eval_batches("val")).first(6)
+    together = task.forward(model, batch, None)[0]
+    for b in range(6):
+        n, t = int(batch.lengths[b]), int(batch.mask[b].sum())
+        one = Batch(batch.inputs[b:b + 1, :n], batch.targets[b:b + 1, :t], mask=batch.mask[b:b + 1, :t],
+                    lengths=batch.lengths[b:b + 1], decoder_inputs=batch.decoder_inputs[b:b + 1, :t])
+        torch.testing.assert_close(together[b, :t], task.forward(model, one, None)[0][0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["lstm", "seq2seq"])
+def test_both_forms_train_and_report_the_papers_metric_beside_greedy_decoding(run_cfg, tmp_path, model):
+    result = run_cfg(tmp_path, *SMALL, f"model={model}", "train.epochs=2", "train.target_accuracy=null")
+    test = result["test"]
+    assert set(test) == {"test/loss", "test/accuracy", "test/exact_match", "test/forced_accuracy"}
+    assert test["test/forced_accuracy"] > result["baseline"]["accuracy"]
+    assert result["objective"]["name"] == "val/exact_match"
+
+
+def test_the_addition_task_is_the_papers_print_a_plus_b(compose_cfg):
+    from rnnexp.tasks.execute import PROGRAM_CHARS
+
+    _, task = task_of(compose_cfg, "task.operations=addition", "task.length=3")
+    batch = next(task.train_batches(1))
+    text = "".join(PROGRAM_CHARS[int(k)] for k in batch.inputs[0, :int(batch.lengths[0])])
+    assert text.startswith("print(") and text.count("+") == 1 and len(text) == len("print(123+456)")
+    assert task.data_report(1)["overlap"]["test_in_train"] == 0
+
+
+# -- curriculum strategies -------------------------------------------------------------------------
+CURRICULUM = ["task=parity", "task.length=8", "task.train_size=640", "train.curriculum=[2,4]", "model.hidden_size=8",
+              "train.insight_every=0", "train.target_accuracy=null"]
+
+
+def stages_trained(compose_cfg, strategy, epoch=1):
+    """The bit-string length of every batch of `epoch` under `strategy` (a fresh run's start)."""
+    from rnnexp.config import load_run_config
+    from rnnexp.engine.curriculum import curriculum_callbacks
+    from rnnexp.tasks import build_task
+
+    run = load_run_config(compose_cfg(*CURRICULUM, f"train.curriculum_strategy={strategy}"))
+    task = build_task(run.task, run.train.batch_size, run.train.seed)
+    callbacks = curriculum_callbacks(run.train.curriculum, run.train.curriculum_threshold, strategy, task)
+    for callback in callbacks:
+        callback.on_fit_start(type("E", (), {"task": task, "state": type("S", (), {"epoch": 1, "global_step": 0})()})())
+    return [b.inputs.shape[1] for b in task.epoch_batches(epoch)], callbacks
+
+
+def test_the_strategies_draw_their_batches_as_the_paper_does(compose_cfg):
+    none, callbacks = stages_trained(compose_cfg, "none")
+    assert set(none) == {8} and callbacks == []
+    naive, _ = stages_trained(compose_cfg, "naive")
+    assert set(naive) == {2}, "naive: the first stage until its threshold"
+    mix, callbacks = stages_trained(compose_cfg, "mix")
+    assert set(mix) == {2, 4, 8} and callbacks == [], "mix: every batch from a stage or the target, uniformly"
+    combined, _ = stages_trained(compose_cfg, "combined")
+    share = sum(length != 2 for length in combined) / len(combined)
+    assert 2 in combined and 0 < share < 0.5, "combined: most batches naive, about 1 in 5 (x 2/3 off-stage) mixed"
+    assert stages_trained(compose_cfg, "mix")[0] == mix, "the epoch's own stream: a resume draws the same"
+    assert stages_trained(compose_cfg, "mix", epoch=2)[0] != mix
+
+
+def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg, tmp_path, monkeypatch):
+    from rnnexp import run as run_module
+    from rnnexp.config import load_run_config
+    from rnnexp.errors import Interrupted
+    from tests.test_reliability import stop_at_check
+
+    with pytest.raises(ConfigError, match="train.curriculum_strategy=mix mixes the stages of train.curriculum"):
+        load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=mix"))
+    with pytest.raises(ConfigError, match="train.curriculum_strategy='ordered' is invalid"):
+        load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=ordered"))
+    args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]
+    clean = run_cfg(tmp_path, *args, name="clean")
+    monkeypatch.setattr(run_module, "stop_on_signals", stop_at_check(25))  # (in epoch 2)
+    with pytest.raises(Interrupted):
+        run_cfg(tmp_path, *args, name="stopped")
+    monkeypatch.undo()
+    resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
+    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]  # noqa: E731
+    assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]
