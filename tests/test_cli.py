@@ -124,7 +124,8 @@ with initialize_config_module(config_module="rnnexp.conf", version_base="1.3"):
         load_run_config(compose(config_name="config", overrides=[f"task={task}"]))  # every check runs
         # a wrong type for one of the task's own keys (its first after `name`), and two others
         key = [f for f in task_class(task).Config.__dataclass_fields__ if f != "name"][0]
-        model_check = "model.attention=global" if task_class(task).decodes else "model.init=identity"  # (its model's own)
+        chosen = compose(config_name="config", overrides=[f"task={task}"]).model  # (its model's own key)
+        model_check = "model.attention=global" if "attention" in chosen else "model.init=identity"
         for override in (f"task.{key}=[oops]", "train.lr=-1", model_check):
             try:
                 load_run_config(compose(config_name="config", overrides=[f"task={task}", override]))

@@ -73,5 +73,5 @@ def test_the_start_says_what_it_lacks_and_inspect_says_it_in_one_line(run_cfg, t
     assert said == ["model family mlp: no CUDA graph (eager steps on a GPU); no pictures of states, gradients "
                     "through time or gates (no step-by-step replay)"]
     assert not list((tmp_path / "run").glob("*.png"))
-    with pytest.raises(ConfigError, match="is a model of family mlp, which has none; inspect a run of model=gru"):
+    with pytest.raises(ConfigError, match="is a model of family mlp with neither; inspect a run of model=gru"):
         inspect_run(tmp_path / "run", None, None)
