@@ -240,6 +240,8 @@ def main() -> None:
     # A sweep records Ctrl-C in a handler of its own; main() called from Python (a notebook, a test)
     # puts the process's handlers back after, or a later Ctrl-C there would stop a sweep long ended.
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    root = logging.getLogger()
+    logging_before = (list(root.handlers), root.level)  # (Hydra's job logging adds the console's and run.log's)
 
     def entry() -> object:
         # Paths and other free text work as typed in the shell (quotes, spaces, any letter).
@@ -256,5 +258,13 @@ def main() -> None:
         for sig, handler in handlers.items():
             if handler is not None:  # (None: a handler not set from Python, left as it is)
                 signal.signal(sig, handler)
-        sweep.current_sweep_dir = SweepState.directory = None
-        SweepState.stop_signal = 0
+        SweepState.stop_signal = 0  # (the sweep's directory stays: `console` reads it to exit as a sweep)
+        # The handlers Hydra's job logging put in place write to this call's stdout and run.log: closed
+        # (run.log flushed) and replaced by the ones before, so that a later run in the same process
+        # does not log into a closed stream.
+        for handler in [h for h in root.handlers if h not in logging_before[0]]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in logging_before[0]:  # (and the ones it replaced come back)
+            root.addHandler(handler)
+        root.setLevel(logging_before[1])

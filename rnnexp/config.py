@@ -113,9 +113,6 @@ class TrainConfig:
         require_choice("train.cuda_graph", self.cuda_graph, ("auto", "off"))
         require_choice("train.pack_seeds", self.pack_seeds, ("auto", "off"))
         require_choice("train.curriculum_strategy", self.curriculum_strategy, STRATEGIES)
-        if self.curriculum_strategy in ("mix", "combined") and not self.curriculum:
-            raise ConfigError(f"train.curriculum_strategy={self.curriculum_strategy} mixes the stages of "
-                              f"train.curriculum, and none are given; add them, e.g. train.curriculum=[1,2,3]")
         require(0.0 <= self.teacher_forcing <= 1.0, "train.teacher_forcing", self.teacher_forcing,
                 "use a probability 0 <= p <= 1 (1: always the true previous symbol)")
         if self.teacher_forcing_end is not None:
@@ -230,10 +227,13 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
         readers = "|".join(families_with(lambda f: f.decoder or (task_cls.one_sequence and f.reads_one_sequence)))
         raise ConfigError(f"task={task_cls.name} writes its answer as a sequence, and model family {family_cls.name} "
                           f"reads no decoder inputs; use a model with a decoder (model={readers})")
-    if not task_cls.decodes and (run.train.teacher_forcing != 1.0 or run.train.teacher_forcing_end is not None):
+    if (run.train.teacher_forcing != 1.0 or run.train.teacher_forcing_end is not None) and not (
+            task_cls.decodes and family_cls.decoder):
         key = "train.teacher_forcing" if run.train.teacher_forcing != 1.0 else "train.teacher_forcing_end"
-        raise ConfigError(f"{key} applies to a decoder, and task={task_cls.name} writes no sequence; remove it, or "
-                          f"use a task that decodes (task=reverse) with model=seq2seq")
+        what = (f"task={task_cls.name} writes no sequence" if not task_cls.decodes else
+                f"model family {family_cls.name} has no decoder (it reads the true answer as input)")
+        raise ConfigError(f"{key} applies to an encoder-decoder's decoder, and {what}; remove it, or use a task "
+                          f"that decodes (task=reverse|decimal|execute) with model=seq2seq")
     if getattr(run.model, "param_budget", None) is None:  # (a budget sizes the model for the task)
         check_fits_in_memory(family_cls(run.model))
     task_cls.validate_with(run.task, run.model, run.train)
@@ -260,9 +260,13 @@ def check_per_cell(cfg: DictConfig) -> None:
 def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
     """Each stage of `train.curriculum` must be a valid value of the task's curriculum key."""
     stages = run.train.curriculum
+    key = task_cls.curriculum_key
+    if not stages and run.train.curriculum_strategy in ("mix", "combined"):
+        example = f"train.curriculum=[...] with values of task.{key}" if key else "a task with a curriculum"
+        raise ConfigError(f"train.curriculum_strategy={run.train.curriculum_strategy} mixes the stages of "
+                          f"train.curriculum, and none are given; add them ({example}), or use train.curriculum_strategy=naive")
     if not stages:
         return
-    key = task_cls.curriculum_key
     if key is None:
         from rnnexp.tasks.base import task_class, task_names
 

@@ -75,16 +75,20 @@ def inspect_run(run_dir: Path, text: Optional[str], out: Optional[Path], say: An
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     task.load_state_dict(payload["task"])
     model = model_from_payload(payload, task, torch.device("cpu"))
-    if not family.replay and not has_alignment(model):
+    if not family.replay and not family.decoder:
         raise ConfigError(f"rnnexp-inspect draws states, gradients and gates from a step-by-step replay, or an "
                           f"encoder-decoder's attention, and {run_dir} is a model of family {family.name} with neither; "
-                          f"inspect a run of model={'|'.join(families_with(lambda f: f.replay))}, or of model=seq2seq "
-                          f"with attention")
+                          f"inspect a run of model={'|'.join(families_with(lambda f: f.replay))}, or of model=seq2seq")
     example = task.example(text)
     with torch.no_grad():
         outputs, _ = task.predict(model, example.batch, None)
     if say is not None:
         say(task.prediction_text(outputs, example.batch))
+    if not family.replay and not has_alignment(model):
+        if say is not None:
+            say("no picture: an encoder-decoder without attention (model.attention=none) has no alignment to draw; "
+                "train one with model.attention=dot|additive")
+        return []
     from rnnexp.run import picture_title
 
     title = f"{picture_title(run)}, best model (epoch {payload['epoch']})"

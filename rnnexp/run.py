@@ -352,7 +352,7 @@ def task_callbacks(run: RunConfig, engine: Engine) -> list[Callback]:
     callbacks: list[Callback] = []
     callbacks += curriculum_callbacks(run.train.curriculum, run.train.curriculum_threshold,
                                       run.train.curriculum_strategy, engine.task)
-    if engine.task.decodes:  # (a decoder: how often it reads the true previous symbol)
+    if getattr(engine.model, "teacher_forcing", None) is not None:  # (a decoder: how often it reads the true previous symbol)
         callbacks.append(TeacherForcing(run.train.teacher_forcing, run.train.teacher_forcing_end, run.train.epochs))
     return callbacks
 
@@ -379,7 +379,7 @@ def start_lines(run: RunConfig, task: Any, model: Any, described: str, device: s
              + f", seed {run.train.seed}"
              + (f" (held-out sets: seed {run.task.heldout_seed})" if hasattr(run.task, "heldout_seed") else "")
              + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else "")
-             + (f", bf16 autocast ({bf16_layers(model, task.example().batch.inputs, engine.device)})"
+             + (f", bf16 autocast ({bf16_layers(model, lambda m: task.forward(m, task.example().batch.to(engine.device), None), engine.device)})"
                 if run.train.precision == "bf16" else ""),
              f"device: {device}"]
     s = engine.state

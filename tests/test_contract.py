@@ -34,11 +34,15 @@ EVERY_MODEL = [option for family in family_names() for option in options_of(fami
 
 def pairs(models: list[str]) -> list[tuple[str, str]]:
     """(task, model) for every task with every model that can run it: a task that writes its answer
-    as a sequence needs a family with a decoder, and a family with a decoder needs such a task."""
+    as a sequence needs a family with a decoder (or, where the task allows it, one that reads the
+    source and the answer as one sequence), and a family with a decoder needs such a task."""
     from rnnexp.models.family import model_options
 
-    return [(task, model) for task in TASKS for model in models
-            if task_class(task).decodes == family_class(model_options()[model]).decoder]
+    def fits(task: str, model: str) -> bool:
+        t, f = task_class(task), family_class(model_options()[model])
+        return t.decodes == f.decoder or (t.decodes and t.one_sequence and f.reads_one_sequence)
+
+    return [(task, model) for task in TASKS for model in models if fits(task, model)]
 QUICK = ["train.epochs=2", "train.batches_per_epoch=3", "train.insight_every=0", "train.target_accuracy=null",
          "train.curriculum=null", "model.hidden_size=8"]
 

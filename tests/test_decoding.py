@@ -86,5 +86,5 @@ def test_evaluation_scores_greedy_decoding_and_reports_the_teacher_forced_accura
     assert metrics["accuracy"] == pytest.approx(1 / 3) and metrics["forced_accuracy"] == pytest.approx(2 / 3)
     assert metrics["exact_match"] == 0.0
     trained = task.metrics({k: float(v) for k, v in task.score(task.forward(model, b, None)[0], b).sums.items()})
-    assert trained["accuracy"] == trained["forced_accuracy"] == pytest.approx(2 / 3)
+    assert trained["accuracy"] == pytest.approx(2 / 3) and "forced_accuracy" not in trained  # (what training ran)
     assert task.prediction_text(outputs, b) == "prediction 123, target 156; 1 of 3 symbols right"

@@ -46,9 +46,11 @@ def test_a_batch_holds_programs_and_their_answers_and_a_typed_program_is_run_for
         assert answer == f"{printed[0]}."
     example = task.example("a=12;print((a*3))")
     assert example.batch.targets.tolist() == [[3, 6, 11]] and "".join(example.labels) == "a=12\nprint((a*3))"
-    for bad in ("print(1/2)", "import os", "print(x)"):
+    for bad in ("print(1/2)", "import os", "print(x)", "a=0;for _ in range(10000000):a+=1;print(a)"):
         with pytest.raises(ConfigError, match="example"):
             task.example(bad)
+    with pytest.raises(ConfigError, match="prints 51 characters; answers here have at most 39"):
+        task.example("print((10000000000*10000000000*10000000000*10000000000*10000000000))")
 
 
 def test_the_one_sequence_form_reads_each_answer_right_after_its_own_program(compose_cfg):

@@ -184,7 +184,11 @@ def test_a_trained_models_attention_follows_the_anti_diagonal(run_cfg, tmp_path)
     (["task=qrsu", "model=seq2seq"], "model=seq2seq writes its answer as a sequence, and task=qrsu asks for one answer"),
     (["task=reverse", "model=lstm"], "task=reverse writes its answer as a sequence, and model family recurrent reads no "
                                      "decoder inputs; use a model with a decoder (model=seq2seq)"),
-    (["task=qrsu", "train.teacher_forcing=0.5"], "train.teacher_forcing applies to a decoder, and task=qrsu writes no"),
+    (["task=qrsu", "train.teacher_forcing=0.5"], "train.teacher_forcing applies to an encoder-decoder's decoder, and "
+                                                 "task=qrsu writes no sequence"),
+    (["task=execute", "model=lstm", "train.teacher_forcing_end=0"], "train.teacher_forcing_end applies to an "
+     "encoder-decoder's decoder, and model family recurrent has no decoder"),
+    (["task=reverse", "train.teacher_forcing=2"], "train.teacher_forcing=2.0 is invalid"),
     (["task=reverse", "train.teacher_forcing=1.5"], "train.teacher_forcing=1.5 is invalid"),
     (["task=reverse", "model.attention=global"], "model.attention='global' is invalid: choose one of none, additive, dot"),
     (["task=reverse", "task.min_length=21"], "task.min_length=21 is invalid: use 1 <= min_length <= task.length (20)"),
@@ -210,3 +214,22 @@ def test_the_cli_runs_reversal_and_inspects_it(tmp_path, monkeypatch, capsys):
     assert [p.name for p in paths] == ["alignment.png"] and paths[0].is_file()
     assert said[0].startswith("prediction ") and "target 51413$" in said[0]
     assert json.loads((tmp_path / "R" / "results.json").read_text())["status"] == "completed"
+
+
+def test_bf16_says_which_layers_of_an_encoder_decoder_run_in_bf16(run_cfg, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    run_cfg(tmp_path, *SMALL, "train.epochs=1", "train.precision=bf16")
+    said = [r.getMessage() for r in caplog.records if "bf16 autocast" in r.getMessage()]
+    assert said and "encoder (lstm)" in said[0] and "decoder (lstm)" in said[0], said
+
+
+def test_inspect_of_a_model_without_attention_answers_and_says_there_is_no_picture(run_cfg, tmp_path):
+    from rnnexp.inspect import inspect_run
+
+    run_cfg(tmp_path, *SMALL, "train.epochs=1", "model.attention=none")
+    said = []
+    assert inspect_run(tmp_path / "run", "123", None, say=said.append) == []
+    assert said[0].startswith("prediction ") and "target 321$" in said[0]
+    assert said[1].startswith("no picture: an encoder-decoder without attention")

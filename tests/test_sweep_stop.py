@@ -154,4 +154,19 @@ def test_a_sweep_run_in_process_leaves_the_signal_handlers_and_stop_record_as_it
                             *TINY)
     assert code == 0, err
     assert {sig: signal.getsignal(sig) for sig in before} == before
-    assert SweepState.stop_signal == 0 and SweepState.directory is None
+    assert SweepState.stop_signal == 0
+
+
+def test_main_run_in_process_leaves_no_logging_handler_on_its_streams(tmp_path, monkeypatch, capsys):
+    """Hydra's job logging points the root logger at the stdout of that call and at run.log; a run
+    after it in the same process (a notebook, the next test) must not log into those closed streams."""
+    import logging
+
+    from tests.test_cli import run_main
+    from tests.test_names import TINY
+
+    before = list(logging.getLogger().handlers)
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, *TINY, f"hydra.run.dir={tmp_path / 'R'}")
+    assert code == 0, err
+    assert logging.getLogger().handlers == before
+    assert "result:" in (tmp_path / "R" / "run.log").read_text(), "run.log flushed and complete"

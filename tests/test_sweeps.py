@@ -155,3 +155,13 @@ def test_a_job_resumed_with_more_epochs_is_labelled_as_it_ran(tmp_path):
     rows = {row["job"]: row for row in read_jobs(tmp_path)}
     assert rows["0_a"]["params"] == {"model": "lstm", "train.epochs": "6", "train.seed": "1"}
     assert {g["config"] for g in seed_groups(list(rows.values()))} == set(), "5 and 6 epochs are not one group"
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_leaves_no_worker_holding_its_output(tmp_path):
+    """The joblib launcher's workers end in its own exit hooks: a sweep must exit the usual way
+    (not os._exit, as a single run does), or the workers outlive it holding the caller's pipes."""
+    proc = rnnexp("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=rnn,lstm", "task=qrsu",
+                  "train.epochs=1", "task.train_size=64", "task.val_size=100", "task.test_size=100",
+                  "train.insight_every=0", cwd=tmp_path, timeout=90)
+    assert proc.returncode == 0, proc.stderr

@@ -27,9 +27,10 @@ def autocast(precision: str, device: torch.device) -> ContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def bf16_layers(model: nn.Module, inputs: torch.Tensor, device: torch.device) -> str:
+def bf16_layers(model: nn.Module, inputs: Any, device: torch.device) -> str:
     """Which of the model's layers compute their matrix products in bf16 under autocast, found by
-    running `inputs` once and recording the dtypes of the products each layer dispatches. In eval
+    running `inputs` once (a tensor, or a callable that runs the model: an encoder-decoder reads
+    decoder inputs too) and recording the dtypes of the products each layer dispatches. In eval
     mode and without gradients: the look draws no random numbers, so a resumed run's restored RNG
     state is left as it was."""
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -58,7 +59,7 @@ def bf16_layers(model: nn.Module, inputs: torch.Tensor, device: torch.device) ->
     model.eval()
     try:
         with torch.no_grad(), autocast("bf16", device), Products():
-            model(inputs.to(device))
+            inputs(model) if callable(inputs) else model(inputs.to(device))
     finally:
         model.train(was_training)
         for hook in hooks:

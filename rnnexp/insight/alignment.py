@@ -30,10 +30,10 @@ def has_alignment(model: Any) -> bool:
 
 def alignment_of(model: Any, task: Any, example: Any) -> tuple[np.ndarray, list[str], list[str]]:
     """The example's attention weights (written steps, source steps) under greedy decoding, the
-    source's labels and the written symbols (up to and with the first end token)."""
+    source's labels and the written symbols (as many as the example's answer has)."""
     import torch
 
-    batch = example.batch
+    batch = example.batch.to(next(model.parameters()).device)
     was_training = model.training
     model.eval()
     try:

@@ -30,7 +30,8 @@ from rnnexp.sweep.stats import COMPLETED, DIVERGED, is_time_limited
 
 IGNORED = ("train.seed",)  # (a preset swept with others is a key like any: constant ones are no key)
 WIDE = 5  # below this many runs an interval is wide and says so
-RANGES = {"accuracy": (0.0, 1.0), "exact_match": (0.0, 1.0), "loss": (0.0, math.inf), "bpc": (0.0, math.inf), "perplexity": (1.0, math.inf)}
+RANGES = {"accuracy": (0.0, 1.0), "exact_match": (0.0, 1.0), "forced_accuracy": (0.0, 1.0), "loss": (0.0, math.inf),
+          "bpc": (0.0, math.inf), "perplexity": (1.0, math.inf)}
 
 
 def t_interval(values: list[float], bounds: tuple[float, float] = (-math.inf, math.inf)) -> Optional[tuple[float, float, bool]]:

@@ -50,7 +50,8 @@ ANSWER_CHARS = [*"0123456789-", "."]
 END = len(ANSWER_CHARS) - 1
 #: Token ids of the one-sequence form: the program's characters, then the answer's, then the start token.
 TOKENS = PROGRAM_CHARS + [f"answer {c}" for c in ANSWER_CHARS] + ["start"]
-PROGRAM_WIDTH, ANSWER_WIDTH = 400, 40  # drawn programs and answers are padded to these (hash split: a fixed width)
+PROGRAM_WIDTH, ANSWER_WIDTH = 400, 40
+MAX_LOOP = 10 ** 6  # the longest loop a typed example may run  # drawn programs and answers are padded to these (hash split: a fixed width)
 
 
 @dataclass
@@ -176,14 +177,23 @@ class ExecuteTask(WritesSequence, FixedSetTask):
             raise ConfigError(f"example {text!r} is invalid ({why}): write a small program such as "
                               f"'a=12;print((a+3))' (digits, lower-case letters, ()+-*<=:_ and spaces)")
         printed: list[str] = []
+
+        def bounded_range(n: int) -> range:  # (an example runs here: no endless loop)
+            if n > MAX_LOOP:
+                raise ValueError(f"range({n}) is more than {MAX_LOOP:,} steps")
+            return range(n)
+
         try:
             exec(compile(source, "<example>", "exec"), {"__builtins__": {"print": lambda v: printed.append(str(v)),
-                                                                         "range": range}})
+                                                                         "range": bounded_range}})
         except Exception as err:  # noqa: BLE001 - the user's program: any error is a bad example
             raise ConfigError(f"example {text!r} does not run ({type(err).__name__}: {err}); write a program "
                               f"that prints one integer, e.g. 'a=12;print((a+3))'") from None
         if len(printed) != 1 or not printed[0].lstrip("-").isdigit():
             raise ConfigError(f"example {text!r} must print exactly one integer (it printed {printed}); e.g. 'print(12+3)'")
+        if len(printed[0]) >= ANSWER_WIDTH:
+            raise ConfigError(f"example {text!r} prints {len(printed[0])} characters; answers here have at most "
+                              f"{ANSWER_WIDTH - 1}: use smaller numbers")
         return encode([source], PROGRAM_CHARS, PROGRAM_WIDTH), encode([printed[0] + "."], ANSWER_CHARS, ANSWER_WIDTH)
 
     def example(self, text: Optional[str] = None) -> Any:
@@ -204,7 +214,7 @@ class ExecuteTask(WritesSequence, FixedSetTask):
         b = example.batch
         tokens = one_sequence(b.inputs, b.decoder_inputs, b.lengths, len(PROGRAM_CHARS))
         source, answer = b.inputs.shape[1], b.targets.shape[1]
-        score = lambda outputs, batch: sequence_score(outputs[:, source:source + answer], b.targets, b.mask)  # noqa: E731
+        score = lambda outputs, batch: sequence_score(outputs[:, source:source + answer], batch.targets, batch.mask)  # noqa: E731
         labels = [*example.labels, "^", *(ANSWER_CHARS[int(k)] for k in b.targets[0, :answer - 1])]
         return Batch(tokens, b.targets, mask=b.mask), score, labels
 
