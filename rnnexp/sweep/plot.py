@@ -28,7 +28,7 @@ from rnnexp.sweep.answer import Answer, Group  # noqa: E402
 
 ORDER = {"easy": 0, "normal": 1, "moderate": 2, "hard": 3, "nightmare": 4}
 NUMERIC = ("task.delay", "task.length", "task.difficulty", "model.hidden_size", "model.param_budget", "model.window",
-           "task.chunk_length")
+           "task.chunk_length", "task.bits", "task.nesting")
 MAX_CURVES = 8
 
 
