@@ -232,8 +232,8 @@ def load_run_config(cfg: DictConfig) -> RunConfig:
         key = "train.teacher_forcing" if run.train.teacher_forcing != 1.0 else "train.teacher_forcing_end"
         what = (f"task={task_cls.name} writes no sequence" if not task_cls.decodes else
                 f"model family {family_cls.name} has no decoder (it reads the true answer as input)")
-        raise ConfigError(f"{key} applies to an encoder-decoder's decoder, and {what}; remove it, or use a task "
-                          f"that decodes (task=reverse|decimal|execute) with model=seq2seq")
+        fix = "use model=seq2seq" if task_cls.decodes else "use a task that decodes (task=reverse|decimal|execute) with model=seq2seq"
+        raise ConfigError(f"{key} applies to an encoder-decoder's decoder, and {what}; remove it, or {fix}")
     if getattr(run.model, "param_budget", None) is None:  # (a budget sizes the model for the task)
         check_fits_in_memory(family_cls(run.model))
     task_cls.validate_with(run.task, run.model, run.train)
@@ -277,7 +277,11 @@ def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
     for index, value in enumerate(stages):
         try:
             task_cls.stage_config(run.task, value).validate()
-        except (ConfigError, TypeError) as err:
+        except TypeError as err:
+            target = getattr(run.task, key)
+            raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: use values of "
+                              f"task.{key}'s kind, e.g. train.curriculum=[{target!r}] (the target is {target!r})") from err
+        except ConfigError as err:
             raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: "
                               f"{str(err).split(' is invalid: ')[-1]}") from err
 

@@ -379,6 +379,12 @@ def start_lines(run: RunConfig, task: Any, model: Any, described: str, device: s
              + f", seed {run.train.seed}"
              + (f" (held-out sets: seed {run.task.heldout_seed})" if hasattr(run.task, "heldout_seed") else "")
              + (f", at most {run.train.time_limit_minutes:g} min" if run.train.time_limit_minutes else "")
+             + (f", curriculum {list(run.train.curriculum)} of task.{task.curriculum_key} ({run.train.curriculum_strategy})"
+                if run.train.curriculum and run.train.curriculum_strategy != "none" else "")
+             + (f", teacher forcing {run.train.teacher_forcing:g}"
+                + (f" to {run.train.teacher_forcing_end:g} by epoch {run.train.epochs}"
+                   if run.train.teacher_forcing_end is not None else "")
+                if run.train.teacher_forcing != 1.0 or run.train.teacher_forcing_end is not None else "")
              + (f", bf16 autocast ({bf16_layers(model, lambda m: task.forward(m, task.example().batch.to(engine.device), None), engine.device)})"
                 if run.train.precision == "bf16" else ""),
              f"device: {device}"]

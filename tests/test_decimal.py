@@ -38,11 +38,21 @@ def test_an_example_is_a_number_in_decimal_or_binary_and_anything_else_is_refuse
     task = task_of(compose_cfg, "task.bits=12")
     assert task.example("2026").labels == ["011111101010"]
     assert torch.equal(task.example("0b11111101010").batch.inputs, task.example("2026").batch.inputs)
+    assert task.example("011111101010").labels == ["011111101010"], "the code itself: task.bits binary digits"
     for text in ("4096", "-1", "two"):
-        with pytest.raises(ConfigError, match="use a number from 0 to 4095"):
+        with pytest.raises(ConfigError, match=r"use a number from 0 to 4095 \(task.bits=12\), in decimal \(1365\), "
+                                              r"binary with 0b \(0b10101010101\) or as the code's 12 bits \(010101010101\)"):
             task.example(text)
     with pytest.raises(ConfigError, match="task.bits=0 is invalid"):
         task_of(compose_cfg, "task.bits=0")
+
+
+def test_a_plain_recurrent_model_is_told_the_task_needs_a_decoder(compose_cfg):
+    from rnnexp.config import load_run_config
+
+    with pytest.raises(ConfigError, match="task=decimal writes its answer as a sequence, and model family recurrent "
+                                          "reads no decoder inputs; use a model with a decoder"):
+        load_run_config(compose_cfg("task=decimal", "model=lstm"))
 
 
 def test_a_seq2seq_writes_numbers_it_never_saw_better_than_chance_and_the_split_holds(run_cfg, tmp_path):

@@ -88,3 +88,20 @@ def test_evaluation_scores_greedy_decoding_and_reports_the_teacher_forced_accura
     trained = task.metrics({k: float(v) for k, v in task.score(task.forward(model, b, None)[0], b).sums.items()})
     assert trained["accuracy"] == pytest.approx(2 / 3) and "forced_accuracy" not in trained  # (what training ran)
     assert task.prediction_text(outputs, b) == "prediction 123, target 156; 1 of 3 symbols right"
+
+
+def test_nothing_a_greedy_decoder_writes_after_its_own_end_token_counts_as_right():
+    """'1$$$' against '101$': one symbol right, not two (the last '$' came after it had ended)."""
+    from rnnexp.tasks.decoding import WritesSequence
+
+    class Writes(WritesSequence, Task):
+        symbol_labels = [*map(str, range(C - 1)), "$"]
+
+    end = C - 1
+    targets = torch.tensor([[1, 0, 1, end]])
+    written = nn.functional.one_hot(torch.tensor([[1, end, end, end]]), C).float()
+    b = Batch(torch.zeros(1, 4, 1), targets, mask=torch.ones(1, 4, dtype=torch.bool))
+    task = Writes()
+    metrics = task.metrics({k: float(v) for k, v in task.score((written, written), b).sums.items()})
+    assert metrics["accuracy"] == pytest.approx(1 / 4) and metrics["exact_match"] == 0.0
+    assert task.prediction_text((written, written), b) == "prediction 1$, target 101$; 1 of 4 symbols right"

@@ -49,6 +49,10 @@ def test_a_batch_holds_programs_and_their_answers_and_a_typed_program_is_run_for
     for bad in ("print(1/2)", "import os", "print(x)", "a=0;for _ in range(10000000):a+=1;print(a)"):
         with pytest.raises(ConfigError, match="example"):
             task.example(bad)
+    with pytest.raises(ConfigError, match="does not finish within 2 s"):
+        task.example("while 1: pass")
+    with pytest.raises(ConfigError, match="uses '\\*\\*', which these programs never do"):
+        task.example("print(9**9**9)")
     with pytest.raises(ConfigError, match="prints 51 characters; answers here have at most 39"):
         task.example("print((10000000000*10000000000*10000000000*10000000000*10000000000))")
 
@@ -130,6 +134,9 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
 
     with pytest.raises(ConfigError, match="train.curriculum_strategy=mix mixes the stages of train.curriculum"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=mix"))
+    with pytest.raises(ConfigError, match=r"train.curriculum\[0\]='easy' is not a valid task.length: use values of "
+                                          r"task.length's kind, e.g. train.curriculum=\[4\]"):
+        load_run_config(compose_cfg("task=execute", "train.curriculum=[easy]"))
     with pytest.raises(ConfigError, match="train.curriculum_strategy='ordered' is invalid"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=ordered"))
     args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]

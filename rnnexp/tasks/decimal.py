@@ -105,15 +105,21 @@ class DecimalTask(WritesSequence, FixedSetTask):
         return ["".join(str(int(b)) for b in batch.inputs[0, 0].tolist())]
 
     def parse(self, text: str) -> tuple[torch.Tensor]:
-        """A number in decimal ("2026") or its bits ("0b11111101010")."""
-        word = text.strip().replace("_", "").replace(",", "")
+        """A number in decimal ("2026"), binary ("0b11111101010") or as the code itself (exactly
+        task.bits binary digits: "0000011111101010" for 16 bits)."""
+        word, bits = text.strip().replace("_", "").replace(",", ""), self.cfg.bits
         try:
-            n = int(word, 0) if word.lower().startswith(("0b", "0x")) else int(word)
+            if len(word) == bits and set(word) <= {"0", "1"}:
+                n = int(word, 2)  # (the code itself: exactly task.bits binary digits)
+            else:
+                n = int(word, 0) if word.lower().startswith(("0b", "0x")) else int(word)
         except ValueError:
             n = -1
-        if not 0 <= n < 2 ** self.cfg.bits:
-            raise ConfigError(f"example {text!r} is invalid: use a number from 0 to {2 ** self.cfg.bits - 1} "
-                              f"(task.bits={self.cfg.bits}), in decimal (2026) or binary (0b11111101010)")
+        if not 0 <= n < 2 ** bits:
+            top = 2 ** bits - 1
+            raise ConfigError(f"example {text!r} is invalid: use a number from 0 to {top} (task.bits={bits}), in "
+                              f"decimal ({top // 3}), binary with 0b ({bin(top // 3)}) or as the code's {bits} bits "
+                              f"({format(top // 3, f'0{bits}b')})")
         return (self.code(torch.tensor([n]), self.cfg.bits),)
 
     def describe(self) -> str:

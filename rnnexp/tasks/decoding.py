@@ -19,7 +19,7 @@ decoded by recomputing its prefix.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 from rnnexp.lazy import torch  # on first use: config checks need no torch
 
@@ -55,10 +55,19 @@ def shift_right(targets: torch.Tensor, start: int) -> torch.Tensor:
     return torch.cat([torch.full_like(targets[:, :1], start), targets[:, :-1]], dim=1)
 
 
-def sequence_score(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> Any:
+def after_end(logits: torch.Tensor, end: int) -> torch.Tensor:
+    """(B, T) bool: the steps after the first end token a decoder wrote (it said it was done: what
+    it writes there is no answer, and is never counted right)."""
+    ended = logits.argmax(-1) == end
+    return (ended.cumsum(1) - ended.long()) > 0
+
+
+def sequence_score(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                   finished: Optional[torch.Tensor] = None) -> Any:
     """A written sequence's score: the cross-entropy per scored symbol (mask: the symbols and the
     end token, not the padding after it), sums `loss`, `correct`, `count` per symbol and `exact`,
-    `sequences` per whole sequence (exact match)."""
+    `sequences` per whole sequence (exact match); `finished` (B, T): steps never counted right
+    (after a greedy decoder's own end token)."""
     from rnnexp.tasks.scoring import Score
 
     logits = logits.float()
@@ -67,7 +76,10 @@ def sequence_score(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tens
     summed = torch.nn.functional.cross_entropy(flat, wanted, reduction="sum")
     count = mask.sum().float()
     with torch.no_grad():
-        correct = (flat.argmax(-1) == wanted).sum().float()
+        right = flat.argmax(-1) == wanted
+        if finished is not None:  # (greedy decoding: nothing after the model's own end token is right)
+            right = right & ~finished.reshape(-1)[keep]
+        correct = right.sum().float()
     return Score(summed / count.clamp(min=1.0), {"loss": summed.detach(), "correct": correct, "count": count,
                                                  **exact_match(logits, targets, mask)})
 
@@ -101,7 +113,7 @@ class WritesSequence:
         on the greedy ones, with the teacher-forced accuracy per symbol beside (`forced_correct`)."""
         if isinstance(outputs, tuple):
             greedy, forced = outputs
-            score = sequence_score(greedy, batch.targets, batch.mask)
+            score = sequence_score(greedy, batch.targets, batch.mask, after_end(greedy, len(self.symbol_labels) - 1))
             with torch.no_grad():
                 score.sums["forced_correct"] = ((forced.argmax(-1) == batch.targets) & batch.mask).sum().float()
             return score
@@ -128,7 +140,9 @@ class WritesSequence:
     def prediction_text(self, outputs: Any, batch: Any) -> str:
         outputs = outputs[0] if isinstance(outputs, tuple) else outputs  # (predict's: the greedy ones)
         n = int(batch.mask[0].sum()) if batch.mask is not None else outputs.shape[1]
+        end = self.symbol_labels[-1]
         written = "".join(self.symbol_labels[int(k)] for k in outputs[0, :n].argmax(-1))
+        written = written[:written.index(end) + 1] if end in written else written  # (as scored: up to its end)
         wanted = "".join(self.symbol_labels[int(k)] for k in batch.targets[0, :n])
         right = sum(a == b for a, b in zip(written, wanted))
         return f"prediction {written}, target {wanted}; {right} of {n} symbols right"

@@ -32,8 +32,10 @@ A test checks every generated program with Python itself.
 from __future__ import annotations
 
 import random
+import signal
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from rnnexp.errors import ConfigError, require, require_choice
 from rnnexp.lazy import torch  # on first use: config checks need no torch
@@ -51,7 +53,8 @@ END = len(ANSWER_CHARS) - 1
 #: Token ids of the one-sequence form: the program's characters, then the answer's, then the start token.
 TOKENS = PROGRAM_CHARS + [f"answer {c}" for c in ANSWER_CHARS] + ["start"]
 PROGRAM_WIDTH, ANSWER_WIDTH = 400, 40
-MAX_LOOP = 10 ** 6  # the longest loop a typed example may run  # drawn programs and answers are padded to these (hash split: a fixed width)
+MAX_LOOP = 10 ** 6  # the longest loop a typed example may run
+EXAMPLE_SECONDS = 2  # and the time it may take  # drawn programs and answers are padded to these (hash split: a fixed width)
 
 
 @dataclass
@@ -183,9 +186,16 @@ class ExecuteTask(WritesSequence, FixedSetTask):
                 raise ValueError(f"range({n}) is more than {MAX_LOOP:,} steps")
             return range(n)
 
+        if "**" in source:  # (a power is no operation of these programs, and 9**9**9 would never end)
+            raise ConfigError(f"example {text!r} uses '**', which these programs never do; write one with "
+                              f"+ - * (by a small number), if-else, assignments and for-loops")
         try:
-            exec(compile(source, "<example>", "exec"), {"__builtins__": {"print": lambda v: printed.append(str(v)),
-                                                                         "range": bounded_range}})
+            with time_limit(EXAMPLE_SECONDS):
+                exec(compile(source, "<example>", "exec"), {"__builtins__": {"print": lambda v: printed.append(str(v)),
+                                                                             "range": bounded_range}})
+        except TimeoutError:
+            raise ConfigError(f"example {text!r} does not finish within {EXAMPLE_SECONDS} s; write a program that "
+                              f"ends, e.g. 'a=12;print((a+3))'") from None
         except Exception as err:  # noqa: BLE001 - the user's program: any error is a bad example
             raise ConfigError(f"example {text!r} does not run ({type(err).__name__}: {err}); write a program "
                               f"that prints one integer, e.g. 'a=12;print((a+3))'") from None
@@ -232,3 +242,27 @@ def as_decoder(model: Any) -> Any:
     from rnnexp.models.one_sequence import OneSequence
 
     return OneSequence(model, program_tokens=len(PROGRAM_CHARS))
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """TimeoutError after `seconds` (a typed example's `while 1: pass`); where no alarm can be set
+    (not the main thread, not Unix), no limit."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError
+
+    try:
+        previous = signal.signal(signal.SIGALRM, expire)
+    except ValueError:  # not the main thread
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
