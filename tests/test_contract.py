@@ -149,21 +149,12 @@ def test_the_family_counts_its_parameters_and_memory_and_meets_a_budget(model, t
 # -- every task with every model: one epoch trains, a stopped run resumes exactly -------------
 @pytest.mark.parametrize("task,model", pairs(EVERY_MODEL))
 def test_it_trains_and_a_run_stopped_mid_epoch_resumes_exactly(task, model, run_cfg, tmp_path, monkeypatch, caplog):
-    from rnnexp import run as run_module
-    from rnnexp.errors import Interrupted
-    from tests.test_reliability import stop_at_check
+    from tests.test_reliability import resumed_and_clean
 
     args = [*shrunk(task), f"model={model}", *QUICK]
-    clean = run_cfg(tmp_path, *args, name="clean")
+    resumed, clean = resumed_and_clean(run_cfg, tmp_path, monkeypatch, args, look=2)  # (after epoch 1's second batch)
     assert clean["status"] == "completed" and clean["epochs_run"] == 2
     first, second = clean["history"]
     assert math.isfinite(first["train/loss"]) and first["train/weight_norm"] != second["train/weight_norm"]
-
-    monkeypatch.setattr(run_module, "stop_on_signals", stop_at_check(2))  # after epoch 1's second batch
-    with pytest.raises(Interrupted):
-        run_cfg(tmp_path, *args, name="stopped")
-    monkeypatch.undo()
-    resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
-    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]  # noqa: E731
-    assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]
+    assert resumed["history"] == clean["history"] and resumed["test"] == clean["test"]
     assert not [r for r in caplog.records if "no longer apply" in r.getMessage()], "a run of today drops no key"

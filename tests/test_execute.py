@@ -127,10 +127,8 @@ def test_the_strategies_draw_their_batches_as_the_paper_does(compose_cfg):
 
 
 def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg, tmp_path, monkeypatch):
-    from rnnexp import run as run_module
     from rnnexp.config import load_run_config
-    from rnnexp.errors import Interrupted
-    from tests.test_reliability import stop_at_check
+    from tests.test_reliability import resumed_and_clean
 
     with pytest.raises(ConfigError, match="train.curriculum_strategy=mix mixes the stages of train.curriculum"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=mix"))
@@ -140,11 +138,5 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
     with pytest.raises(ConfigError, match="train.curriculum_strategy='ordered' is invalid"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=ordered"))
     args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]
-    clean = run_cfg(tmp_path, *args, name="clean")
-    monkeypatch.setattr(run_module, "stop_on_signals", stop_at_check(25))  # (in epoch 2)
-    with pytest.raises(Interrupted):
-        run_cfg(tmp_path, *args, name="stopped")
-    monkeypatch.undo()
-    resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
-    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]  # noqa: E731
-    assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]
+    resumed, clean = resumed_and_clean(run_cfg, tmp_path, monkeypatch, args, look=25)  # (a stop in epoch 2)
+    assert resumed["history"] == clean["history"] and resumed["test"] == clean["test"]

@@ -144,6 +144,23 @@ def test_two_runs_in_the_same_second_never_share_a_directory(tmp_path):
     assert base in claimed
 
 
+def resumed_and_clean(run_cfg, tmp_path, monkeypatch, args, look: int) -> tuple[dict, dict]:
+    """`args` run once through, and once stopped at the loop's `look`-th look at the stop flag and
+    resumed from its checkpoint: (the resumed results, the clean ones), histories without seconds."""
+    from rnnexp import run as run_module
+    from rnnexp.errors import Interrupted
+
+    clean = run_cfg(tmp_path, *args, name="clean")
+    monkeypatch.setattr(run_module, "stop_on_signals", stop_at_check(look))
+    with pytest.raises(Interrupted):
+        run_cfg(tmp_path, *args, name="stopped")
+    monkeypatch.undo()
+    resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
+    for result in (clean, resumed):
+        result["history"] = [{k: v for k, v in h.items() if "second" not in k} for h in result["history"]]
+    return resumed, clean
+
+
 def stop_at_check(n: int):
     """Stands in for `stop_on_signals`: a SIGINT 'arrives' at the loop's n-th look at the stop flag."""
     from contextlib import contextmanager

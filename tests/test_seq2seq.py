@@ -130,19 +130,11 @@ def test_scheduled_sampling_goes_linearly_to_its_end_and_is_logged(run_cfg, tmp_
 
 def test_a_run_with_scheduled_sampling_stopped_mid_epoch_resumes_exactly(run_cfg, tmp_path, monkeypatch):
     """The sampled inputs come from torch's generator, which checkpoints hold: a resumed run draws the same."""
-    from rnnexp import run as run_module
-    from rnnexp.errors import Interrupted
-    from tests.test_reliability import stop_at_check
+    from tests.test_reliability import resumed_and_clean
 
     args = [*SMALL, "train.epochs=2", "train.target_accuracy=null", "train.teacher_forcing=0.5"]
-    clean = run_cfg(tmp_path, *args, name="clean")
-    monkeypatch.setattr(run_module, "stop_on_signals", stop_at_check(5))
-    with pytest.raises(Interrupted):
-        run_cfg(tmp_path, *args, name="stopped")
-    monkeypatch.undo()
-    resumed = run_cfg(tmp_path, *args, f"train.resume={tmp_path / 'stopped'}", name="stopped")
-    strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]  # noqa: E731
-    assert strip(resumed) == strip(clean) and resumed["test"] == clean["test"]
+    resumed, clean = resumed_and_clean(run_cfg, tmp_path, monkeypatch, args, look=5)
+    assert resumed["history"] == clean["history"] and resumed["test"] == clean["test"]
 
 
 # -- a run -------------------------------------------------------------------------------------

@@ -81,8 +81,13 @@ class ModelFamily:
         return 0
 
     def size(self, task: Any) -> dict[str, int]:
-        """The model's resolved size for `task`: the config's, or chosen for model.param_budget."""
-        raise NotImplementedError
+        """The model's resolved size for `task`: the config's `hidden_size`, or the one whose
+        `parameter_count` comes closest to `model.param_budget` (a family with other size keys
+        overrides this)."""
+        budget = getattr(self.cfg, "param_budget", None)
+        if budget is None:
+            return {"hidden_size": self.cfg.hidden_size}
+        return {"hidden_size": size_for_budget(budget, lambda h: self.parameter_count(task, {"hidden_size": h}))}
 
     def parameter_count(self, task: Any, size: dict[str, int]) -> int:
         """The closed-form parameter count of `build(task, size)` (it sizes a model to a budget)."""

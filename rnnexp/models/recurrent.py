@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.models.family import ModelFamily, size_for_budget
+from rnnexp.models.family import ModelFamily
 
 # cell -> gate blocks per weight matrix. An RNN has one block; a GRU three (reset, update,
 # candidate); an LSTM four (input, forget, cell, output): hence the 4x weights.
@@ -125,12 +125,6 @@ class Recurrent(ModelFamily):
         c = self.cfg
         return parameter_count(c.cell, task.input_size, task.num_classes, size["hidden_size"], c.num_layers,
                                task.vocab_size, c.embedding_size, c.tie_weights)
-
-    def size(self, task: Any) -> dict[str, int]:
-        if self.cfg.param_budget is None:
-            return {"hidden_size": self.cfg.hidden_size}
-        return {"hidden_size": size_for_budget(self.cfg.param_budget,
-                                               lambda h: self.parameter_count(task, {"hidden_size": h}))}
 
     def build(self, task: Any, size: dict[str, int]) -> Any:
         """The network for `task`, initialised as `model.init` says (rnnexp.models.init)."""

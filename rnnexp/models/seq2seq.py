@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from rnnexp.errors import ConfigError, require, require_choice
-from rnnexp.models.family import ModelFamily, size_for_budget
+from rnnexp.models.family import ModelFamily
 from rnnexp.models.recurrent import GATE_BLOCKS
 
 ATTENTION = ("none", "additive", "dot")
@@ -88,12 +88,6 @@ class Seq2Seq(ModelFamily):
         c = self.cfg
         return parameter_count(c.cell, task.input_size, task.vocab_size, task.num_classes, size["hidden_size"],
                                c.num_layers, c.embedding_size, c.attention)
-
-    def size(self, task: Any) -> dict[str, int]:
-        if self.cfg.param_budget is None:
-            return {"hidden_size": self.cfg.hidden_size}
-        return {"hidden_size": size_for_budget(self.cfg.param_budget,
-                                               lambda h: self.parameter_count(task, {"hidden_size": h}))}
 
     def build(self, task: Any, size: dict[str, int]) -> Any:
         from rnnexp.models.seq2seq_net import Seq2SeqModel
