@@ -92,8 +92,7 @@ class ReverseTask(WritesSequence, FixedSetTask):
         batch, steps = symbols.shape[0], symbols.shape[1] + 1
         positions = torch.arange(steps).unsqueeze(0)
         source = torch.cat([symbols.clamp(min=0), torch.zeros(batch, 1, dtype=torch.long)], dim=1)
-        source = torch.where(positions == lengths.unsqueeze(1), END, source)
-        source = torch.where(positions > lengths.unsqueeze(1), END, source)  # (padding: never read)
+        source = torch.where(positions >= lengths.unsqueeze(1), END, source)  # `$`, then padding (never read)
         # answer[t] = symbols[n - 1 - t] for t < n, then `$`
         index = (lengths.unsqueeze(1) - 1 - positions).clamp(min=0)
         answer = torch.where(positions < lengths.unsqueeze(1), source.gather(1, index), END)
