@@ -277,6 +277,30 @@ def test_callback_writes_tensorboard_images_at_the_expected_epochs_and_pngs_at_t
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.parametrize("last", [4, 3])
+def test_the_last_epochs_pictures_are_the_files_drawn_once(tmp_path, monkeypatch, last):
+    """The last epoch's TensorBoard pictures show the final model: the run's PNG files are the same
+    drawing (issue 20: drawn twice, a short run waited ~0.4 s more at its end). A last epoch with no
+    TensorBoard pictures due still gets its files."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rnnexp.insight import drawing
+
+    titles, draw = [], drawing.draw
+    monkeypatch.setattr(drawing, "draw", lambda values, title=None: titles.append(title) or draw(values, title))
+    engine = fake_engine(make_model("lstm"), LastStepTask())
+    with SummaryWriter(log_dir=str(tmp_path / "tb")) as writer:
+        callback = InsightCallback(writer, tmp_path / "run", every_epochs=2, example=bit_example(), background=False)
+        for epoch in range(1, last + 1):
+            engine.state.epoch, engine.finished = epoch, epoch == last
+            callback.on_epoch_end(engine, {"epoch": epoch})
+        callback.on_fit_end(engine)
+    due = ["epoch 1", "epoch 2"] + (["final model, after epoch 4"] if last == 4 else [])
+    assert titles == due + ([] if last == 4 else ["final model, after epoch 3"])
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == \
+        ["gates.png", "gradients_through_time.png", "states.png"]
+
+
 def test_callback_off_and_without_a_writer(tmp_path):
     model = make_model("rnn").eval()
     run_epochs(InsightCallback(None, tmp_path / "off", every_epochs=0, example=bit_example()),

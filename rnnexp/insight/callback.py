@@ -56,6 +56,7 @@ class InsightCallback(Callback):
         # after its result line (the answer is not held up by the drawing); else in on_fit_end.
         self.deferred = deferred
         self.final: Optional[tuple[Future, Callable[[], Any]]] = None
+        self.files_from: Optional[int] = None  # the epoch whose TensorBoard pictures are also the files
 
     # -- hooks -------------------------------------------------------------------------------
     def due(self, epoch: int) -> bool:
@@ -66,7 +67,10 @@ class InsightCallback(Callback):
         self.last_epoch = epoch
         if self.writer is None or not self.due(epoch):
             return
-        self._guarded(engine, lambda: self._log(engine, epoch))
+        # The last epoch's pictures show the final model: drawn once, as its TensorBoard images and
+        # its files (a short run otherwise waited ~0.4 s at its end for the same pictures again).
+        final = bool(getattr(engine, "finished", False))
+        self._guarded(engine, lambda: self._log(engine, epoch, final))
 
     def on_fit_end(self, engine: Any) -> None:
         if self.every <= 0:
@@ -159,24 +163,21 @@ class InsightCallback(Callback):
         if self.writer is not None:
             self.writer.flush()
 
-    def _log(self, engine: Any, epoch: int) -> None:
+    def _log(self, engine: Any, epoch: int, final: bool) -> None:
         insight = self._look(engine)
-        self.pending.append((epoch, *self._submit(draw_epoch, as_arrays(insight), epoch, self.title)))
+        if final:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.files_from = epoch
+        self.pending.append((epoch, *self._submit(draw_epoch, as_arrays(insight), epoch, self.title,
+                                                  self.run_dir if final else None)))
         self._collect(wait=False)
 
     def _save(self, engine: Any) -> None:
+        epoch = self.last_epoch if self.last_epoch is not None else int(engine.state.epoch) - 1
+        self.final = None
         insight = self._look(engine)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        epoch = self.last_epoch if self.last_epoch is not None else int(engine.state.epoch) - 1
-        # The last epoch's TensorBoard pictures, not yet begun, show the final model too: drawn
-        # once, with the files (a short run otherwise waits ~0.4 s more at its end).
-        last = next((p for p in self.pending if p[0] == epoch and p[1].cancel()), None) if self.writer else None
-        if last is not None:
-            self.pending.remove(last)
-            future, redo = self._submit(draw_epoch, as_arrays(insight), epoch, self.title, self.run_dir)
-            self.pending.append((epoch, future, redo))
-            self.final = None
-        else:
+        if self.files_from != epoch:  # (else the last epoch's pictures, on their way, are the files)
             self.final = self._submit(save_pngs, as_arrays(insight), self.run_dir,
                                       picture_title(self.title, f"final model, after epoch {epoch}"))
         if insight.character_model:
