@@ -106,7 +106,7 @@ def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: 
     image = ax.imshow(values, aspect="auto", cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
     if beyond:
         title += f" (colours saturate at ±{limit:.3g}: {beyond} larger values, up to {np.abs(values).max():.3g})"
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, y=1.0)
     ax.set_ylabel("unit")
     label_time_axis(ax, labels)
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01, extend="both" if beyond else "neither")
@@ -224,7 +224,7 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
                     color=colours[name], marker="o", markersize=2.5, linewidth=1.2)
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("mean over units")
-        ax.set_title(f"gates{where}", fontsize=10)
+        ax.set_title(f"gates{where}", fontsize=10, y=1.0)
         ax.legend(loc="upper right", fontsize=8, ncols=len(names))
         ax.grid(True, alpha=0.3)
         label_time_axis(ax, labels)
@@ -241,7 +241,7 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
         bars.invert_yaxis()
         bars.set_xlim(0, 1)
         bars.set_xlabel("share of values")
-        bars.set_title("closed / open mouths", fontsize=10)
+        bars.set_title("closed / open mouths", fontsize=10, y=1.0)
         if k == 0:
             bars.legend(loc="lower center", bbox_to_anchor=(0.5, 1.12), fontsize=7, ncols=1)
     if title:
@@ -252,7 +252,9 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
 
 #: A run draws the same figures every few epochs, and matplotlib's constrained layout is over half
 #: of a figure's time (~0.25 of ~0.45 s). The first figure of a kind is laid out; later ones with the
-#: same size, axes, time labels and label widths (`fig.rnnexp_layout`) reuse its axes' positions.
+#: same size, axes, time labels and label widths (`fig.rnnexp_layout`) reuse its axes' positions
+#: and its titles' heights. (Titles with nothing above their axes are placed at y=1 from the start:
+#: finding that out costs matplotlib a measure of every tick label.)
 _LAYOUTS: dict[Any, list[Any]] = {}
 _LAYOUTS_KEPT = 64
 
@@ -262,12 +264,14 @@ def render(fig: Figure) -> None:
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     key = getattr(fig, "rnnexp_layout", None)
     saved = _LAYOUTS.get(key) if key is not None else None
-    if saved is not None and len(saved) == len(fig.axes) + 1:
+    if saved is not None and len(saved) == len(fig.axes) + 2:
         fig.set_layout_engine("none")
-        for ax, position in zip(fig.axes, saved):
+        for ax, position, title_y in zip(fig.axes, saved, saved[-1]):
             ax.set_position(position)
-        if fig._suptitle is not None and saved[-1] is not None:
-            fig._suptitle.set_position(saved[-1])  # (the layout places the title too)
+            if title_y is not None:  # (placed above a top axis: found again, it costs a tenth of the figure)
+                ax.set_title(ax.get_title(), fontsize=ax.title.get_fontsize(), y=title_y)
+        if fig._suptitle is not None and saved[-2] is not None:
+            fig._suptitle.set_position(saved[-2])  # (the layout places the title too)
         canvas.draw()
         return
     canvas.draw()
@@ -275,7 +279,9 @@ def render(fig: Figure) -> None:
         if len(_LAYOUTS) >= _LAYOUTS_KEPT:
             _LAYOUTS.clear()
         title = fig._suptitle.get_position() if fig._suptitle is not None else None
-        _LAYOUTS[key] = [*(ax.get_position() for ax in fig.axes), title]
+        title_ys = [ax.title.get_position()[1] if ax.get_title() and ax.title.get_position()[1] != 1.0 else None
+                    for ax in fig.axes]
+        _LAYOUTS[key] = [*(ax.get_position() for ax in fig.axes), title, title_ys]
 
 
 def figure_to_rgb(fig: Figure) -> np.ndarray:
