@@ -299,6 +299,12 @@ def test_the_last_epochs_pictures_are_the_files_drawn_once(tmp_path, monkeypatch
     assert titles == due + ([] if last == 4 else ["final model, after epoch 3"])
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == \
         ["gates.png", "gradients_through_time.png", "states.png"]
+    if last == 4:  # TensorBoard's image at epoch 4 is the file, encoded once
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0}).Reload()
+        assert [image.step for image in events.Images("insight/states")] == [1, 2, 4]
+        assert events.Images("insight/states")[-1].encoded_image_string == (tmp_path / "run" / "states.png").read_bytes()
 
 
 def test_callback_off_and_without_a_writer(tmp_path):

@@ -35,6 +35,7 @@ import torch
 from rnnexp.engine.callbacks import Callback
 from rnnexp.insight import UNITS_FILE, Insight, look, unit_states, units_markdown, units_report
 from rnnexp.insight.drawing import _POOL, LayerValues, Pictured, draw_epoch, drawing_pool, picture_title, save_pngs
+from rnnexp.report.tensorboard import add_png
 
 
 class InsightCallback(Callback):
@@ -155,8 +156,8 @@ class InsightCallback(Callback):
                 still.append((epoch, future, work))
                 continue
             drawn = self._result(future, work)
-            for name, rgb in drawn["images"].items():
-                self.writer.add_image(f"insight/{name}", rgb, global_step=epoch, dataformats="HWC")
+            for name, png in drawn["images"].items():
+                add_png(self.writer, f"insight/{name}", png, epoch)
             for name, value in drawn["scalars"].items():
                 self.writer.add_scalar(f"insight/{name}", value, epoch)
         self.pending = still

@@ -9,6 +9,7 @@ importing torch as well took, which a run of a second or two then waited for at 
 from __future__ import annotations
 
 import atexit
+import io
 import multiprocessing
 import os
 import signal
@@ -62,20 +63,36 @@ def draw(values: Any, title: Optional[str] = None) -> dict[str, Any]:
     return drawn
 
 
-def draw_epoch(values: Pictured, epoch: int, title: str = "", pngs: Optional[Path] = None) -> dict[str, Any]:
-    """One epoch's figures as RGB arrays, and its scalars (d loss / d h_t at the first and last
-    step; the share of closed and open gates in the last layer). With `pngs` (a run directory)
-    the same pictures are also its PNG files, each rendered once (the last epoch's TensorBoard
-    images and the final files show the same model: ~0.4 s saved at the end of a run)."""
-    from matplotlib.image import imsave
+@dataclass
+class Png:
+    """A picture encoded once, here: the bytes of its PNG file, which TensorBoard's image summary
+    takes as they are (torch's add_image would encode it again, on the training's core)."""
+    data: bytes
+    height: int
+    width: int
 
+
+def encode_png(rgb: np.ndarray) -> Png:
+    from PIL import Image  # (matplotlib's own dependency)
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return Png(buffer.getvalue(), int(rgb.shape[0]), int(rgb.shape[1]))
+
+
+def draw_epoch(values: Pictured, epoch: int, title: str = "", pngs: Optional[Path] = None) -> dict[str, Any]:
+    """One epoch's figures as PNGs (`Png`), and its scalars (d loss / d h_t at the first and last
+    step; the share of closed and open gates in the last layer). With `pngs` (a run directory)
+    the same pictures are also its PNG files, each rendered and encoded once (the last epoch's
+    TensorBoard images and the final files show the same model)."""
+    from rnnexp.files import atomic_write
     from rnnexp.insight.figures import figure_to_rgb, gate_saturation
 
     when = f"epoch {epoch}" if pngs is None else f"final model, after epoch {epoch}"
-    images = {name: figure_to_rgb(fig) for name, fig in draw(values, picture_title(title, when)).items()}
-    for name, rgb in images.items() if pngs is not None else ():
+    images = {name: encode_png(figure_to_rgb(fig)) for name, fig in draw(values, picture_title(title, when)).items()}
+    for name, png in images.items() if pngs is not None else ():
         Path(pngs).mkdir(parents=True, exist_ok=True)
-        imsave(Path(pngs) / FILES[name], rgb)
+        atomic_write(Path(pngs) / FILES[name], lambda f, data=png.data: f.write(data))
     scalars: dict[str, float] = {}
     grads = values.gradients
     if len(grads):
@@ -98,8 +115,6 @@ def save_pngs(values: Pictured, run_dir: Path, title: Optional[str] = None) -> N
 def ready_to_draw() -> None:
     """Import matplotlib and draw one small picture: the first drawing's fonts and renderer cost
     (~0.3 s) are paid while the run trains, not at its end."""
-    import io
-
     from rnnexp.insight.figures import FigureCanvasAgg, Figure
 
     fig = Figure(figsize=(2, 1), layout="constrained")
