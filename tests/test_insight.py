@@ -287,7 +287,7 @@ def test_the_last_epochs_pictures_are_the_files_drawn_once(tmp_path, monkeypatch
     from rnnexp.insight import drawing
 
     titles, draw = [], drawing.draw
-    monkeypatch.setattr(drawing, "draw", lambda values, title=None: titles.append(title) or draw(values, title))
+    monkeypatch.setattr(drawing, "draw", lambda values, title=None, keep=False: titles.append(title) or draw(values, title, keep))
     engine = fake_engine(make_model("lstm"), LastStepTask())
     with SummaryWriter(log_dir=str(tmp_path / "tb")) as writer:
         callback = InsightCallback(writer, tmp_path / "run", every_epochs=2, example=bit_example(), background=False)

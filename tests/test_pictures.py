@@ -94,3 +94,44 @@ def test_a_colour_bar_with_other_labels_is_laid_out_afresh(monkeypatch):
     fg.render(wide)
     fg.render(narrow)
     assert isinstance(narrow.get_layout_engine(), fg.ConstrainedLayoutEngine)
+
+
+def _with_underflow(pictured, steps):
+    pictured.gradients[list(steps)] = 0.0
+    return pictured
+
+
+def test_a_kept_figure_refilled_with_other_values_gives_the_pixels_of_one_built_afresh(monkeypatch):
+    """The drawing process keeps its last figures and puts the next epoch's values into them
+    (building a figure is a third of its time): what it draws must be what a new figure shows."""
+    from rnnexp.insight import figures as fg
+    from rnnexp.insight import refill
+    from rnnexp.insight.drawing import draw
+
+    pairs = [(_pictured(1.0, seed=4), _pictured(1.0, seed=5)),
+             (_with_underflow(_pictured(1.0, seed=6), [0]), _with_underflow(_pictured(1.0, seed=9), [3, 4])),
+             (_with_underflow(_pictured(1.0, seed=3), [0]), _with_underflow(_pictured(1.0, seed=7), [7]))]
+    for earlier, values in pairs:
+        monkeypatch.setattr(fg, "_LAYOUTS", {})
+        afresh = {name: fg.figure_to_rgb(fig) for name, fig in draw(values, "epoch 9").items()}
+        monkeypatch.setattr(fg, "_LAYOUTS", {})
+        monkeypatch.setattr(refill, "_KEPT", {})
+        first = draw(earlier, "epoch 1", keep=True)
+        for fig in first.values():
+            fg.render(fig)
+        again = draw(values, "epoch 9", keep=True)
+        assert all(again[name] is first[name] for name in first), "not refilled: the test's values changed layout"
+        for name, fig in again.items():
+            assert np.array_equal(fg.figure_to_rgb(fig), afresh[name]), name
+
+
+def test_values_that_need_another_layout_get_a_new_figure(monkeypatch):
+    from rnnexp.insight import refill
+    from rnnexp.insight.drawing import draw
+
+    monkeypatch.setattr(refill, "_KEPT", {})
+    first = draw(_pictured(1.0), "epoch 1", keep=True)
+    wider = draw(_pictured(300.0), "epoch 2", keep=True)  # other colour-bar labels
+    assert wider["states"] is not first["states"] and wider["gates"] is first["gates"]
+    longer = draw(_pictured(1.0, steps=31), "epoch 3", keep=True)
+    assert all(longer[name] is not wider[name] for name in longer)

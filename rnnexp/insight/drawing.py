@@ -49,18 +49,24 @@ def picture_title(title: str, when: str) -> str:
     return f"{title}, {when}" if title else when
 
 
-def draw(values: Any, title: Optional[str] = None) -> dict[str, Any]:
+def draw(values: Any, title: Optional[str] = None, keep: bool = False) -> dict[str, Any]:
     """name -> matplotlib Figure: "states", "gradients_through_time" and, for an LSTM or a GRU,
-    "gates". `values` is a `Pictured` (or an `Insight`'s replay with its gradients and labels)."""
+    "gates". `values` is a `Pictured` (or an `Insight`'s replay with its gradients and labels).
+    `keep`: the figures drawn last time are refilled where the values keep their layout
+    (rnnexp.insight.refill: the drawing process, which draws the same figures every few epochs)."""
     from rnnexp.insight import figures as fg
+    from rnnexp.insight import refill as rf
 
-    drawn = {"states": fg.states_figure(values, values.labels, title=title),
-             "gradients_through_time": fg.gradients_figure(values.gradients, values.labels, values.readout_at_end,
-                                                           title=title)}
-    gates = fg.gates_figure(values, values.labels, title=title)
-    if gates is not None:
-        drawn["gates"] = gates
-    return drawn
+    labels, gradients, at_end = values.labels, values.gradients, values.readout_at_end
+    figures = {"states": (lambda: fg.states_figure(values, labels, title=title),
+                          lambda fig: rf.refill_states(fig, values, labels, title)),
+               "gradients_through_time": (lambda: fg.gradients_figure(gradients, labels, at_end, title=title),
+                                          lambda fig: rf.refill_gradients(fig, gradients, labels, at_end, title)),
+               "gates": (lambda: fg.gates_figure(values, labels, title=title),
+                         lambda fig: rf.refill_gates(fig, values, labels, title))}
+    drawn = {name: rf.kept_figure(name, build, refill) if keep else build()
+             for name, (build, refill) in figures.items()}
+    return {name: fig for name, fig in drawn.items() if fig is not None}  # (no gates: a plain RNN)
 
 
 @dataclass
@@ -89,7 +95,8 @@ def draw_epoch(values: Pictured, epoch: int, title: str = "", pngs: Optional[Pat
     from rnnexp.insight.figures import figure_to_rgb, gate_saturation
 
     when = f"epoch {epoch}" if pngs is None else f"final model, after epoch {epoch}"
-    images = {name: encode_png(figure_to_rgb(fig)) for name, fig in draw(values, picture_title(title, when)).items()}
+    drawn = draw(values, picture_title(title, when), keep=True)
+    images = {name: encode_png(figure_to_rgb(fig)) for name, fig in drawn.items()}
     for name, png in images.items() if pngs is not None else ():
         Path(pngs).mkdir(parents=True, exist_ok=True)
         atomic_write(Path(pngs) / FILES[name], lambda f, data=png.data: f.write(data))

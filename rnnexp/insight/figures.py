@@ -104,13 +104,23 @@ def _heatmap(fig: Figure, ax, values: np.ndarray, labels: Sequence[str], title: 
     bar's tick labels (their width is part of the figure's layout)."""
     limit, beyond = colour_limit(values)
     image = ax.imshow(values, aspect="auto", cmap=CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
-    if beyond:
-        title += f" (colours saturate at ±{limit:.3g}: {beyond} larger values, up to {np.abs(values).max():.3g})"
-    ax.set_title(title, fontsize=10, y=1.0)
+    ax.set_title(heatmap_title(title, values, limit, beyond), fontsize=10, y=1.0)
     ax.set_ylabel("unit")
     label_time_axis(ax, labels)
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01, extend="both" if beyond else "neither")
+    fig.rnnexp_parts = [*getattr(fig, "rnnexp_parts", []), (ax, image, bar)]  # (what rnnexp.insight.refill updates)
+    return bar_labels(bar, beyond)
+
+
+def bar_labels(bar, beyond: int) -> tuple[Any, ...]:
+    """A colour bar's tick labels and whether it extends: part of its figure's layout."""
     return (bool(beyond), *bar.ax.yaxis.get_major_formatter().format_ticks(bar.get_ticks()))
+
+
+def heatmap_title(title: str, values: np.ndarray, limit: float, beyond: int) -> str:
+    if beyond:
+        title += f" (colours saturate at ±{limit:.3g}: {beyond} larger values, up to {np.abs(values).max():.3g})"
+    return title
 
 
 def top_units(values: np.ndarray, keep: int) -> tuple[np.ndarray, str]:
@@ -126,9 +136,8 @@ def _width(steps: int) -> float:
     return min(20.0, max(6.0, 2.0 + 0.22 * steps))
 
 
-def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Optional[str] = None) -> Figure:
-    """Every hidden unit over time for sample `sample` of the replay; an LSTM gets its cell
-    states too; one panel per layer (bottom layer first)."""
+def state_panels(rep: Replay, sample: int = 0) -> list[tuple[np.ndarray, str]]:
+    """(units, steps) values and the title of each panel of the states figure."""
     panels: list[tuple[np.ndarray, str]] = []
     count = len(rep.layers)
     for k, layer in enumerate(rep.layers):
@@ -138,6 +147,13 @@ def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Op
         if layer.c is not None:
             c, which = top_units(_numpy(layer.c[sample]).T, SHOWN_UNITS)
             panels.append((c, f"cell states c{where}{which}"))
+    return panels
+
+
+def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Optional[str] = None) -> Figure:
+    """Every hidden unit over time for sample `sample` of the replay; an LSTM gets its cell
+    states too; one panel per layer (bottom layer first)."""
+    panels = state_panels(rep, sample)
     units = panels[0][0].shape[0]
     per_panel = min(6.0, max(1.8, 0.12 * units + 1.2))
     height = min(18.0, per_panel * len(panels)) + (0.4 if title else 0.0)
@@ -145,11 +161,17 @@ def states_figure(rep: Replay, labels: Sequence[str], sample: int = 0, title: Op
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     limits = [_heatmap(fig, ax, values, labels, panel_title) for ax, (values, panel_title) in zip(axes, panels)]
-    fig.rnnexp_layout = ("states", fig.get_size_inches().tobytes(), tuple(labels), bool(title), tuple(limits),
-                         tuple(v.shape[0] for v, _ in panels))
+    fig.rnnexp_layout = states_layout(fig, labels, title, limits, panels)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def states_layout(fig: Figure, labels: Sequence[str], title: Optional[str], limits: Sequence[Any],
+                  panels: Sequence[tuple[np.ndarray, str]]) -> tuple[Any, ...]:
+    """What the states figure's layout depends on (its colour bars' tick labels among it)."""
+    return ("states", fig.get_size_inches().tobytes(), tuple(labels), bool(title), tuple(limits),
+            tuple(values.shape[0] for values, _ in panels))
 
 
 def gradients_figure(norms: Any, labels: Sequence[str],
@@ -162,14 +184,15 @@ def gradients_figure(norms: Any, labels: Sequence[str],
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     positive = values > 0
+    fig.rnnexp_parts = []  # (what rnnexp.insight.refill updates)
     if positive.any():
-        ax.semilogy(steps[positive], values[positive], marker="o", markersize=3, linewidth=1.2)
+        line, = ax.semilogy(steps[positive], values[positive], marker="o", markersize=3, linewidth=1.2)
+        fig.rnnexp_parts.append(line)
         zero = values == 0
         if zero.any():  # underflowed to exactly 0: a log axis would drop them; marked at its floor
-            floor = float(values[positive].min()) / 10
-            ax.plot(steps[zero], np.full(int(zero.sum()), floor), linestyle="none", marker="v", color="C3",
-                    markersize=6, label=f"exactly 0 ({int(zero.sum())} steps: underflow)")
-            ax.legend(loc="lower right", fontsize=8)
+            marks, = ax.plot(*zero_marks(values), linestyle="none", marker="v", color="C3", markersize=6,
+                             label=zero_label(values))
+            fig.rnnexp_parts += [marks, ax.legend(loc="lower right", fontsize=8)]
     else:
         ax.text(0.5, 0.5, "no gradient reaches the hidden states (nothing scored?)",
                 transform=ax.transAxes, ha="center", va="center")
@@ -182,10 +205,26 @@ def gradients_figure(norms: Any, labels: Sequence[str],
         top = ax.secondary_xaxis("top", functions=(lambda t: last - t, lambda s: last - s))
         top.set_xlabel("steps before the readout")
     ax.set_title(title or "gradients through time", fontsize=10)
-    spread = np.log10(values[positive]) if positive.any() else np.zeros(1)
-    fig.rnnexp_layout = ("gradients", len(values), tuple(labels), readout_at_end, bool((values == 0).any()),
-                         math.floor(spread.min()), math.floor(spread.max()))
+    fig.rnnexp_layout = gradients_layout(values, labels, readout_at_end)
     return fig
+
+
+def gradients_layout(values: np.ndarray, labels: Sequence[str], readout_at_end: bool) -> tuple[Any, ...]:
+    """What the gradients figure's layout depends on (the decades its log axis spans among it)."""
+    positive = values > 0
+    spread = np.log10(values[positive]) if positive.any() else np.zeros(1)
+    return ("gradients", len(values), tuple(labels), readout_at_end, bool(positive.any()), bool((values == 0).any()),
+            math.floor(spread.min()), math.floor(spread.max()))
+
+
+def zero_marks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The steps whose gradient is exactly 0, at a tenth of the smallest positive one."""
+    zero = values == 0
+    return np.flatnonzero(zero), np.full(int(zero.sum()), float(values[values > 0].min()) / 10)
+
+
+def zero_label(values: np.ndarray) -> str:
+    return f"exactly 0 ({int((values == 0).sum())} steps: underflow)"
 
 
 def gate_saturation(rep: Replay, sample: Optional[int] = None, low: float = LOW,
@@ -216,12 +255,12 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
     FigureCanvasAgg(fig)
     axes = fig.subplots(count, 2, squeeze=False, width_ratios=[3, 1])
     colours = {name: f"C{i}" for i, name in enumerate(names)}
+    fig.rnnexp_parts = []  # per layer: its gate lines, bars and their labels (what rnnexp.insight.refill updates)
     for k, layer in enumerate(rep.layers):
         where = f" (layer {k + 1} of {count})" if count > 1 else ""
         ax, bars = axes[k]
-        for name in names:
-            ax.plot(_numpy(layer.gates[name][sample]).mean(-1), label=_GATE_TITLES.get(name, name),
-                    color=colours[name], marker="o", markersize=2.5, linewidth=1.2)
+        lines = [ax.plot(_numpy(layer.gates[name][sample]).mean(-1), label=_GATE_TITLES.get(name, name),
+                         color=colours[name], marker="o", markersize=2.5, linewidth=1.2)[0] for name in names]
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("mean over units")
         ax.set_title(f"gates{where}", fontsize=10, y=1.0)
@@ -231,11 +270,12 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
         rows = np.arange(len(names))
         closed = np.array([shares[(k, n)][0] for n in names])
         opened = np.array([shares[(k, n)][1] for n in names])
-        bars.barh(rows, closed, color="#2b5d8a", label=f"closed (< {LOW})")
-        bars.barh(rows, opened, left=closed, color="#e8a33d", label=f"open (> {HIGH})")
-        bars.barh(rows, 1 - closed - opened, left=closed + opened, color="#dddddd", label="in between")
-        for row, (c, o) in enumerate(zip(closed, opened)):
-            bars.text(0.99, row, f"{c:.0%} / {o:.0%}", ha="right", va="center", fontsize=8)
+        stacks = [bars.barh(rows, closed, color="#2b5d8a", label=f"closed (< {LOW})"),
+                  bars.barh(rows, opened, left=closed, color="#e8a33d", label=f"open (> {HIGH})"),
+                  bars.barh(rows, 1 - closed - opened, left=closed + opened, color="#dddddd", label="in between")]
+        texts = [bars.text(0.99, row, share_text(c, o), ha="right", va="center", fontsize=8)
+                 for row, (c, o) in enumerate(zip(closed, opened))]
+        fig.rnnexp_parts.append((lines, stacks, texts))
         bars.set_yticks(rows)
         bars.set_yticklabels(list(names))
         bars.invert_yaxis()
@@ -246,8 +286,16 @@ def gates_figure(rep: Replay, labels: Sequence[str], sample: int = 0,
             bars.legend(loc="lower center", bbox_to_anchor=(0.5, 1.12), fontsize=7, ncols=1)
     if title:
         fig.suptitle(title)
-    fig.rnnexp_layout = ("gates", rep.cell, count, tuple(labels), bool(title))
+    fig.rnnexp_layout = gates_layout(rep, labels, title)
     return fig
+
+
+def gates_layout(rep: Replay, labels: Sequence[str], title: Optional[str]) -> tuple[Any, ...]:
+    return ("gates", rep.cell, len(rep.layers), tuple(labels), bool(title))
+
+
+def share_text(closed: float, opened: float) -> str:
+    return f"{closed:.0%} / {opened:.0%}"
 
 
 #: A run draws the same figures every few epochs, and matplotlib's constrained layout is over half
