@@ -184,12 +184,18 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
             f"first: {failed[0]['job']}: {failed[0]['error'] or failed[0]['status']}")
 
 
+#: Launchers whose workers end in atexit hooks: a sweep run with one of them exits the usual way.
+ATEXIT_LAUNCHERS = ("joblib", "submitit", "ray")
+
+
 def console() -> None:
     """The `rnnexp` command (and `python -m rnnexp`): `main()`, then, for a single run, an exit
     without the interpreter's teardown. Everything is written and closed by then (results,
     checkpoints, TensorBoard, run.log, the lock; the drawing process has ended), and unloading
-    torch's modules one by one would only add ~0.45 s to every command (issue 20). A sweep exits
-    the usual way: its launchers' workers end in their own atexit hooks."""
+    torch's modules one by one would only add ~0.45 s to every command (issue 20). So does a sweep
+    of rnnexp's own launcher (its helpers have ended; with the summary's matplotlib and scipy the
+    teardown took ~2 s); one of another launcher (joblib, submitit) exits the usual way: their
+    workers end in their own atexit hooks."""
     try:
         main()
         code: object = 0
@@ -199,7 +205,7 @@ def console() -> None:
             end_children()
             raise
     end_children()
-    if sweep.current_sweep_dir is not None:
+    if sweep.current_sweep_dir is not None and any(name in sys.modules for name in ATEXIT_LAUNCHERS):
         return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

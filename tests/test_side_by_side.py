@@ -181,3 +181,34 @@ def test_a_sweep_of_a_few_seconds_starts_no_helper(tmp_path):
     assert len(runs) == 2 and len({r["provenance"]["pid"] for r in runs.values()}) == 1
     assert all((sweep / name / "states.png").is_file() for name in runs)
     assert all("pictures: by a process of their own" in (sweep / name / "run.log").read_text() for name in runs)
+
+
+def test_this_process_gets_the_summary_ready_while_a_helper_trains_the_last_unit(monkeypatch):
+    """Out of units while a helper still trains, this process imports and warms up what the summary
+    needs (~1 s of a sweep's end otherwise); with nothing to wait for, it does not."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rnnexp.sweep import side_by_side as sbs
+
+    class Threads(ThreadPoolExecutor):  # (the helper, as a thread: its unit's work is a sleep)
+        def __init__(self, max_workers, mp_context=None, initializer=None, initargs=()):
+            super().__init__(max_workers)
+
+    def helper_unit(unit):
+        time.sleep(1.0)
+        return pickle.dumps(({unit[0]: unit[0]}, []))
+
+    monkeypatch.setattr(sbs, "ProcessPoolExecutor", Threads)
+    monkeypatch.setattr(sbs, "helper_unit", helper_unit)
+    monkeypatch.setattr(sbs, "HELPER_AFTER_S", 0.0)
+    for work, expected in ((0.3, ["ready"]), (3.0, [])):  # (this process's units last longer than the helper's)
+        events = []
+
+        def run_unit(unit, work=work):
+            time.sleep(work)
+            return {unit[0]: unit[0]}, []
+
+        runs = sbs.run_side_by_side(Units([[0], [1]]), run_unit, helpers=1, payload=b"", stop_signal=lambda: 0,
+                                    while_waiting=lambda: events.append("ready"))
+        assert sorted(runs) == [0, 1] and events == expected

@@ -108,7 +108,7 @@ def test_the_last_epochs_tensorboard_pictures_and_the_files_are_drawn_once(run_c
     monkeypatch.setattr(callback, "drawing_pool", BusyPool)  # ... by a process still busy at the end
     calls = []
     real = drawing.draw
-    monkeypatch.setattr(drawing, "draw", lambda values, title=None: calls.append(title) or real(values, title))
+    monkeypatch.setattr(drawing, "draw", lambda values, title=None, keep=False: calls.append(title) or real(values, title, keep))
     run_cfg(tmp_path, "train.epochs=2", "train.target_accuracy=null", "train.insight_every=1", "task.train_size=64")
     assert [t.rsplit(", ", 1)[-1] for t in calls] == ["epoch 1", "after epoch 2"]
     assert all((tmp_path / "run" / name).read_bytes()[:4] == b"\x89PNG" for name in drawing.FILES.values())

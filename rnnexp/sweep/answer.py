@@ -39,10 +39,10 @@ def t_interval(values: list[float], bounds: tuple[float, float] = (-math.inf, ma
     `bounds`, and whether it was clipped."""
     if len(values) < 2:
         return None
-    from scipy import stats
+    from scipy.special import stdtrit  # (scipy.stats.t.ppf is this function; importing scipy.stats costs 0.4 s more)
 
     mean, sd = statistics.fmean(values), statistics.stdev(values)
-    half = stats.t.ppf(0.975, len(values) - 1) * sd / math.sqrt(len(values))
+    half = stdtrit(len(values) - 1, 0.975) * sd / math.sqrt(len(values))
     low, high = max(bounds[0], mean - half), min(bounds[1], mean + half)
     return low, high, (low, high) != (mean - half, mean + half)
 

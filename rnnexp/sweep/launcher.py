@@ -105,8 +105,10 @@ class PackingLauncher(BasicLauncher):
         else:
             log.info(f"up to {workers} units at a time, packed groups or single jobs ({why}; a helper "
                      f"process starts after {HELPER_AFTER_S:g} s)")
+            from rnnexp.sweep.summary import get_ready
+
             runs = run_side_by_side(units, self.run_unit, workers - 1, self._payload(), _stop_signal,
-                                    cores_free if n_jobs_setting(self.config) == "auto" else None)
+                                    cores_free if n_jobs_setting(self.config) == "auto" else None, get_ready)
         missing = [i for i in range(len(job_overrides)) if i not in runs]
         if missing:  # (units that never started: the sweep was stopped)
             from rnnexp.errors import Interrupted

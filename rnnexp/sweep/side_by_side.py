@@ -48,7 +48,14 @@ class Units:
         self._cond = threading.Condition()
         self._stopped = stopped  # (a stop of the sweep closes the queue: looked at while waiting too)
 
-    def take(self) -> Optional[Unit]:
+    def take(self, while_waiting: Optional[Callable[[], None]] = None) -> Optional[Unit]:
+        """The next unit; None when there is none and none can come back. `while_waiting` runs (here,
+        outside the lock) where the caller would otherwise wait for a running unit to end."""
+        if while_waiting is not None:
+            with self._cond:
+                waiting = not self._heap and self._running and not self._closed and not self._stopped()
+            if waiting:
+                while_waiting()
         with self._cond:
             while not self._heap and self._running and not self._closed and not self._stopped():
                 self._cond.wait(timeout=0.2)
@@ -92,11 +99,13 @@ def running_units() -> int:
 
 
 def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: bytes,
-                     stop_signal: Callable[[], int], cores_free: Optional[Callable[[], int]] = None) -> dict[int, JobReturn]:
+                     stop_signal: Callable[[], int], cores_free: Optional[Callable[[], int]] = None,
+                     while_waiting: Callable[[], None] = lambda: None) -> dict[int, JobReturn]:
     """Run `units` in this process and in up to `helpers` spawned processes; `payload`: what a helper
     needs to run a unit (`helper_unit`), pickled once; `cores_free`: where given, helper n starts
-    only if at least n + 2 cores are free when it would (after HELPER_AFTER_S). Raises what a unit
-    raised (after the others ended), the stop first."""
+    only if at least n + 2 cores are free when it would (after HELPER_AFTER_S); `while_waiting`:
+    what this process does once no unit is left for it while helpers still train (the summary's
+    imports). Raises what a unit raised (after the others ended), the stop first."""
     runs: dict[int, JobReturn] = {}
     errors: list[BaseException] = []
     executor = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context("spawn"),
@@ -139,12 +148,23 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
                 _RUNNING["units"] -= 1
                 units.done(given_back)
 
+    ready: list[bool] = []
+
+    def get_ready() -> None:
+        """(once: the first time this process waits for the helpers' units)"""
+        if not ready:
+            ready.append(True)
+            try:
+                while_waiting()
+            except Exception:  # noqa: BLE001 - a head start, never the sweep's end
+                pass
+
     threads = [threading.Thread(target=feed, args=(n,), name=f"rnnexp-helper-{n}", daemon=True) for n in range(helpers)]
     first = units.take()  # (this process starts at once; a helper is ready after its imports, ~2 s)
     for thread in threads:
         thread.start()
     try:
-        while (unit := first or units.take()) is not None:
+        while (unit := first or units.take(get_ready)) is not None:
             first = None
             given_back = []
             try:

@@ -406,6 +406,22 @@ def count_line(rows: list[dict[str, Any]]) -> str:
     return f"{len(rows)} jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
+def get_ready() -> None:
+    """Import what the summary draws and computes with (matplotlib, scipy: ~1 s), and draw once (its
+    fonts): a sweep's process does it while its helpers train the last units, not after."""
+    import io
+
+    from rnnexp.sweep.answer import t_interval
+    from rnnexp.sweep.plot import plt
+
+    t_interval([0.0, 1.0])  # (scipy's t quantile)
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1], marker="o", label="warm-up")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
 def summarise_after_sweep(sweep_dir: Any) -> list[dict[str, Any]]:
     try:
         return summarise(Path(str(sweep_dir)))
