@@ -152,3 +152,23 @@ def test_the_command_ends_with_its_pictures_and_leaves_no_process_behind(tmp_pat
     left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert not left, "the drawing process ended with the command"
     assert "result: " in out + err
+
+
+def test_a_sweeps_jobs_start_from_the_configs_the_sweeper_composed_to_check_them(tmp_path, monkeypatch, capsys):
+    """Hydra's sweeper composes every job's config before the launch (~85 ms each); the launcher keeps
+    those and does not compose them again."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    from tests.test_cli import run_main
+
+    composed, real = [], ConfigLoaderImpl.load_sweep_config
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config",
+                        lambda self, master_config, sweep_overrides: composed.append(tuple(sweep_overrides))
+                        or real(self, master_config, sweep_overrides))
+    code, _, err = run_main(monkeypatch, capsys, tmp_path, "-m", "train.seed=1,2", "model=rnn,lstm", "train.epochs=1",
+                            "train.pack_seeds=off", "task.train_size=64", "task.val_size=100", "task.test_size=100",
+                            "train.insight_every=0", "hydra.launcher.n_jobs=1", f"hydra.sweep.dir={tmp_path / 'S'}")
+    assert code == 0, err
+    jobs = [j for j in composed if any(o.startswith("train.seed=") for o in j)]
+    assert len(jobs) == 4 and len(set(jobs)) == 4, jobs
+    assert len(list((tmp_path / "S").glob("*/results.json"))) == 4
