@@ -183,24 +183,35 @@ def test_a_sweep_of_a_few_seconds_starts_no_helper(tmp_path):
     assert all("pictures: by a process of their own" in (sweep / name / "run.log").read_text() for name in runs)
 
 
-def test_this_process_gets_the_summary_ready_while_a_helper_trains_the_last_unit(monkeypatch):
-    """Out of units while a helper still trains, this process imports and warms up what the summary
-    needs (~1 s of a sweep's end otherwise); with nothing to wait for, it does not."""
+def helper_threads(monkeypatch, seconds: float) -> list:
+    """The helper process as a thread whose unit's work is a sleep; the units it ran."""
     import pickle
     from concurrent.futures import ThreadPoolExecutor
 
     from rnnexp.sweep import side_by_side as sbs
 
-    class Threads(ThreadPoolExecutor):  # (the helper, as a thread: its unit's work is a sleep)
+    class Threads(ThreadPoolExecutor):
         def __init__(self, max_workers, mp_context=None, initializer=None, initargs=()):
             super().__init__(max_workers)
 
+    ran = []
+
     def helper_unit(unit):
-        time.sleep(1.0)
+        time.sleep(seconds)
+        ran.append(unit[1])
         return pickle.dumps(({unit[0]: unit[0]}, []))
 
     monkeypatch.setattr(sbs, "ProcessPoolExecutor", Threads)
     monkeypatch.setattr(sbs, "helper_unit", helper_unit)
+    return ran
+
+
+def test_this_process_gets_the_summary_ready_while_a_helper_trains_the_last_unit(monkeypatch):
+    """Out of units while a helper still trains, this process imports and warms up what the summary
+    needs (~1 s of a sweep's end otherwise); with nothing to wait for, it does not."""
+    from rnnexp.sweep import side_by_side as sbs
+
+    helper_threads(monkeypatch, 1.0)
     monkeypatch.setattr(sbs, "HELPER_AFTER_S", 0.0)
     for work, expected in ((0.3, ["ready"]), (3.0, [])):  # (this process's units last longer than the helper's)
         events = []
@@ -212,3 +223,27 @@ def test_this_process_gets_the_summary_ready_while_a_helper_trains_the_last_unit
         runs = sbs.run_side_by_side(Units([[0], [1]]), run_unit, helpers=1, payload=b"", stop_signal=lambda: 0,
                                     while_waiting=lambda: events.append("ready"))
         assert sorted(runs) == [0, 1] and events == expected
+
+
+def test_a_sweep_that_plans_many_epochs_starts_its_helper_at_once(monkeypatch):
+    """A helper waits HELPER_AFTER_S (a sweep of a few short jobs runs alone), unless the plan is long:
+    then it starts at once and takes the second unit while this process trains the first."""
+    from omegaconf import OmegaConf
+
+    from rnnexp.sweep import side_by_side as sbs
+    from rnnexp.sweep.launcher import planned_epochs
+
+    configs = [OmegaConf.create({"train": {"epochs": 150}}), OmegaConf.create({"train": {"epochs": 50}}),
+               OmegaConf.create({"train": {"epochs": "${oops}"}}), OmegaConf.create({"task": {}})]
+    assert planned_epochs(configs) == 200 and sbs.helper_after(200) == 0.0
+    assert sbs.helper_after(planned_epochs(configs[1:])) == sbs.HELPER_AFTER_S
+    for after, helped in ((None, []), (0.0, [(1,)])):
+        ran = helper_threads(monkeypatch, 0.2)
+
+        def run_unit(unit):
+            time.sleep(0.5)
+            return {unit[0]: unit[0]}, []
+
+        runs = sbs.run_side_by_side(Units([[0], [1]]), run_unit, helpers=1, payload=b"", stop_signal=lambda: 0,
+                                    start_after=after)
+        assert sorted(runs) == [0, 1] and ran == helped

@@ -110,7 +110,7 @@ class PackingLauncher(BasicLauncher):
             self._keep_compositions()  # (for the sweeper's check of a next batch)
 
     def _launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from rnnexp.sweep.side_by_side import HELPER_AFTER_S, Units, run_side_by_side
+        from rnnexp.sweep.side_by_side import Units, helper_after, run_side_by_side
 
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -137,12 +137,13 @@ class PackingLauncher(BasicLauncher):
                 runs.update(done)
                 units.done(given_back)
         else:
+            after = helper_after(planned_epochs(self._composed.values()))
             log.info(f"up to {workers} units at a time, packed groups or single jobs ({why}; a helper "
-                     f"process starts after {HELPER_AFTER_S:g} s)")
+                     f"process starts {f'after {after:g} s' if after else 'at once'})")
             from rnnexp.sweep.summary import get_ready
 
             runs = run_side_by_side(units, self.run_unit, workers - 1, self._payload(), _stop_signal,
-                                    cores_free if n_jobs_setting(self.config) == "auto" else None, get_ready)
+                                    cores_free if n_jobs_setting(self.config) == "auto" else None, get_ready, after)
         missing = [i for i in range(len(job_overrides)) if i not in runs]
         if missing:  # (units that never started: the sweep was stopped)
             from rnnexp.errors import Interrupted
@@ -270,6 +271,17 @@ class PackingLauncher(BasicLauncher):
                 root.removeHandler(handler)
                 handler.close()
         return {i: _returned(collected[i], outcome) for i, outcome in zip(members, outcomes) if i is not None}
+
+
+def planned_epochs(configs: Any) -> int:
+    """train.epochs summed over the jobs' configs (0 for one that does not say)."""
+    total = 0
+    for config in configs:
+        try:
+            total += int(OmegaConf.select(config, "train.epochs", default=0) or 0)
+        except Exception:  # noqa: BLE001 - (an interpolation that does not resolve: its job says why)
+            pass
+    return total
 
 
 def side_by_side(config: DictConfig, jobs: int) -> tuple[int, str]:

@@ -89,6 +89,15 @@ _STOPS = {signal.SIGINT, signal.SIGTERM}
 #: A helper starts only once the sweep has run this long: spawning one costs ~2 s of imports, more
 #: than a sweep of a few one-second jobs takes, which then runs as before, in this process alone.
 HELPER_AFTER_S = 3.0
+#: ... unless the sweep plans at least this many epochs over its jobs (train.epochs summed): then it
+#: starts at once, and imports while this process starts the first unit (a study's second core
+#: otherwise idled its first ~5 s: lecture_qrsu's two long groups then ended apart).
+HELPER_AT_ONCE_EPOCHS = 200
+
+
+def helper_after(planned_epochs: int) -> float:
+    """Seconds into the sweep before a helper starts."""
+    return 0.0 if planned_epochs >= HELPER_AT_ONCE_EPOCHS else HELPER_AFTER_S
 #: Units this process runs at once (itself and its helpers with a unit): whether a job's pictures
 #: go to a drawing process (a core left free) follows what runs now.
 _RUNNING = {"units": 1}
@@ -100,10 +109,12 @@ def running_units() -> int:
 
 def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: bytes,
                      stop_signal: Callable[[], int], cores_free: Optional[Callable[[], int]] = None,
-                     while_waiting: Callable[[], None] = lambda: None) -> dict[int, JobReturn]:
+                     while_waiting: Callable[[], None] = lambda: None,
+                     start_after: Optional[float] = None) -> dict[int, JobReturn]:
     """Run `units` in this process and in up to `helpers` spawned processes; `payload`: what a helper
     needs to run a unit (`helper_unit`), pickled once; `cores_free`: where given, helper n starts
-    only if at least n + 2 cores are free when it would (after HELPER_AFTER_S); `while_waiting`:
+    only if at least n + 2 cores are free when it would (after `start_after` seconds, by default
+    HELPER_AFTER_S); `while_waiting`:
     what this process does once no unit is left for it while helpers still train (the summary's
     imports). Raises what a unit raised (after the others ended), the stop first."""
     runs: dict[int, JobReturn] = {}
@@ -111,12 +122,12 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
     executor = ProcessPoolExecutor(max_workers=helpers, mp_context=get_context("spawn"),
                                    initializer=_start_helper, initargs=(payload,))
 
-    started = time.monotonic()
+    started, wait = time.monotonic(), HELPER_AFTER_S if start_after is None else start_after
 
     def feed(n: int) -> None:
         """One thread per helper: hands it units while there are any, and passes a stop on."""
         passed_on = False
-        while time.monotonic() - started < HELPER_AFTER_S and not units.finished():
+        while time.monotonic() - started < wait and not units.finished():
             time.sleep(0.05)
         if units.finished() or (cores_free is not None and cores_free() < n + 2):
             return  # (the sweep is done, or other processes keep the core busy: this one goes on alone)
