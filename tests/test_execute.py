@@ -140,3 +140,39 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
     args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]
     resumed, clean = resumed_and_clean(run_cfg, tmp_path, monkeypatch, args, look=25)  # (a stop in epoch 2)
     assert resumed["history"] == clean["history"] and resumed["test"] == clean["test"]
+
+
+def test_learning_to_execute_mixes_per_example_over_lengths_and_nestings(compose_cfg):
+    """The paper's mix: each example's length and nesting uniformly up to the target; combined: 1 in
+    5 so, the rest the naive stage's. (Programs are padded to one width: examples of any stage share
+    a batch.)"""
+    import re
+
+    from rnnexp.engine.curriculum import curriculum_callbacks
+    from rnnexp.tasks import fixed_sets
+    from rnnexp.tasks.execute import PROGRAM_CHARS
+
+    def epoch(strategy):
+        run, task = task_of(compose_cfg, "task.length=3", "task.nesting=2", "train.curriculum=[1,2]",
+                            f"train.curriculum_strategy={strategy}")
+        for callback in curriculum_callbacks(run.train.curriculum, 0.95, strategy, task):
+            callback.on_fit_start(type("E", (), {"task": task, "state": type("S", (), {"epoch": 1, "global_step": 0})()})())
+        drawn, real = [], fixed_sets.FixedSetTask.draw_part
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(fixed_sets.FixedSetTask, "draw_part", lambda self, cfg, n, generator, part: drawn.append(
+                (cfg.length, cfg.nesting, n)) or real(self, cfg, n, generator, part))
+            batches = list(task.epoch_batches(1))
+        digits = [[max(len(d) for d in re.findall(r"\d+", "".join(PROGRAM_CHARS[int(k)] for k in row[:int(n)])))
+                   for row, n in zip(b.inputs, b.lengths)] for b in batches]
+        return drawn, digits, [b.inputs.shape[0] for b in batches]
+
+    drawn, digits, sizes = epoch("mix")
+    mixed = {(length, nesting): n for length, nesting, n in drawn[1:]}  # (the first: the current stage's rows)
+    assert set(mixed) == {(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)}, "every length x every nesting"
+    assert sum(mixed.values()) == 640 and min(mixed.values()) > 640 / 6 / 2
+    assert all(len(set(batch)) == 3 for batch in digits), "each batch mixes lengths 1-3"
+    assert sum(sizes) == 640 and len(set(sizes)) == 1
+    drawn, digits, _ = epoch("combined")
+    share = sum(n for *_, n in drawn[1:]) / 640
+    assert 0.1 < share < 0.3 and drawn[0][:2] == (1, 2), "combined: ~1 in 5 mixed, the rest stage 1 at the target nesting"
+    assert epoch("combined")[1] == digits, "the epoch's own streams: a resume draws the same"

@@ -154,9 +154,15 @@ class Task:
         the target), the rest from the current stage (train.curriculum_strategy=mix|combined)."""
         self.mixing = (list(stages), share)
 
+    def mix_configs(self, stages: list[Any]) -> list[tuple[Any, Any]]:
+        """(stage, its task config) of every stage a mixing curriculum draws from uniformly (None:
+        the target). A task may add its own dimensions (execute: the nesting)."""
+        return [(stage, self.cfg if stage is None else self.stage_config(self.cfg, stage)) for stage in stages]
+
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """What the engine trains on in epoch `epoch`: `train_batches`, or under a mixing curriculum
-        each batch from its own stage, chosen by the epoch's own stream (an exact resume)."""
+        each batch from its own stage, chosen by the epoch's own stream (an exact resume). (Per
+        batch: the stages of most tasks differ in shape; see FixedSetTask for per example.)"""
         mixing = getattr(self, "mixing", None)
         if mixing is None:
             return self.train_batches(epoch)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import random
 import signal
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator, Optional
 
 from rnnexp.errors import ConfigError, require, require_choice
@@ -126,7 +126,15 @@ class ExecuteTask(WritesSequence, FixedSetTask):
     input_size, vocab_size, num_classes = 0, len(TOKENS), len(ANSWER_CHARS)
     symbol_labels = ANSWER_CHARS
 
+    mixes_examples = True  # (programs and answers are padded to one width at every length and nesting)
+
     # -- data --------------------------------------------------------------------------------
+    def mix_configs(self, stages: list[Any]) -> list[tuple[Any, Any]]:
+        """The paper's mix: each example's length (the curriculum's stages and the target's) and,
+        for programs of every operation, its nesting (1 to the target's), uniformly."""
+        nestings = [self.cfg.nesting] if self.cfg.operations == "addition" else range(1, self.cfg.nesting + 1)
+        return [(stage, replace(cfg, nesting=nesting)) for stage, cfg in super().mix_configs(stages) for nesting in nestings]
+
     def draw(self, cfg: ExecuteConfig, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, PROGRAM_WIDTH) program characters and (n, ANSWER_WIDTH) answers (-1 padded); the
         programs come from a Python generator seeded by `generator` (one number per draw)."""

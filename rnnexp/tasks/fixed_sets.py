@@ -39,7 +39,7 @@ from typing import Any, Iterator, Optional
 from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
                                split_generator, stage_generator)
-from rnnexp.tasks.splits import SHARES, distinct, draw_in_part, split_report
+from rnnexp.tasks.splits import SHARES, distinct, draw_in_part, split_report, stream
 
 EVAL_BATCH = 500    # held-out batch size, fixed so val/test never depend on train.batch_size
 MIN_PART = 100      # a space is hash-split when its smallest part holds at least this many sequences
@@ -117,6 +117,34 @@ class FixedSetTask(Task):
 
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.train_size, self.batch_size)
+
+    #: Whether the examples of every curriculum stage have one shape (execute: programs padded to
+    #: one width), so that a mixing curriculum mixes them per example, as Learning to Execute does.
+    mixes_examples = False
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """Under a mixing curriculum and `mixes_examples`: each example from its own stage (the
+        share `train.curriculum_strategy` mixes, a stage chosen uniformly among `mix_configs`), the
+        rest from the current stage, in the epoch's own streams (an exact resume)."""
+        mixing = getattr(self, "mixing", None)
+        if mixing is None or not self.mixes_examples:
+            return super().epoch_batches(epoch)
+        stages, share = mixing
+        configs, n, cfg = self.mix_configs(stages), self.cfg.train_size, self.train_cfg
+        chooser = stream(self.seed, "mix", epoch)
+        mixed = torch.rand(n, generator=chooser) < share
+        picks = torch.randint(len(configs), (n,), generator=chooser)
+        rows = tuple(t.clone() for t in self.draw_part(cfg, n, epoch_generator(self.seed, epoch), "train"))
+        for k in sorted(set(picks[mixed].tolist())):
+            stage, stage_cfg = configs[k]
+            where = mixed & (picks == k)
+            drawn = self.draw_part(stage_cfg, int(where.sum()), stream(self.seed, "mixed_examples", epoch * 1024 + k),
+                                   "train")
+            for row, values in zip(rows, drawn):
+                row[where] = values
+            if stage is not None and stage not in self.stages_seen:
+                self.stages_seen.append(stage)
+        return self.batches(cfg, rows, self.batch_size)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
         if split == "stage":

@@ -31,7 +31,7 @@ from rnnexp.errors import ConfigError
 from rnnexp.lazy import torch  # on first use: config checks need no torch
 
 #: The purposes a stream is drawn for (the first number of its spawn key).
-PURPOSES = {"weights": 0, "train": 1, "val": 2, "test": 3, "stage": 4, "mix": 5}
+PURPOSES = {"weights": 0, "train": 1, "val": 2, "test": 3, "stage": 4, "mix": 5, "mixed_examples": 6}
 #: The parts of a hash split and the share of every space each one takes.
 PARTS = ("train", "val", "test")
 SHARES = {"train": 0.70, "val": 0.15, "test": 0.15}
