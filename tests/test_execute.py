@@ -132,9 +132,11 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
 
     with pytest.raises(ConfigError, match="train.curriculum_strategy=mix mixes the stages of train.curriculum"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=mix"))
-    with pytest.raises(ConfigError, match=r"train.curriculum\[0\]='easy' is not a valid task.length: use values of "
-                                          r"task.length's kind, e.g. train.curriculum=\[4\]"):
+    with pytest.raises(ConfigError, match=r"train.curriculum\[0\]='easy' is not a valid task.length: a stage of "
+                                          r"task=execute is a length \(3\) or a length and a nesting \(3x2\)"):
         load_run_config(compose_cfg("task=execute", "train.curriculum=[easy]"))
+    with pytest.raises(ConfigError, match=r"train.curriculum\[1\]='2x7' is not a valid task.length: .*nesting <= 4"):
+        load_run_config(compose_cfg("task=execute", "train.curriculum=[1x1,2x7]"))
     with pytest.raises(ConfigError, match="train.curriculum_strategy='ordered' is invalid"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=ordered"))
     args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]
@@ -176,3 +178,18 @@ def test_learning_to_execute_mixes_per_example_over_lengths_and_nestings(compose
     share = sum(n for *_, n in drawn[1:]) / 640
     assert 0.1 < share < 0.3 and drawn[0][:2] == (1, 2), "combined: ~1 in 5 mixed, the rest stage 1 at the target nesting"
     assert epoch("combined")[1] == digits, "the epoch's own streams: a resume draws the same"
+
+
+def test_a_learning_to_execute_stage_is_a_length_or_a_length_and_a_nesting(compose_cfg):
+    """The paper's naive curriculum: the lengths at nesting 1, then again at nesting 2."""
+    from rnnexp.engine.curriculum import Curriculum
+
+    run, task = task_of(compose_cfg, "task.length=3", "task.nesting=2", "train.curriculum=[1x1,3x1,2]")
+    curriculum = Curriculum(run.train.curriculum, 0.95)
+    curriculum.on_fit_start(type("E", (), {"task": task, "state": type("S", (), {"epoch": 1, "global_step": 0})()})())
+    seen = []
+    for _ in range(4):
+        seen.append((task.train_cfg.length, task.train_cfg.nesting))
+        task.set_stage(run.train.curriculum[curriculum.position(task.stage) + 1]
+                       if curriculum.position(task.stage) + 1 < 3 else None)
+    assert seen == [(1, 1), (3, 1), (2, 2), (3, 2)], "stages, then the target"

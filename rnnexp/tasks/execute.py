@@ -32,6 +32,7 @@ A test checks every generated program with Python itself.
 from __future__ import annotations
 
 import random
+import re
 import signal
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -129,11 +130,25 @@ class ExecuteTask(WritesSequence, FixedSetTask):
     mixes_examples = True  # (programs and answers are padded to one width at every length and nesting)
 
     # -- data --------------------------------------------------------------------------------
+    @classmethod
+    def stage_config(cls, cfg: ExecuteConfig, value: Any) -> ExecuteConfig:
+        """A stage is a length (`3`) or a length and a nesting (`3x2`): the paper's naive curriculum
+        goes through the lengths at nesting 1, then again at nesting 2, and so on."""
+        if isinstance(value, str) and re.fullmatch(r"\d+x\d+", value):
+            length, nesting = (int(part) for part in value.split("x"))
+            return replace(cfg, length=length, nesting=nesting)
+        if isinstance(value, str):
+            raise ConfigError(f"stage {value!r} is invalid: a stage of task=execute is a length (3) or a length and "
+                              f"a nesting (3x2), e.g. train.curriculum=[1x1,2x1,1x2,2x2]")
+        return super().stage_config(cfg, value)
+
     def mix_configs(self, stages: list[Any]) -> list[tuple[Any, Any]]:
-        """The paper's mix: each example's length (the curriculum's stages and the target's) and,
+        """The paper's mix: each example's length (the curriculum's stages' and the target's) and,
         for programs of every operation, its nesting (1 to the target's), uniformly."""
+        lengths = sorted({cfg.length for _, cfg in super().mix_configs(stages)})
         nestings = [self.cfg.nesting] if self.cfg.operations == "addition" else range(1, self.cfg.nesting + 1)
-        return [(stage, replace(cfg, nesting=nesting)) for stage, cfg in super().mix_configs(stages) for nesting in nestings]
+        return [(f"{length}x{nesting}", replace(self.cfg, length=length, nesting=nesting))
+                for length in lengths for nesting in nestings]
 
     def draw(self, cfg: ExecuteConfig, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, PROGRAM_WIDTH) program characters and (n, ANSWER_WIDTH) answers (-1 padded); the
