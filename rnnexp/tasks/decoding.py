@@ -140,9 +140,9 @@ class WritesSequence:
     def prediction_text(self, outputs: Any, batch: Any) -> str:
         outputs = outputs[0] if isinstance(outputs, tuple) else outputs  # (predict's: the greedy ones)
         n = int(batch.mask[0].sum()) if batch.mask is not None else outputs.shape[1]
-        end = self.symbol_labels[-1]
-        written = "".join(self.symbol_labels[int(k)] for k in outputs[0, :n].argmax(-1))
+        end, separator = self.symbol_labels[-1], getattr(self, "symbol_separator", "")
+        written = [self.symbol_labels[int(k)] for k in outputs[0, :n].argmax(-1)]
         written = written[:written.index(end) + 1] if end in written else written  # (as scored: up to its end)
-        wanted = "".join(self.symbol_labels[int(k)] for k in batch.targets[0, :n])
+        wanted = [self.symbol_labels[int(k)] for k in batch.targets[0, :n]]
         right = sum(a == b for a, b in zip(written, wanted))
-        return f"prediction {written}, target {wanted}; {right} of {n} symbols right"
+        return f"prediction {separator.join(written)}, target {separator.join(wanted)}; {right} of {n} symbols right"
