@@ -184,8 +184,10 @@ def _summarise_failed_sweep(message: str) -> Optional[str]:
             f"first: {failed[0]['job']}: {failed[0]['error'] or failed[0]['status']}")
 
 
-#: Launchers whose workers end in atexit hooks: a sweep run with one of them exits the usual way.
-ATEXIT_LAUNCHERS = ("joblib", "submitit", "ray")
+def rnnexp_launcher_ran() -> bool:
+    """Whether this process's sweep ran on rnnexp's own launcher (its helpers end with it)."""
+    launcher = sys.modules.get("rnnexp.sweep.launcher")
+    return launcher is not None and launcher.LAUNCHED["sweep"]
 
 
 def console() -> None:
@@ -194,8 +196,8 @@ def console() -> None:
     checkpoints, TensorBoard, run.log, the lock; the drawing process has ended), and unloading
     torch's modules one by one would only add ~0.45 s to every command (issue 20). So does a sweep
     of rnnexp's own launcher (its helpers have ended; with the summary's matplotlib and scipy the
-    teardown took ~2 s); one of another launcher (joblib, submitit) exits the usual way: their
-    workers end in their own atexit hooks."""
+    teardown took ~2 s); one of another launcher (joblib, submitit, Hydra's basic one) exits the
+    usual way: their workers may end in their own atexit hooks."""
     try:
         main()
         code: object = 0
@@ -205,7 +207,7 @@ def console() -> None:
             end_children()
             raise
     end_children()
-    if sweep.current_sweep_dir is not None and any(name in sys.modules for name in ATEXIT_LAUNCHERS):
+    if sweep.current_sweep_dir is not None and not rnnexp_launcher_ran():
         return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

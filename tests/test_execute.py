@@ -169,7 +169,7 @@ def test_learning_to_execute_mixes_per_example_over_lengths_and_nestings(compose
         return drawn, digits, [b.inputs.shape[0] for b in batches]
 
     drawn, digits, sizes = epoch("mix")
-    mixed = {(length, nesting): n for length, nesting, n in drawn[1:]}  # (the first: the current stage's rows)
+    mixed = {(length, nesting): n for length, nesting, n in drawn}  # (each part drawn where it goes)
     assert set(mixed) == {(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2)}, "every length x every nesting"
     assert sum(mixed.values()) == 640 and min(mixed.values()) > 640 / 6 / 2
     assert all(len(set(batch)) == 3 for batch in digits), "each batch mixes lengths 1-3"
@@ -177,6 +177,7 @@ def test_learning_to_execute_mixes_per_example_over_lengths_and_nestings(compose
     drawn, digits, _ = epoch("combined")
     share = sum(n for *_, n in drawn[1:]) / 640
     assert 0.1 < share < 0.3 and drawn[0][:2] == (1, 2), "combined: ~1 in 5 mixed, the rest stage 1 at the target nesting"
+    assert sum(n for *_, n in drawn) == 640
     assert epoch("combined")[1] == digits, "the epoch's own streams: a resume draws the same"
 
 

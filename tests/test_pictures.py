@@ -126,12 +126,24 @@ def test_a_kept_figure_refilled_with_other_values_gives_the_pixels_of_one_built_
 
 
 def test_values_that_need_another_layout_get_a_new_figure(monkeypatch):
+    """... as does a kept figure whose layout was forgotten (figures.render keeps 64): it is drawn
+    without a layout engine, in the positions that layout gave."""
+    from rnnexp.insight import figures as fg
     from rnnexp.insight import refill
     from rnnexp.insight.drawing import draw
 
+    def drawn(values, title):
+        figures = draw(values, title, keep=True)
+        for fig in figures.values():
+            fg.render(fig)
+        return figures
+
     monkeypatch.setattr(refill, "_KEPT", {})
-    first = draw(_pictured(1.0), "epoch 1", keep=True)
-    wider = draw(_pictured(300.0), "epoch 2", keep=True)  # other colour-bar labels
+    monkeypatch.setattr(fg, "_LAYOUTS", {})
+    first = drawn(_pictured(1.0), "epoch 1")
+    wider = drawn(_pictured(300.0), "epoch 2")  # other colour-bar labels
     assert wider["states"] is not first["states"] and wider["gates"] is first["gates"]
-    longer = draw(_pictured(1.0, steps=31), "epoch 3", keep=True)
+    longer = drawn(_pictured(1.0, steps=31), "epoch 3")
     assert all(longer[name] is not wider[name] for name in longer)
+    fg._LAYOUTS.clear()
+    assert all(fig is not longer[name] for name, fig in drawn(_pictured(1.0, steps=31), "epoch 4").items())

@@ -233,10 +233,11 @@ def test_a_sweep_that_plans_many_epochs_starts_its_helper_at_once(monkeypatch):
     from rnnexp.sweep import side_by_side as sbs
     from rnnexp.sweep.launcher import planned_epochs
 
-    configs = [OmegaConf.create({"train": {"epochs": 150}}), OmegaConf.create({"train": {"epochs": 50}}),
+    configs = [OmegaConf.create({"train": {"epochs": 450}}), OmegaConf.create({"train": {"epochs": 50}}),
                OmegaConf.create({"train": {"epochs": "${oops}"}}), OmegaConf.create({"task": {}})]
-    assert planned_epochs(configs) == 200 and sbs.helper_after(200) == 0.0
+    assert planned_epochs(configs) == 500 and sbs.helper_after(500) == 0.0
     assert sbs.helper_after(planned_epochs(configs[1:])) == sbs.HELPER_AFTER_S
+    assert sbs.helper_after(200) == sbs.HELPER_AFTER_S, "rnnexp -m model=rnn,lstm: two jobs of 100 epochs at most"
     for after, helped in ((None, []), (0.0, [(1,)])):
         ran = helper_threads(monkeypatch, 0.2)
 

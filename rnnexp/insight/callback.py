@@ -168,9 +168,10 @@ class InsightCallback(Callback):
         insight = self._look(engine)
         if final:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.files_from = epoch
         self.pending.append((epoch, *self._submit(draw_epoch, as_arrays(insight), epoch, self.title,
                                                   self.run_dir if final else None)))
+        if final:
+            self.files_from = epoch  # (on their way: the end of training does not draw them again)
         self._collect(wait=False)
 
     def _save(self, engine: Any) -> None:

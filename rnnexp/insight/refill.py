@@ -23,11 +23,16 @@ _KEPT: dict[str, Any] = {}  # kind -> the last figure drawn of it
 
 
 def kept_figure(kind: str, build: Callable[[], Any], refill: Callable[[Any], bool]) -> Any:
-    """The kept figure of `kind` refilled (`refill(fig)` says whether the values kept its layout),
-    else a new one from `build()`, kept for next time."""
-    fig = _KEPT.get(kind)
-    if fig is not None and refill(fig):
-        return fig
+    """The kept figure of `kind` refilled (`refill(fig)` says whether the values kept its layout,
+    whose positions `figures.render` must still hold: a kept figure is drawn without a layout
+    engine), else a new one from `build()`, kept for next time."""
+    fig = _KEPT.pop(kind, None)
+    try:
+        if fig is not None and refill(fig) and fig.rnnexp_layout in fg._LAYOUTS:
+            _KEPT[kind] = fig
+            return fig
+    except Exception:  # noqa: BLE001 - (drawn afresh: a refill must never cost a picture)
+        pass
     fig = build()
     if fig is not None:
         _KEPT[kind] = fig

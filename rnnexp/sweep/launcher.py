@@ -69,6 +69,10 @@ def pack_refusal(cfg: DictConfig) -> Optional[str]:
     return model_family(run.model).pack_refusal(task_cls)
 
 
+#: Whether a sweep ran on this launcher in this process (the CLI then exits without the teardown).
+LAUNCHED = {"sweep": False}
+
+
 class PackingLauncher(BasicLauncher):
     def __init__(self, n_jobs: Any = "auto") -> None:
         super().__init__()
@@ -103,6 +107,7 @@ class PackingLauncher(BasicLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
+        LAUNCHED["sweep"] = True
         self._keep_compositions(False)
         try:
             return self._launch(job_overrides, initial_job_idx)

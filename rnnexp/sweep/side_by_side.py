@@ -89,10 +89,12 @@ _STOPS = {signal.SIGINT, signal.SIGTERM}
 #: A helper starts only once the sweep has run this long: spawning one costs ~2 s of imports, more
 #: than a sweep of a few one-second jobs takes, which then runs as before, in this process alone.
 HELPER_AFTER_S = 3.0
-#: ... unless the sweep plans at least this many epochs over its jobs (train.epochs summed): then it
-#: starts at once, and imports while this process starts the first unit (a study's second core
-#: otherwise idled its first ~5 s: lecture_qrsu's two long groups then ended apart).
-HELPER_AT_ONCE_EPOCHS = 200
+#: ... unless the sweep plans at least this many epochs over its jobs (train.epochs summed, a cap
+#: where a target stops them earlier): then it starts at once, and imports while this process starts
+#: the first unit (a study's second core otherwise idled its first ~5 s: lecture_qrsu's two long
+#: groups then ended apart). `rnnexp -m model=rnn,lstm` (2 x 100, stopped at the target within
+#: seconds) stays below it.
+HELPER_AT_ONCE_EPOCHS = 500
 
 
 def helper_after(planned_epochs: int) -> float:
@@ -254,6 +256,7 @@ def _start_helper(payload: bytes) -> None:
     _helper = launcher_class()
     _helper.setup(task_function=getattr(task_function, "__wrapped__", task_function), **setup)
     _helper.__dict__.update(state)
+    getattr(_helper, "_keep_compositions", lambda keep: None)(False)  # (it composes what it was not sent, and keeps nothing)
 
 
 def helper_unit(unit: Unit) -> bytes:

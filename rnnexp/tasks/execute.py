@@ -145,10 +145,12 @@ class ExecuteTask(WritesSequence, FixedSetTask):
     def mix_configs(self, stages: list[Any]) -> list[tuple[Any, Any]]:
         """The paper's mix: each example's length (the curriculum's stages' and the target's) and,
         for programs of every operation, its nesting (1 to the target's), uniformly."""
-        lengths = sorted({cfg.length for _, cfg in super().mix_configs(stages)})
+        lengths: dict[int, Any] = {}  # length -> the first stage of it (None: the target's), as reported
+        for stage, cfg in super().mix_configs(stages):
+            lengths.setdefault(cfg.length, stage)
         nestings = [self.cfg.nesting] if self.cfg.operations == "addition" else range(1, self.cfg.nesting + 1)
-        return [(f"{length}x{nesting}", replace(self.cfg, length=length, nesting=nesting))
-                for length in lengths for nesting in nestings]
+        return [(stage, replace(self.cfg, length=length, nesting=nesting))
+                for length, stage in sorted(lengths.items()) for nesting in nestings]
 
     def draw(self, cfg: ExecuteConfig, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, PROGRAM_WIDTH) program characters and (n, ANSWER_WIDTH) answers (-1 padded); the

@@ -134,16 +134,20 @@ class FixedSetTask(Task):
         chooser = stream(self.seed, "mix", epoch)
         mixed = torch.rand(n, generator=chooser) < share
         picks = torch.randint(len(configs), (n,), generator=chooser)
-        rows = tuple(t.clone() for t in self.draw_part(cfg, n, epoch_generator(self.seed, epoch), "train"))
+        # Each part drawn where it goes: the current stage's from the epoch's own stream (a naive
+        # run's first examples), each mixed stage's from a stream of its own.
+        parts = [(~mixed, cfg, epoch_generator(self.seed, epoch))]
         for k in sorted(set(picks[mixed].tolist())):
             stage, stage_cfg = configs[k]
-            where = mixed & (picks == k)
-            drawn = self.draw_part(stage_cfg, int(where.sum()), stream(self.seed, "mixed_examples", epoch * 1024 + k),
-                                   "train")
-            for row, values in zip(rows, drawn):
-                row[where] = values
+            parts.append((mixed & (picks == k), stage_cfg, stream(self.seed, "mixed_examples", epoch * 1024 + k)))
             if stage is not None and stage not in self.stages_seen:
                 self.stages_seen.append(stage)
+        drawn = [(where, self.draw_part(part_cfg, int(where.sum()), generator, "train"))
+                 for where, part_cfg, generator in parts if bool(where.any())]
+        rows = tuple(torch.empty((n, *t.shape[1:]), dtype=t.dtype) for t in drawn[0][1])
+        for where, values in drawn:
+            for row, part in zip(rows, values):
+                row[where] = part
         return self.batches(cfg, rows, self.batch_size)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
