@@ -45,3 +45,4 @@ class lazy_module:
 
 torch: Any = lazy_module("torch")
 F: Any = lazy_module("torch.nn.functional")
+np: Any = lazy_module("numpy")  # (~60 ms of a config error's ~0.5 s: rnnexp.tasks.splits names it)

@@ -134,6 +134,7 @@ with initialize_config_module(config_module="rnnexp.conf", version_base="1.3"):
             raise SystemExit(f"task={task} {override}: no ConfigError")
 known_keys()
 print("torch imported:", "torch" in sys.modules)
+print("numpy imported:", "numpy" in sys.modules)
 """
 
 
@@ -141,7 +142,7 @@ def test_checking_a_config_does_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TORCH], cwd=tmp_path, env=ENV, check=False,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "torch imported: False"
+    assert proc.stdout.strip().splitlines()[-2:] == ["torch imported: False", "numpy imported: False"]
 
 
 MAIN_WITHOUT_TORCH = """
@@ -153,6 +154,7 @@ try:
 except SystemExit as exit_:
     print("exit code:", exit_.code or 0)
 print("torch imported:", "torch" in sys.modules)
+print("numpy imported:", "numpy" in sys.modules)  # (~60 ms of a config error's 0.5 s)
 """
 
 
@@ -161,5 +163,6 @@ print("torch imported:", "torch" in sys.modules)
 def test_help_and_config_errors_do_not_import_torch(tmp_path, arg, code):
     proc = subprocess.run([sys.executable, "-c", MAIN_WITHOUT_TORCH, arg], cwd=tmp_path, env=ENV, check=False,
                           capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip().splitlines()[-2:] == [f"exit code: {code}", "torch imported: False"], proc.stderr
+    assert proc.stdout.strip().splitlines()[-3:] == [f"exit code: {code}", "torch imported: False",
+                                                     "numpy imported: False"], proc.stderr
     assert not (tmp_path / "outputs").exists()

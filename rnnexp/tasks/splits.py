@@ -25,10 +25,8 @@ import functools
 import math
 from typing import Callable
 
-import numpy as np
-
 from rnnexp.errors import ConfigError
-from rnnexp.lazy import torch  # on first use: config checks need no torch
+from rnnexp.lazy import np, torch  # on first use: config checks need neither
 
 #: The purposes a stream is drawn for (the first number of its spawn key).
 PURPOSES = {"weights": 0, "train": 1, "val": 2, "test": 3, "stage": 4, "mix": 5, "mixed_examples": 6}
