@@ -276,7 +276,13 @@ def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
                           f"{', '.join(keys)}; use train.curriculum=null")
     for index, value in enumerate(stages):
         try:
-            task_cls.stage_config(run.task, value).validate()
+            stage = task_cls.stage_config(run.task, value)
+            # (a stage sets the target's keys to values of their kind: 2.5 digits or True for a length
+            # would pass a range check, and crash when data is drawn)
+            if any(type(getattr(stage, f.name)) is not type(getattr(run.task, f.name))
+                   for f in fields(stage) if getattr(run.task, f.name) is not None):
+                raise TypeError(value)
+            stage.validate()
         except TypeError as err:
             target = getattr(run.task, key)
             raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: use values of "

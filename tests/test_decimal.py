@@ -70,6 +70,8 @@ def test_numbers_in_english_words():
     said = {0: "zero", 13: "thirteen", 40: "forty", 100: "one hundred", 2026: "two thousand twenty six",
             65535: "sixty five thousand five hundred thirty five", 1_000_000: "one million",
             1_073_741_823: "one billion seventy three million seven hundred forty one thousand eight hundred twenty three",
+            2 ** 40 - 1: "one trillion ninety nine billion five hundred eleven million six hundred twenty seven "
+                         "thousand seven hundred seventy five",
             10_017: "ten thousand seventeen"}
     assert {n: " ".join(number_words(n)) for n in said} == said
     assert all(word in WORDS for n in range(0, 5000, 7) for word in number_words(n))
@@ -79,7 +81,8 @@ def test_the_answer_in_words_is_one_symbol_a_word_then_the_end_token(compose_cfg
     from rnnexp.tasks.decimal import number_words
 
     task = task_of(compose_cfg, "task.bits=16", "task.words=true")
-    assert task.num_classes == 33 and task.symbol_labels[-1] == "$" and task.baseline()["accuracy"] == 1 / 33
+    assert task.num_classes == 34 and task.symbol_labels[-1] == "$" and task.baseline()["accuracy"] == 1 / 34
+    assert task.unit == "words" and task_of(compose_cfg, "task.bits=16").unit == "digits"
     batch = next(task.train_batches(1))
     for b in range(batch.inputs.shape[0]):
         number = int("".join(str(int(x)) for x in batch.inputs[b, 0].tolist()), 2)
@@ -87,9 +90,10 @@ def test_the_answer_in_words_is_one_symbol_a_word_then_the_end_token(compose_cfg
         assert [task.symbol_labels[int(k)] for k in batch.targets[b, :n]] == [*number_words(number), "$"]
     assert batch.targets.shape[1] == int(batch.mask.sum(1).max()) <= task.max_lag()
     example = task.example("2026").batch
-    text = task.prediction_text(torch.nn.functional.one_hot(example.targets, 33).float(), example)
+    text = task.prediction_text(torch.nn.functional.one_hot(example.targets, 34).float(), example)
     assert text == "prediction two thousand twenty six $, target two thousand twenty six $; 5 of 5 symbols right"
-    with pytest.raises(ConfigError, match="task.bits=31 is invalid: use bits <= 30 with task.words=true"):
-        task_of(compose_cfg, "task.bits=31", "task.words=true")
+    widest = task_of(compose_cfg, "task.bits=40", "task.words=true").example(str(2 ** 40 - 1)).batch
+    assert int(widest.mask.sum()) == len(number_words(2 ** 40 - 1)) + 1 <= task_of(
+        compose_cfg, "task.bits=40", "task.words=true").max_lag()
     result = run_cfg(tmp_path, *SMALL, "task.bits=10", "task.words=true", "train.epochs=2", "train.target_accuracy=null")
     assert result["status"] == "completed" and result["config"]["task"]["label"] == "decimal-10bit-words"

@@ -137,6 +137,10 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
         load_run_config(compose_cfg("task=execute", "train.curriculum=[easy]"))
     with pytest.raises(ConfigError, match=r"train.curriculum\[1\]='2x7' is not a valid task.length: .*nesting <= 4"):
         load_run_config(compose_cfg("task=execute", "train.curriculum=[1x1,2x7]"))
+    for task, stage in (("execute", "1.5"), ("parity", "3.0"), ("parity", "true"), ("decimal", "6.5")):
+        with pytest.raises(ConfigError, match=rf"train.curriculum\[0\]={stage.title() if stage == 'true' else stage} "
+                                              r"is not a valid task.\w+: use values of task.\w+'s kind"):
+            load_run_config(compose_cfg(f"task={task}", f"train.curriculum=[{stage}]"))
     with pytest.raises(ConfigError, match="train.curriculum_strategy='ordered' is invalid"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=ordered"))
     args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]
