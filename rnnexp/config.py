@@ -288,8 +288,11 @@ def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
             raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: use values of "
                               f"task.{key}'s kind, e.g. train.curriculum=[{target!r}] (the target is {target!r})") from err
         except ConfigError as err:
+            what, _, why = str(err).partition(" is invalid: ")
+            if why and what.startswith("task.") and not what.startswith(f"task.{key}="):  # (execute's 2x9: the nesting)
+                raise ConfigError(f"train.curriculum[{index}]={value!r} sets {what}, which is invalid: {why}") from err
             raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: "
-                              f"{str(err).split(' is invalid: ')[-1]}") from err
+                              f"{why or str(err)}") from err
 
 
 def _stringify(node: DictConfig, key: str) -> DictConfig:
