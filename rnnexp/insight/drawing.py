@@ -91,15 +91,13 @@ def draw_epoch(values: Pictured, epoch: int, title: str = "", pngs: Optional[Pat
     step; the share of closed and open gates in the last layer). With `pngs` (a run directory)
     the same pictures are also its PNG files, each rendered and encoded once (the last epoch's
     TensorBoard images and the final files show the same model)."""
-    from rnnexp.files import atomic_write
     from rnnexp.insight.figures import figure_to_rgb, gate_saturation
 
     when = f"epoch {epoch}" if pngs is None else f"final model, after epoch {epoch}"
     drawn = draw(values, picture_title(title, when), keep=True)
     images = {name: encode_png(figure_to_rgb(fig)) for name, fig in drawn.items()}
-    for name, png in images.items() if pngs is not None else ():
-        Path(pngs).mkdir(parents=True, exist_ok=True)
-        atomic_write(Path(pngs) / FILES[name], lambda f, data=png.data: f.write(data))
+    if pngs is not None:
+        write_pngs(images, Path(pngs))
     scalars: dict[str, float] = {}
     grads = values.gradients
     if len(grads):
@@ -111,12 +109,21 @@ def draw_epoch(values: Pictured, epoch: int, title: str = "", pngs: Optional[Pat
     return {"images": images, "scalars": scalars}
 
 
-def save_pngs(values: Pictured, run_dir: Path, title: Optional[str] = None) -> None:
-    """The end-of-training PNG files."""
-    from rnnexp.insight.figures import save_png
+def write_pngs(images: dict[str, Png], run_dir: Path) -> None:
+    """The pictures' files in the run directory, each written whole (a killed run leaves no half PNG)."""
+    from rnnexp.files import atomic_write
 
-    for name, fig in draw(values, title).items():
-        save_png(fig, Path(run_dir) / FILES[name])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, png in images.items():
+        atomic_write(run_dir / FILES[name], lambda f, data=png.data: f.write(data))
+
+
+def save_pngs(values: Pictured, run_dir: Path, title: Optional[str] = None) -> None:
+    """The end-of-training PNG files (where no epoch's pictures were also the files)."""
+    from rnnexp.insight.figures import figure_to_rgb
+
+    write_pngs({name: encode_png(figure_to_rgb(fig)) for name, fig in draw(values, title, keep=True).items()},
+               Path(run_dir))
 
 
 def ready_to_draw() -> None:

@@ -159,6 +159,13 @@ class Task:
         the target). A task may add its own dimensions (execute: the nesting)."""
         return [(stage, self.cfg if stage is None else self.stage_config(self.cfg, stage)) for stage in stages]
 
+    def mix_choices(self, epoch: int, count: int, share: float, options: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each of `count` batches (or examples) of epoch `epoch`: whether it is mixed (with
+        probability `share`) and which of `options` stages it would come from, drawn from the
+        epoch's own stream (an exact resume)."""
+        chooser = stream(self.seed, "mix", epoch)
+        return torch.rand(count, generator=chooser) < share, torch.randint(options, (count,), generator=chooser)
+
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """What the engine trains on in epoch `epoch`: `train_batches`, or under a mixing curriculum
         each batch from its own stage, chosen by the epoch's own stream (an exact resume). (Per
@@ -167,10 +174,9 @@ class Task:
         if mixing is None:
             return self.train_batches(epoch)
         stages, share = mixing
-        current, chooser = self.stage, stream(self.seed, "mix", epoch)
-        count = self.train_batch_count()
-        mixed = torch.rand(count, generator=chooser) < share
-        picks = torch.randint(len(stages), (count,), generator=chooser).tolist()
+        current, count = self.stage, self.train_batch_count()
+        mixed, drawn_picks = self.mix_choices(epoch, count, share, len(stages))
+        picks = drawn_picks.tolist()
         drawn: dict[int, list[Batch]] = {}
         for index in sorted(set(picks[i] for i in range(count) if mixed[i])):
             self.set_stage(stages[index])  # (a FixedSetTask notes the stage for its data report)

@@ -131,9 +131,7 @@ class FixedSetTask(Task):
             return super().epoch_batches(epoch)
         stages, share = mixing
         configs, n, cfg = self.mix_configs(stages), self.cfg.train_size, self.train_cfg
-        chooser = stream(self.seed, "mix", epoch)
-        mixed = torch.rand(n, generator=chooser) < share
-        picks = torch.randint(len(configs), (n,), generator=chooser)
+        mixed, picks = self.mix_choices(epoch, n, share, len(configs))
         # Each part drawn where it goes: the current stage's from the epoch's own stream (a naive
         # run's first examples), each mixed stage's from a stream of its own.
         parts = [(~mixed, cfg, epoch_generator(self.seed, epoch))]
