@@ -158,3 +158,38 @@ def test_it_trains_and_a_run_stopped_mid_epoch_resumes_exactly(task, model, run_
     assert math.isfinite(first["train/loss"]) and first["train/weight_norm"] != second["train/weight_norm"]
     assert resumed["history"] == clean["history"] and resumed["test"] == clean["test"]
     assert not [r for r in caplog.records if "no longer apply" in r.getMessage()], "a run of today drops no key"
+
+
+# -- a mixing curriculum: sequences of several stages in one batch ----------------------------
+def shorter_stage(task) -> object:
+    """A curriculum stage below the task's target (QRSU's difficulties are names)."""
+    value = getattr(task.cfg, task.curriculum_key)
+    return "easy" if isinstance(value, str) else max(1, value // 2)
+
+
+@pytest.mark.parametrize("task,model", [(t, m) for t, m in pairs(MODELS) if task_class(t).curriculum_key])
+def test_a_mixed_batch_scores_each_sequence_as_it_would_alone(task, model, compose_cfg, monkeypatch):
+    """Under a mixing curriculum a batch holds sequences of several stages, each padded on the
+    right to the longest: what each one scores must not depend on the others in its batch."""
+    from rnnexp.tasks import mixing
+
+    harder = ["task.difficulty=normal"] if task == "qrsu" else []
+    run, t = built(compose_cfg, task, f"model={model}", "model.hidden_size=8", *harder)
+    t.mix([shorter_stage(t), None], 1.0)
+    joined, real = [], mixing.join
+    monkeypatch.setattr(mixing, "join", lambda pieces, order=None: joined.append(pieces) or real(pieces, order))
+    batch = next(iter(t.epoch_batches(1)))
+    if task == "qrsu":  # (its batches mix lengths by themselves: test_qrsu checks a sequence's score alone)
+        assert not joined and min(batch.lengths) <= 8 and max(batch.lengths) >= 30, "easy and normal in one batch"
+        return
+    assert len(joined[0]) >= 2 and sum(p.inputs.shape[0] for p in joined[0]) == batch.inputs.shape[0]
+    torch.manual_seed(0)
+    family = model_family(run.model)
+    net = family.build(t, family.size(t)).eval()
+
+    def sums(b):
+        return {key: float(value) for key, value in t.score(t.forward(net, b, None)[0], b).sums.items()}
+
+    whole, pieces = sums(batch), [sums(piece) for piece in joined[0]]
+    for key, value in whole.items():
+        assert value == pytest.approx(sum(p[key] for p in pieces), rel=1e-4, abs=1e-4), key

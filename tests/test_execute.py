@@ -99,7 +99,8 @@ CURRICULUM = ["task=parity", "task.length=8", "task.train_size=640", "train.curr
 
 
 def stages_trained(compose_cfg, strategy, epoch=1):
-    """The bit-string length of every batch of `epoch` under `strategy` (a fresh run's start)."""
+    """The bit-string length of every example of `epoch` under `strategy`, batch by batch (a fresh
+    run's start)."""
     from rnnexp.config import load_run_config
     from rnnexp.engine.curriculum import curriculum_callbacks
     from rnnexp.tasks import build_task
@@ -109,19 +110,27 @@ def stages_trained(compose_cfg, strategy, epoch=1):
     callbacks = curriculum_callbacks(run.train.curriculum, run.train.curriculum_threshold, strategy, task)
     for callback in callbacks:
         callback.on_fit_start(type("E", (), {"task": task, "state": type("S", (), {"epoch": 1, "global_step": 0})()})())
-    return [b.inputs.shape[1] for b in task.epoch_batches(epoch)], callbacks
+    return [b.lengths.tolist() if b.lengths is not None else [b.inputs.shape[1]] * b.inputs.shape[0]
+            for b in task.epoch_batches(epoch)], callbacks
 
 
-def test_the_strategies_draw_their_batches_as_the_paper_does(compose_cfg):
+def test_the_strategies_draw_their_examples_as_the_paper_does(compose_cfg):
+    def every(batches):
+        return [length for batch in batches for length in batch]
+
     none, callbacks = stages_trained(compose_cfg, "none")
-    assert set(none) == {8} and callbacks == []
+    assert set(every(none)) == {8} and callbacks == []
     naive, _ = stages_trained(compose_cfg, "naive")
-    assert set(naive) == {2}, "naive: the first stage until its threshold"
+    assert set(every(naive)) == {2}, "naive: the first stage until its threshold"
     mix, callbacks = stages_trained(compose_cfg, "mix")
-    assert set(mix) == {2, 4, 8} and callbacks == [], "mix: every batch from a stage or the target, uniformly"
+    counts = [every(mix).count(length) for length in (2, 4, 8)]
+    assert sum(counts) == 640 and min(counts) > 640 / 3 * 0.8 and callbacks == [], \
+        "mix: every example from a stage or the target, uniformly"
+    assert all(set(batch) == {2, 4, 8} for batch in mix), "each batch mixes them"
     combined, _ = stages_trained(compose_cfg, "combined")
-    share = sum(length != 2 for length in combined) / len(combined)
-    assert 2 in combined and 0 < share < 0.5, "combined: most batches naive, about 1 in 5 (x 2/3 off-stage) mixed"
+    share = sum(length != 2 for length in every(combined)) / 640
+    assert 0.05 < share < 0.25, "combined: most examples naive, about 1 in 5 (x 2/3 off-stage) mixed"
+    assert sum(len(set(batch)) > 1 for batch in combined) > len(combined) / 2, "mixed within batches"
     assert stages_trained(compose_cfg, "mix")[0] == mix, "the epoch's own stream: a resume draws the same"
     assert stages_trained(compose_cfg, "mix", epoch=2)[0] != mix
 

@@ -59,6 +59,28 @@ def test_sequences_follow_the_definition(compose_cfg, difficulty, padding):
     assert set(torch.cat([b.targets for b in batches]).tolist()) == {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_a_mixing_curriculum_puts_every_difficulty_in_each_batch(compose_cfg, padding):
+    """train.curriculum_strategy=mix: each sequence's difficulty drawn on its own (Learning to
+    Execute's mixing), padded as the task pads; the same epoch draws the same (an exact resume)."""
+    def epoch(number):
+        task = QRSUTask(qrsu_cfg(compose_cfg, "task.difficulty=moderate", f"task.padding={padding}"), 32, 1)
+        task.mix(["easy", "normal", None], 1.0)
+        return list(task.epoch_batches(number))
+
+    batches = epoch(1)
+    for batch in batches:
+        lengths = batch.lengths.tolist()
+        assert batch.left_padded == (padding == "left") and batch.inputs.shape[1] == max(lengths)
+        kinds = {next(name for name in ("easy", "normal", "moderate") if DIFFICULTIES[name][0][0] <= n <= DIFFICULTIES[name][0][1])
+                 for n in lengths}
+        assert kinds == {"easy", "normal", "moderate"}
+        assert [len(seq) for seq in decode(batch.inputs)] == lengths, "each sequence whole, padded on one side"
+    again = epoch(1)
+    assert all(torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets) for a, b in zip(batches, again))
+    assert not torch.equal(epoch(2)[0].targets, batches[0].targets)
+
+
 def test_custom_ranges_and_their_validation(compose_cfg):
     cfg = qrsu_cfg(compose_cfg, "task.difficulty=custom", "task.length=[12,12]", "task.t1=[3,3]", "task.t2=[7,8]")
     symbols, _ = generate(50, cfg, torch.Generator().manual_seed(1))

@@ -17,12 +17,13 @@ Strategies (`train.curriculum_strategy`), as Learning to Execute's code has them
 
     none       the target only (the listed stages are not used: a sweep over strategies keeps its list)
     naive      the stages in order, moving on at `train.curriculum_threshold` (95%): the above
-    mix        every batch from a stage drawn uniformly among the listed ones and the target
-    combined   1 batch in 5 as in mix, the others from naive's current stage
+    mix        every example from a stage drawn uniformly among the listed ones and the target
+    combined   1 example in 5 as in mix, the others from naive's current stage
 
-The paper mixes per example (each program's length and nesting drawn up to the target); rnnexp
-mixes per batch, so a batch keeps one shape; over an epoch the shares are the same. The draws
-come from the epoch's own generator: a resumed run mixes as the uninterrupted one did.
+As the paper's code, per example (rnnexp.tasks.mixing): a batch holds sequences of several
+stages, each padded on the right and read at its own last step, so none scores differently for
+the company it keeps; execute draws each program's nesting too (1 to the target's). The draws come
+from the epoch's own streams: a resumed run mixes as the uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Curriculum(Callback):
             task.set_stage(self.stages[index + 1] if index + 1 < len(self.stages) else None)
 
 
-#: The share of batches a strategy draws from a uniformly chosen stage (FixedSetTask.mix).
+#: The share of examples a strategy draws from a uniformly chosen stage (Task.mix).
 MIX_SHARE = {"mix": 1.0, "combined": 0.2}
 
 

@@ -70,7 +70,7 @@ class AddingTask(FixedSetTask):
         return Batch(torch.stack([values, markers], dim=-1), targets)
 
     def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
-        return regression(outputs[:, -1, 0], batch.targets, tolerance=TOLERANCE)
+        return regression(batch.last_outputs(outputs)[:, 0], batch.targets, tolerance=TOLERANCE)
 
     def baseline(self) -> dict[str, float]:
         return {"loss": MEMORYLESS_MSE}

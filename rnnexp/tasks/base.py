@@ -64,8 +64,12 @@ class Batch:
 
     def first(self, n: int = 1) -> "Batch":
         """The batch of its first `n` sequences (an example for the pictures)."""
-        take = lambda t: None if t is None else t[:n]  # noqa: E731
-        return replace(self, inputs=self.inputs[:n], targets=self.targets[:n], mask=take(self.mask),
+        return self.rows(slice(0, n))
+
+    def rows(self, index: Any) -> "Batch":
+        """The batch of the sequences `index` selects (a slice or a tensor of row numbers)."""
+        take = lambda t: None if t is None else t[index]  # noqa: E731
+        return replace(self, inputs=self.inputs[index], targets=self.targets[index], mask=take(self.mask),
                        lengths=take(self.lengths), decoder_inputs=take(self.decoder_inputs))
 
     def last_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
@@ -168,8 +172,9 @@ class Task:
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """What the engine trains on in epoch `epoch`: `train_batches`, or under a mixing curriculum
-        each batch from its own stage, chosen by the epoch's own stream (an exact resume). (Per
-        batch: the stages of most tasks differ in shape; see FixedSetTask for per example.)"""
+        each batch from its own stage, chosen by the epoch's own stream (an exact resume). The
+        built-in tasks mix per example instead (rnnexp.tasks.mixing); this per-batch form is for a
+        task that can only make whole epochs of a stage."""
         mixing = getattr(self, "mixing", None)
         if mixing is None:
             return self.train_batches(epoch)

@@ -78,12 +78,24 @@ class CopyTask(FixedSetTask):
         return Batch(F.one_hot(sequence, CATEGORIES).float(), targets)
 
     def score(self, outputs: torch.Tensor, batch: Batch) -> Score:
-        """Cross-entropy over every step (the loss); accuracy over the 10 recalled symbols."""
-        targets = batch.targets
-        summed = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="sum")
-        steps = torch.full((), float(targets.numel()), device=outputs.device)
+        """Cross-entropy over every step (the loss); accuracy over the 10 recalled symbols. In a
+        batch that mixes delays (a mixing curriculum) each sequence's padding is left out and its
+        recall is its own last 10 steps."""
+        targets, classes = batch.targets, outputs.shape[-1]
+        if batch.mask is None:
+            summed = F.cross_entropy(outputs.reshape(-1, classes), targets.reshape(-1), reduction="sum")
+            steps = torch.full((), float(targets.numel()), device=outputs.device)
+        else:
+            keep = batch.mask.reshape(-1)
+            summed = F.cross_entropy(outputs.reshape(-1, classes)[keep], targets.reshape(-1)[keep], reduction="sum")
+            steps = keep.sum().float()
         with torch.no_grad():
-            recalled = outputs[:, -RECALLED:].argmax(-1) == targets[:, -RECALLED:]
+            if batch.lengths is None:
+                recalled = outputs[:, -RECALLED:].argmax(-1) == targets[:, -RECALLED:]
+            else:
+                at = (batch.lengths - RECALLED).unsqueeze(1) + torch.arange(RECALLED, device=outputs.device)
+                written = outputs.gather(1, at.unsqueeze(-1).expand(-1, -1, classes)).argmax(-1)
+                recalled = written == targets.gather(1, at)
         return Score(summed / steps, {"loss": summed.detach(), "steps": steps,
                                       "correct": recalled.sum().float(),
                                       "count": torch.full((), float(recalled.numel()), device=outputs.device)})

@@ -127,8 +127,6 @@ class ExecuteTask(WritesSequence, FixedSetTask):
     input_size, vocab_size, num_classes = 0, len(TOKENS), len(ANSWER_CHARS)
     symbol_labels = ANSWER_CHARS
 
-    mixes_examples = True  # (programs and answers are padded to one width at every length and nesting)
-
     # -- data --------------------------------------------------------------------------------
     @classmethod
     def stage_config(cls, cfg: ExecuteConfig, value: Any) -> ExecuteConfig:

@@ -39,7 +39,8 @@ from typing import Any, Iterator, Optional
 from rnnexp.lazy import torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import (SPLITS, Batch, Example, Task, check_sizes, epoch_generator, num_batches,
                                split_generator, stage_generator)
-from rnnexp.tasks.splits import SHARES, distinct, draw_in_part, split_report, stream
+from rnnexp.tasks import mixing
+from rnnexp.tasks.splits import SHARES, distinct, draw_in_part, split_report
 
 EVAL_BATCH = 500    # held-out batch size, fixed so val/test never depend on train.batch_size
 MIN_PART = 100      # a space is hash-split when its smallest part holds at least this many sequences
@@ -118,35 +119,33 @@ class FixedSetTask(Task):
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.train_size, self.batch_size)
 
-    #: Whether the examples of every curriculum stage have one shape (execute: programs padded to
-    #: one width), so that a mixing curriculum mixes them per example, as Learning to Execute does.
-    mixes_examples = False
-
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
-        """Under a mixing curriculum and `mixes_examples`: each example from its own stage (the
-        share `train.curriculum_strategy` mixes, a stage chosen uniformly among `mix_configs`), the
-        rest from the current stage, in the epoch's own streams (an exact resume)."""
-        mixing = getattr(self, "mixing", None)
-        if mixing is None or not self.mixes_examples:
+        """Under a mixing curriculum: each example from its own stage (rnnexp.tasks.mixing), each
+        stage's part drawn where it goes and made into batches by its own config, the examples of
+        a batch in the epoch's order, padded on the right to its longest."""
+        if getattr(self, "mixing", None) is None:
             return super().epoch_batches(epoch)
-        stages, share = mixing
-        configs, n, cfg = self.mix_configs(stages), self.cfg.train_size, self.train_cfg
-        mixed, picks = self.mix_choices(epoch, n, share, len(configs))
-        # Each part drawn where it goes: the current stage's from the epoch's own stream (a naive
-        # run's first examples), each mixed stage's from a stream of its own.
-        parts = [(~mixed, cfg, epoch_generator(self.seed, epoch))]
-        for k in sorted(set(picks[mixed].tolist())):
-            stage, stage_cfg = configs[k]
-            parts.append((mixed & (picks == k), stage_cfg, stream(self.seed, "mixed_examples", epoch * 1024 + k)))
-            if stage is not None and stage not in self.stages_seen:
-                self.stages_seen.append(stage)
-        drawn = [(where, self.draw_part(part_cfg, int(where.sum()), generator, "train"))
-                 for where, part_cfg, generator in parts if bool(where.any())]
-        rows = tuple(torch.empty((n, *t.shape[1:]), dtype=t.dtype) for t in drawn[0][1])
-        for where, values in drawn:
-            for row, part in zip(rows, values):
-                row[where] = part
-        return self.batches(cfg, rows, self.batch_size)
+        n = self.cfg.train_size
+        parts = mixing.parts(self, epoch, n)
+        drawn = [self.draw_part(part.cfg, part.size, part.generator, "train") for part in parts]
+        for part in parts:
+            if part.stage is not None and part.stage not in self.stages_seen:
+                self.stages_seen.append(part.stage)
+        which = mixing.place(parts, [torch.full((part.size,), k) for k, part in enumerate(parts)], -1)
+        row = mixing.place(parts, [torch.arange(part.size) for part in parts], -1)
+        return self._mixed_batches(parts, drawn, which, row)
+
+    def _mixed_batches(self, parts: list[Any], drawn: list[Drawn], which: torch.Tensor, row: torch.Tensor) -> Iterator[Batch]:
+        for start in range(0, len(which), self.batch_size):
+            here = which[start:start + self.batch_size]
+            pieces, order = [], []
+            for k, part in enumerate(parts):
+                at = (here == k).nonzero().squeeze(1)
+                if at.numel():
+                    rows = row[start:start + self.batch_size][at]
+                    pieces.append(self.make_batch(part.cfg, *(t[rows] for t in drawn[k])))
+                    order.append(at)
+            yield mixing.join(pieces, order)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
         if split == "stage":

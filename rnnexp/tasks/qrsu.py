@@ -25,6 +25,7 @@ from typing import Any, Iterator, Optional
 from rnnexp.errors import ConfigError, require, require_choice
 from rnnexp.lazy import F, torch  # on first use: config checks need no torch
 from rnnexp.tasks.base import Batch, Example, Task, check_sizes, epoch_generator, num_batches, split_generator
+from rnnexp.tasks import mixing
 from rnnexp.tasks.splits import draw_in_part, split_report
 
 SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")
@@ -171,6 +172,17 @@ class QRSUTask(Task):
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         symbols, labels = generate(self.cfg.train_size, self.train_cfg, epoch_generator(self.seed, epoch))
         return batches_of(symbols, labels, self.batch_size, self.cfg.padding)
+
+    def epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        """Under a mixing curriculum: each sequence from its own difficulty (rnnexp.tasks.mixing),
+        a batch mixing them as it mixes lengths."""
+        if getattr(self, "mixing", None) is None:
+            return self.train_batches(epoch)
+        parts = mixing.parts(self, epoch, self.cfg.train_size)
+        drawn = [generate(part.size, part.cfg, part.generator) for part in parts]
+        symbols = mixing.place(parts, [symbols for symbols, _ in drawn], PAD)
+        return batches_of(symbols, mixing.place(parts, [labels for _, labels in drawn], 0), self.batch_size,
+                          self.cfg.padding)
 
     def train_batch_count(self) -> int:
         return num_batches(self.cfg.train_size, self.batch_size)
