@@ -18,18 +18,21 @@ from tests.test_cli import ENV
 from tests.test_sweep_stop import QUICK_THEN_LONG, job_dirs, wait_for
 
 
-def test_units_go_in_the_jobs_order_and_given_back_jobs_keep_their_places():
-    units = Units([[0, 2, 4], [1, 3, 5], [6]])
+def test_units_go_in_the_jobs_order_and_given_back_jobs_after_every_group_the_longest_first():
+    units = Units([[0, 2, 4], [1, 3, 5], [6], [7, 8]])
     first = units.take()
     assert first == (0, (0, 2, 4), False)
     second = units.take()
     assert second == (1, (1, 3, 5), False)
-    units.done([0, 2, 4])  # (the first group's probe chose one by one)
-    assert [units.take()[1] for _ in range(3)] == [(0,), (2,), (4,)]
-    units.done([]), units.done([]), units.done([])
-    units.done([])  # the second group trained packed
-    assert units.take() == (6, (6,), False)
-    units.done([])
+    units.done({0: 5.0, 2: 5.0, 4: 5.0})  # (the first group's probe chose one by one)
+    assert units.take() == (6, (6,), False), "every group before a job given back"
+    units.done({})
+    assert units.take() == (7, (7, 8), False)
+    units.done({7: 20.0, 8: 20.0})  # (a longer job's group, probed later)
+    assert [units.take()[1] for _ in range(5)] == [(7,), (8,), (0,), (2,), (4,)], "the longest first, then in order"
+    for _ in range(5):
+        units.done({})
+    units.done({})  # the second group trained packed
     assert units.take() is None
 
 
@@ -41,7 +44,7 @@ def test_a_caller_waits_while_a_running_unit_may_still_give_jobs_back():
     waiter.start()
     time.sleep(0.2)
     assert waiter.is_alive(), "the queue is empty, but the group may give its jobs back"
-    units.done([0, 1])
+    units.done({0: 0.0, 1: 0.0})
     waiter.join(timeout=5)
     assert taken == [(0, (0,), True)]
 
@@ -162,7 +165,7 @@ def test_a_helper_starts_only_where_a_core_is_free(monkeypatch):
     def run_unit(unit):
         time.sleep(0.3)  # (long enough for a helper to take the next unit, were it started)
         ran.append(unit[1])
-        return {unit[0]: unit[0]}, []
+        return {unit[0]: unit[0]}, {}
 
     runs = sbs.run_side_by_side(units, run_unit, helpers=1, payload=b"", stop_signal=lambda: 0, cores_free=lambda: 1)
     assert sorted(runs) == [0, 1, 2] and ran == [(0,), (1,), (2,)]
@@ -199,7 +202,7 @@ def helper_threads(monkeypatch, seconds: float) -> list:
     def helper_unit(unit):
         time.sleep(seconds)
         ran.append(unit[1])
-        return pickle.dumps(({unit[0]: unit[0]}, []))
+        return pickle.dumps(({unit[0]: unit[0]}, {}))
 
     monkeypatch.setattr(sbs, "ProcessPoolExecutor", Threads)
     monkeypatch.setattr(sbs, "helper_unit", helper_unit)
@@ -218,7 +221,7 @@ def test_this_process_gets_the_summary_ready_while_a_helper_trains_the_last_unit
 
         def run_unit(unit, work=work):
             time.sleep(work)
-            return {unit[0]: unit[0]}, []
+            return {unit[0]: unit[0]}, {}
 
         runs = sbs.run_side_by_side(Units([[0], [1]]), run_unit, helpers=1, payload=b"", stop_signal=lambda: 0,
                                     while_waiting=lambda: events.append("ready"))
@@ -243,7 +246,7 @@ def test_a_sweep_that_plans_many_epochs_starts_its_helper_at_once(monkeypatch):
 
         def run_unit(unit):
             time.sleep(0.5)
-            return {unit[0]: unit[0]}, []
+            return {unit[0]: unit[0]}, {}
 
         runs = sbs.run_side_by_side(Units([[0], [1]]), run_unit, helpers=1, payload=b"", stop_signal=lambda: 0,
                                     start_after=after)

@@ -156,20 +156,22 @@ class PackingLauncher(BasicLauncher):
             raise Interrupted(_stop_signal() or signal.SIGINT)
         return [runs[i] for i in range(len(job_overrides))]
 
-    def run_unit(self, unit: Any) -> tuple[dict[int, JobReturn], list[int]]:
-        """Run a group (packed where it packs; the jobs it does not train are given back) or one job."""
+    def run_unit(self, unit: Any) -> tuple[dict[int, JobReturn], dict[int, float]]:
+        """Run a group (packed where it packs; the jobs it does not train are given back, each with
+        the seconds its probe estimates, 0 where none ran) or one job."""
         _, indices, announced = unit
         if len(indices) > 1:
             for j in indices:
                 self._configs[j] = self._config(self._overrides[j], self._first_idx + j)
-            runs = self._packed(list(indices), [self._configs[j] for j in indices]) or {}
+            estimates: dict[int, float] = {}
+            runs = self._packed(list(indices), [self._configs[j] for j in indices], estimates) or {}
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # type: ignore[union-attr]
-            return runs, [i for i in indices if i not in runs]
+            return runs, {i: estimates.get(i, 0.0) for i in indices if i not in runs}
         i = indices[0]  # (one by one: bit for bit a single run)
         config = self._configs.pop(i, None) or self._config(self._overrides[i], self._first_idx + i, announced)
         ret = self._one(config)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # type: ignore[union-attr]
-        return {i: ret}, []
+        return {i: ret}, {}
 
     def _parallel(self) -> int:
         """Units running at once in this sweep at most (each job's threads depend on it)."""
@@ -207,9 +209,12 @@ class PackingLauncher(BasicLauncher):
         return run_job(hydra_context=self.hydra_context, task_function=task_function or self.task_function,
                        config=config, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
-    def _packed(self, group: list[int], configs: list[DictConfig]) -> Optional[dict[int, JobReturn]]:
+    def _packed(self, group: list[int], configs: list[DictConfig],
+                estimates: Optional[dict[int, float]] = None) -> Optional[dict[int, JobReturn]]:
         """Run what of `group` trains packed and return those jobs' results; the jobs left out (or
-        None: all) run one by one."""
+        None: all) run one by one. Where a probe chose one by one, `estimates` gets each job's
+        seconds as the probe foresees them (its step time x the planned steps: a cap where a target
+        stops it sooner)."""
         from rnnexp.errors import Interrupted, RnnexpError
         from rnnexp.sweep.jobs import SweepState
 
@@ -252,9 +257,12 @@ class PackingLauncher(BasicLauncher):
             fresh = [i for i in group if states[i] == "fresh" and i not in runs]
             if len(fresh) > 1:
                 probe = _probe(jobs[fresh[0]].cfg, len(fresh), self._parallel())
+                epoch_seconds = probe.pop("epoch_seconds")  # (one job's, alone: not the group's record)
                 if probe["speedup"] >= MIN_SPEEDUP:
                     runs.update(self._run_packed(list(fresh), jobs, collected, probe))
                 else:
+                    if estimates is not None:
+                        estimates.update({i: epoch_seconds * planned_epochs([jobs[i].cfg]) for i in fresh})
                     log.info(f"seeds one by one ({label}): packing {len(fresh)} measured {probe['speedup']:g}x "
                              f"(one step {probe['single_ms']:g} ms alone, {probe['packed_ms']:g} ms packed)")
         return runs
@@ -358,7 +366,9 @@ def _probe(cfg: DictConfig, seeds: int, parallel_jobs: int = 1) -> dict[str, Any
     family = model_family(run.model)
     model = family.build(task, family.size(task)).to(device)
     apply_threads(choose_threads(run.train.threads, count_parameters(model), device, parallel_jobs)[0])  # (a seed's, as it trains)
-    return probe(Engine(task, model, run.train, device, cuda_graph=False), seeds, family.packed)
+    measured = probe(Engine(task, model, run.train, device, cuda_graph=False), seeds, family.packed)
+    steps = run.train.batches_per_epoch or task.train_batch_count()
+    return {**measured, "epoch_seconds": measured["single_ms"] / 1000 * steps}
 
 
 def trained_as(run_dir: Path) -> Any:

@@ -7,7 +7,10 @@ another. One by one the study's slow jobs (an IRNN of hidden 64, a group that pa
     rnnexp -m ... hydra.launcher.n_jobs=1                    one unit after another, in this process
 
 Units are handed out in the order of their first job. A group whose probe chose one by one gives
-its jobs back as units of one job, so they spread over the cores too. A stop (Ctrl-C reaches every
+its jobs back as units of one job, so they spread over the cores too; they come after every group
+(each group's probe is then known before they train), the longest first by the probe's step time
+and the planned epochs, so the longest jobs start first and none trains alone at the end (the
+long-lags study's five IRNN jobs came last in its order: the fifth trained ~10 s alone). A stop (Ctrl-C reaches every
 process; a SIGTERM to this one is passed on) starts no further unit; the running ones save their
 checkpoints, and the sweep then stops as a sequential one does.
 """
@@ -32,8 +35,9 @@ from rnnexp.errors import Interrupted
 
 #: (first job's index, the unit's job indices, whether its jobs were announced in the log)
 Unit = tuple[int, tuple[int, ...], bool]
-#: What running a unit gives: each job's JobReturn, the jobs it gives back to run one by one.
-RunUnit = Callable[[Unit], tuple[dict[int, JobReturn], list[int]]]
+#: What running a unit gives: each job's JobReturn, the jobs it gives back to run one by one (each
+#: with its estimated seconds: 0 where unknown).
+RunUnit = Callable[[Unit], tuple[dict[int, JobReturn], dict[int, float]]]
 
 
 class Units:
@@ -41,7 +45,9 @@ class Units:
     waits while the queue is empty but a running unit may still give jobs back."""
 
     def __init__(self, units: list[list[int]], stopped: Callable[[], int] = lambda: 0):
-        self._heap: list[Unit] = [(unit[0], tuple(unit), False) for unit in units]
+        # (sort key, unit): groups by their first job; jobs given back after them, longest first
+        self._heap: list[tuple[tuple[int, float, int], Unit]] = [((0, 0.0, unit[0]), (unit[0], tuple(unit), False))
+                                                                 for unit in units]
         heapq.heapify(self._heap)
         self._running = 0
         self._closed = False
@@ -64,13 +70,14 @@ class Units:
             if self._closed or not self._heap:
                 return None
             self._running += 1
-            return heapq.heappop(self._heap)
+            return heapq.heappop(self._heap)[1]
 
-    def done(self, given_back: list[int]) -> None:
+    def done(self, given_back: dict[int, float]) -> None:
+        """A unit ended; `given_back`: its jobs to run one by one, each with its estimated seconds."""
         with self._cond:
             self._running -= 1
-            for i in given_back:  # (each at its own place in the jobs' order)
-                heapq.heappush(self._heap, (i, (i,), True))
+            for i, seconds in given_back.items():
+                heapq.heappush(self._heap, ((1, -seconds, i), (i, (i,), True)))
             self._cond.notify_all()
 
     def finished(self) -> bool:
@@ -135,7 +142,7 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
             return  # (the sweep is done, or other processes keep the core busy: this one goes on alone)
         while (unit := units.take()) is not None:
             _RUNNING["units"] += 1
-            given_back: list[int] = []
+            given_back: dict[int, float] = {}
             try:
                 # (a helper starts on its first unit: a signal before its handler is in place would
                 # kill it mid-import and break the pool; blocked here, the child inherits the mask
@@ -179,7 +186,7 @@ def run_side_by_side(units: Units, run_unit: RunUnit, helpers: int, payload: byt
     try:
         while (unit := first or units.take(get_ready)) is not None:
             first = None
-            given_back = []
+            given_back = {}
             try:
                 done, given_back = run_unit(unit)
                 runs.update(done)
