@@ -151,6 +151,12 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
         with pytest.raises(ConfigError, match=rf"train.curriculum\[0\]={stage.title() if stage == 'true' else stage} "
                                               r"is not a valid task.\w+: use values of task.\w+'s kind"):
             load_run_config(compose_cfg(f"task={task}", f"train.curriculum=[{stage}]"))
+    for task, stages, says in (("parity", "[2,12]", r"\[1\]=12 sets task.length=12, above the target's 8"),
+                               ("execute", "[1x1,2x3]", r"\[1\]='2x3' sets task.nesting=3, above the target's 2"),
+                               ("qrsu", "[easy,hard]", r"\[1\]='hard' has sequences of up to 110 steps, longer than the target's 80")):
+        target = {"parity": "task.length=8", "execute": "task.nesting=2", "qrsu": "task.difficulty=moderate"}[task]
+        with pytest.raises(ConfigError, match=rf"train.curriculum{says}: a curriculum's stages lead up to the target"):
+            load_run_config(compose_cfg(f"task={task}", target, f"train.curriculum={stages}"))
     with pytest.raises(ConfigError, match="train.curriculum_strategy='ordered' is invalid"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=ordered"))
     args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]

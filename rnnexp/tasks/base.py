@@ -25,7 +25,7 @@ README's "Adding a task" walks through parity.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 import zlib
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
@@ -139,6 +139,17 @@ class Task:
     def stage_config(cls, cfg: Any, value: Any) -> Any:
         """The task config of one curriculum stage: the target's, with `curriculum_key` = value."""
         return replace(cfg, **{cls.curriculum_key: value})  # type: ignore[arg-type]
+
+    @classmethod
+    def beyond_target(cls, cfg: Any, stage_cfg: Any) -> Optional[str]:
+        """What makes a curriculum stage harder than the target (a curriculum leads up to it), or
+        None: here, a number the stage sets above the target's (a length, delay, bit count or nesting)."""
+        for f in fields(stage_cfg):
+            mine, target = getattr(stage_cfg, f.name), getattr(cfg, f.name)
+            if (isinstance(mine, (int, float)) and isinstance(target, (int, float)) and not isinstance(mine, bool)
+                    and mine > target):
+                return f"sets task.{f.name}={mine}, above the target's {target}"
+        return None
 
     def set_stage(self, value: Any) -> None:
         """Train on the stage `value` from the next epoch on (None: the target)."""

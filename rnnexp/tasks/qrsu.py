@@ -159,6 +159,13 @@ class QRSUTask(Task):
     def stage_config(cls, cfg: QRSUConfig, value: str) -> QRSUConfig:
         return replace(cfg, difficulty=value, length=None, t1=None, t2=None)
 
+    @classmethod
+    def beyond_target(cls, cfg: QRSUConfig, stage_cfg: QRSUConfig) -> Optional[str]:
+        longest, target = stage_cfg.ranges()[0][1], cfg.ranges()[0][1]
+        if longest > target:
+            return f"has sequences of up to {longest} steps, longer than the target's {target}"
+        return None
+
     def __init__(self, cfg: QRSUConfig, batch_size: int, seed: int):
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         self.input_size, self.num_classes = len(SYMBOLS), len(CLASSES)
