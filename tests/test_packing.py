@@ -214,7 +214,8 @@ def test_which_configs_pack(compose_cfg):
     assert "token ids" in pack_refusal(compose_cfg("task=charlm", "model=lstm", "train.lr_schedule=none"))
     assert pack_refusal(compose_cfg("model=lstm", "train.pack_seeds=off")) == "train.pack_seeds=off"
     assert "lr_schedule" in pack_refusal(compose_cfg("task=charlm", "model=lstm"))
-    assert "curriculum" in pack_refusal(compose_cfg("task=qrsu", "model=lstm", "train.curriculum=[easy,normal]"))
+    assert "curriculum" in pack_refusal(compose_cfg("task=qrsu", "task.difficulty=moderate", "model=lstm",
+                                                    "train.curriculum=[easy,normal]"))
     assert "does not pack" in pack_refusal(compose_cfg("model=mlp"))
     jobs = [["model=rnn", "train.seed=1"], ["model=rnn", "train.seed=2"], ["model=lstm", "train.seed=1"],
             ["model=lstm"], ["train.seed=2", "model=rnn"]]

@@ -24,7 +24,6 @@ from typing import Any, Optional, Sequence
 
 from hydra._internal.core_plugins import basic_launcher
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -238,14 +237,14 @@ class PackingLauncher(BasicLauncher):
         made: list[Any] = []
 
         def collect(cfg: DictConfig) -> None:
-            made.append((cfg, copy.deepcopy(HydraConfig.instance().cfg)))
+            made.append(cfg)  # (its Hydra config: the copy run_job keeps in its JobReturn)
 
         with stop_on_signals():  # (a Ctrl-C from here on stops the group after its first step)
             collected = {i: self._one(config, collect) for i, config in zip(group, configs)}
             from rnnexp.run_packed import Job
 
             jobs = {i: Job(cfg, full, Path(str(full.hydra.runtime.output_dir)), [str(o) for o in full.hydra.overrides.task])
-                    for i, (cfg, full) in zip(group, made)}
+                    for i, cfg, full in ((i, cfg, collected[i].hydra_cfg) for i, cfg in zip(group, made))}
             states = {i: trained_as(job.run_dir) for i, job in jobs.items()}
             runs: dict[int, JobReturn] = {}
             # A packed group resumes as the group it was, in its order (its checkpoints name it): the
