@@ -294,7 +294,7 @@ def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
             raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: "
                               f"{why or str(err)}") from err
         beyond = task_cls.beyond_target(run.task, stage)
-        if beyond is not None:
+        if beyond is not None and run.train.curriculum_strategy != "none":  # (none leaves the list unused)
             raise ConfigError(f"train.curriculum[{index}]={value!r} {beyond}: a curriculum's stages lead up to the "
                               f"target (validation and test use it); list easier stages, or a harder target")
 

@@ -157,6 +157,7 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
         target = {"parity": "task.length=8", "execute": "task.nesting=2", "qrsu": "task.difficulty=moderate"}[task]
         with pytest.raises(ConfigError, match=rf"train.curriculum{says}: a curriculum's stages lead up to the target"):
             load_run_config(compose_cfg(f"task={task}", target, f"train.curriculum={stages}"))
+        load_run_config(compose_cfg(f"task={task}", target, f"train.curriculum={stages}", "train.curriculum_strategy=none"))
     with pytest.raises(ConfigError, match="train.curriculum_strategy='ordered' is invalid"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=ordered"))
     args = [*CURRICULUM, "train.curriculum_strategy=combined", "train.epochs=3"]

@@ -198,12 +198,14 @@ def test_the_probe_times_one_seed_and_the_packed_group(tmp_path):
 
 def test_a_sweeps_probe_foresees_an_epoch_of_one_seed(compose_cfg):
     """What orders the jobs a group gives back (the longest first: rnnexp.sweep.side_by_side)."""
-    from rnnexp.sweep.launcher import _probe
+    from rnnexp.sweep.launcher import _probe, job_seconds
 
     measured = _probe(compose_cfg(*BASE, "model=lstm", "task.train_size=320", "train.batch_size=32"), 3)
     assert measured["epoch_seconds"] == pytest.approx(measured["single_ms"] / 1000 * 10)
     capped = _probe(compose_cfg(*BASE, "model=lstm", "train.batches_per_epoch=4"), 3)
     assert capped["epoch_seconds"] == pytest.approx(capped["single_ms"] / 1000 * 4)
+    assert job_seconds(0.5, compose_cfg(*BASE, "train.epochs=30")) == 15.0
+    assert job_seconds(0.5, compose_cfg(*BASE, "train.epochs=300", "train.time_limit_minutes=1")) == 60.0, "at most its limit"
 
 
 def test_which_configs_pack(compose_cfg):

@@ -60,22 +60,28 @@ def test_sequences_follow_the_definition(compose_cfg, difficulty, padding):
 
 
 @pytest.mark.parametrize("padding", ["right", "left"])
-def test_a_mixing_curriculum_puts_every_difficulty_in_each_batch(compose_cfg, padding):
+def test_a_mixing_curriculum_mixes_difficulties_as_the_padding_allows(compose_cfg, padding):
     """train.curriculum_strategy=mix: each sequence's difficulty drawn on its own (Learning to
-    Execute's mixing), padded as the task pads; the same epoch draws the same (an exact resume)."""
+    Execute's mixing) where it is read at its own last step (right padding), each batch's where
+    all are read at the batch's last (left); the same epoch draws the same (an exact resume)."""
     def epoch(number):
         task = QRSUTask(qrsu_cfg(compose_cfg, "task.difficulty=moderate", f"task.padding={padding}"), 32, 1)
         task.mix(["easy", "normal", None], 1.0)
         return list(task.epoch_batches(number))
 
-    batches = epoch(1)
+    batches, seen = epoch(1), set()
     for batch in batches:
         lengths = batch.lengths.tolist()
         assert batch.left_padded == (padding == "left") and batch.inputs.shape[1] == max(lengths)
         kinds = {next(name for name in ("easy", "normal", "moderate") if DIFFICULTIES[name][0][0] <= n <= DIFFICULTIES[name][0][1])
                  for n in lengths}
-        assert kinds == {"easy", "normal", "moderate"}
+        if padding == "right":
+            assert kinds == {"easy", "normal", "moderate"}, "each batch mixes them"
+        else:  # (every answer read at the batch's last step: an easy sequence would sit behind ~70 steps of padding)
+            assert len(kinds) == 1, "left padding: each batch from one difficulty"
+        seen |= kinds
         assert [len(seq) for seq in decode(batch.inputs)] == lengths, "each sequence whole, padded on one side"
+    assert seen == {"easy", "normal", "moderate"}
     again = epoch(1)
     assert all(torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets) for a, b in zip(batches, again))
     assert not torch.equal(epoch(2)[0].targets, batches[0].targets)

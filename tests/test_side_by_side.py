@@ -4,6 +4,7 @@ in more than one process; a stop saves every running unit and one command resume
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -19,7 +20,7 @@ from tests.test_sweep_stop import QUICK_THEN_LONG, job_dirs, wait_for
 
 
 def test_units_go_in_the_jobs_order_and_given_back_jobs_after_every_group_the_longest_first():
-    units = Units([[0, 2, 4], [1, 3, 5], [6], [7, 8]])
+    units = Units([[0, 2, 4], [1, 3, 5], [6], [7, 8, 9]])
     first = units.take()
     assert first == (0, (0, 2, 4), False)
     second = units.take()
@@ -27,10 +28,11 @@ def test_units_go_in_the_jobs_order_and_given_back_jobs_after_every_group_the_lo
     units.done({0: 5.0, 2: 5.0, 4: 5.0})  # (the first group's probe chose one by one)
     assert units.take() == (6, (6,), False), "every group before a job given back"
     units.done({})
-    assert units.take() == (7, (7, 8), False)
-    units.done({7: 20.0, 8: 20.0})  # (a longer job's group, probed later)
-    assert [units.take()[1] for _ in range(5)] == [(7,), (8,), (0,), (2,), (4,)], "the longest first, then in order"
-    for _ in range(5):
+    assert units.take() == (7, (7, 8, 9), False)
+    units.done({7: 20.0, 8: 20.0, 9: math.inf})  # (a longer job's group, probed later; a job with no estimate)
+    assert [units.take()[1] for _ in range(6)] == [(9,), (7,), (8,), (0,), (2,), (4,)], \
+        "a job of unknown length as early as the jobs' order allows, then the longest first"
+    for _ in range(6):
         units.done({})
     units.done({})  # the second group trained packed
     assert units.take() is None

@@ -216,6 +216,22 @@ def test_graph_buckets_change_no_score_and_keep_a_run_under_eight_shapes(compose
     assert pad_to_bucket(batch) is batch
 
 
+def test_a_graph_serves_only_batches_whose_answers_are_read_alike():
+    """A mixing curriculum's epoch holds batches of one shape with lengths (sequences of several
+    stages, padded) and without (all of one length): a graph captured on one would read the other's
+    answers at the wrong steps (replayed with stale lengths, or none to copy into)."""
+    from rnnexp.engine.cuda_graph import graph_key
+    from rnnexp.tasks.base import Batch
+
+    inputs, targets = torch.zeros(4, 8, 1), torch.zeros(4, dtype=torch.long)
+    plain = Batch(inputs, targets)
+    mixed = Batch(inputs, targets, lengths=torch.tensor([8, 4, 8, 2]))
+    left = Batch(inputs, targets, lengths=torch.tensor([8, 4, 8, 2]), left_padded=True)
+    assert len({graph_key(plain, None), graph_key(mixed, None), graph_key(left, None)}) == 3
+    assert graph_key(mixed, None) == graph_key(Batch(inputs, targets, lengths=torch.tensor([1, 8, 3, 8])), None)
+    assert graph_key(plain, None) != graph_key(plain, (torch.zeros(1, 4, 2),))
+
+
 def test_graphs_stay_away_from_what_they_cannot_follow():
     """Multi-layer dropout (cuDNN's dropout state) stays eager; any optimizer setting that changes
     (not only the learning rate) is seen, so the graphs are captured again."""

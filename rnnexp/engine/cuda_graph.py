@@ -70,7 +70,7 @@ class GraphedTrainStep:
         if (settings := optimizer_settings(self.optimizer)) != self.settings:  # e.g. a schedule's new rate
             self.graphs, self.seen, self.settings = {}, {}, settings
         batch = pad_to_bucket(batch)
-        key = (tuple(batch.inputs.shape), batch.inputs.dtype, tuple(batch.targets.shape), start is None)
+        key = graph_key(batch, start)
         if key in self.graphs:
             captured = self.graphs[key]
             return self.step(batch, start) if captured is None else self._replay(captured, batch, start)
@@ -115,6 +115,14 @@ class GraphedTrainStep:
         state, sums, norm = captured.outputs
         # The outputs are the graph's own tensors, overwritten by its next replay: hand out copies.
         return _clone(state), {k: v.clone() for k, v in sums.items()}, norm.clone()
+
+
+def graph_key(batch: Batch, start: Any) -> tuple:
+    """What one captured graph serves: the batch's shapes and dtype, whether it starts from zeros,
+    and whether it carries lengths and on which side it is padded (they decide where each answer is
+    read: a mixing curriculum's epoch holds batches of one shape with lengths and without)."""
+    return (tuple(batch.inputs.shape), batch.inputs.dtype, tuple(batch.targets.shape), start is None,
+            batch.lengths is not None, batch.left_padded)
 
 
 def optimizer_settings(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import signal
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -157,7 +158,8 @@ class PackingLauncher(BasicLauncher):
 
     def run_unit(self, unit: Any) -> tuple[dict[int, JobReturn], dict[int, float]]:
         """Run a group (packed where it packs; the jobs it does not train are given back, each with
-        the seconds its probe estimates, 0 where none ran) or one job."""
+        the seconds its probe estimates: infinite where none ran, so they keep the jobs' order ahead
+        of the estimated ones) or one job."""
         _, indices, announced = unit
         if len(indices) > 1:
             for j in indices:
@@ -165,7 +167,7 @@ class PackingLauncher(BasicLauncher):
             estimates: dict[int, float] = {}
             runs = self._packed(list(indices), [self._configs[j] for j in indices], estimates) or {}
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)  # type: ignore[union-attr]
-            return runs, {i: estimates.get(i, 0.0) for i in indices if i not in runs}
+            return runs, {i: estimates.get(i, math.inf) for i in indices if i not in runs}
         i = indices[0]  # (one by one: bit for bit a single run)
         config = self._configs.pop(i, None) or self._config(self._overrides[i], self._first_idx + i, announced)
         ret = self._one(config)
@@ -261,7 +263,7 @@ class PackingLauncher(BasicLauncher):
                     runs.update(self._run_packed(list(fresh), jobs, collected, probe))
                 else:
                     if estimates is not None:
-                        estimates.update({i: epoch_seconds * planned_epochs([jobs[i].cfg]) for i in fresh})
+                        estimates.update({i: job_seconds(epoch_seconds, jobs[i].cfg) for i in fresh})
                     log.info(f"seeds one by one ({label}): packing {len(fresh)} measured {probe['speedup']:g}x "
                              f"(one step {probe['single_ms']:g} ms alone, {probe['packed_ms']:g} ms packed)")
         return runs
@@ -283,6 +285,13 @@ class PackingLauncher(BasicLauncher):
                 root.removeHandler(handler)
                 handler.close()
         return {i: _returned(collected[i], outcome) for i, outcome in zip(members, outcomes) if i is not None}
+
+
+def job_seconds(epoch_seconds: float, config: Any) -> float:
+    """A job's seconds as its probe foresees them: an epoch's, times its epochs, at most its time limit."""
+    seconds = epoch_seconds * planned_epochs([config])
+    limit = OmegaConf.select(config, "train.time_limit_minutes", default=None)
+    return min(seconds, float(limit) * 60) if limit else seconds
 
 
 def planned_epochs(configs: Any) -> int:

@@ -36,7 +36,7 @@ from rnnexp.errors import Interrupted
 #: (first job's index, the unit's job indices, whether its jobs were announced in the log)
 Unit = tuple[int, tuple[int, ...], bool]
 #: What running a unit gives: each job's JobReturn, the jobs it gives back to run one by one (each
-#: with its estimated seconds: 0 where unknown).
+#: with its estimated seconds: infinite where unknown, so such jobs keep their order ahead).
 RunUnit = Callable[[Unit], tuple[dict[int, JobReturn], dict[int, float]]]
 
 

@@ -165,8 +165,9 @@ class Task:
         return iter(cache[self.stage])
 
     def mix(self, stages: list[Any], share: float) -> None:
-        """Draw `share` of the training batches from a stage chosen uniformly among `stages` (None:
-        the target), the rest from the current stage (train.curriculum_strategy=mix|combined)."""
+        """Draw `share` of the training examples (of the batches, where a task mixes per batch) from a
+        stage chosen uniformly among `stages` (None: the target), the rest from the current stage
+        (train.curriculum_strategy=mix|combined)."""
         self.mixing = (list(stages), share)
 
     def mix_configs(self, stages: list[Any]) -> list[tuple[Any, Any]]:

@@ -5,11 +5,12 @@ Learning to Execute's code mixes: every example of an epoch comes from a stage o
 
 `Task.mix_choices` decides, for each of the epoch's examples, whether it is mixed and from which
 of `Task.mix_configs` it comes; `parts` turns that into one part per stage, each drawn from a
-stream of its own keyed by (train.seed, epoch, stage), so a resumed run draws exactly what an
-uninterrupted one did, and the current stage's part from the epoch's own stream (a naive run's
-first examples). Examples of different lengths then share a batch (`join`): each is padded on
-the right and carries its own length, so its answer is read at its own last step and its padding
-is masked out of the loss; its score never depends on the others in its batch.
+stream of its own keyed by (train.seed, epoch, the stage's place in `mix_configs`), so a resumed
+run draws exactly what an uninterrupted one did, and the current stage's part from the epoch's own
+stream. Examples of different lengths then share a batch (`join`): each is padded on the right and
+carries its own length, so its answer is read at its own last step and its padding is masked out
+of the loss; its score never depends on the others in its batch. (QRSU pads as its `task.padding`
+says; with left padding, where every answer is read at the batch's last step, it mixes per batch.)
 """
 
 from __future__ import annotations

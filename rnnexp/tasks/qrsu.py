@@ -182,9 +182,11 @@ class QRSUTask(Task):
 
     def epoch_batches(self, epoch: int) -> Iterator[Batch]:
         """Under a mixing curriculum: each sequence from its own difficulty (rnnexp.tasks.mixing),
-        a batch mixing them as it mixes lengths."""
-        if getattr(self, "mixing", None) is None:
-            return self.train_batches(epoch)
+        a batch mixing them as it mixes lengths. With left padding each batch comes from one
+        difficulty: its answers are read at the batch's last step, and an easy sequence behind a
+        hard one's ~100 steps of padding would score differently for its company."""
+        if getattr(self, "mixing", None) is None or self.cfg.padding == "left":
+            return super().epoch_batches(epoch)
         parts = mixing.parts(self, epoch, self.cfg.train_size)
         drawn = [generate(part.size, part.cfg, part.generator) for part in parts]
         symbols = mixing.place(parts, [symbols for symbols, _ in drawn], PAD)
