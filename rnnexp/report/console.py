@@ -54,6 +54,8 @@ def route_console_logging(console: Console, mode: str) -> None:
         if mode == "bar":
             rich_handler = RichHandler(console=console, show_path=False, show_level=False, markup=False)
             rich_handler.setLevel(handler.level)
+            # (the bar prints each epoch's line above itself: through the log it came a second time)
+            rich_handler.addFilter(lambda record: not record.name.startswith("rnnexp.epoch"))
             root.removeHandler(handler)
             root.addHandler(rich_handler)
         elif mode == "quiet":
