@@ -17,13 +17,22 @@ METRICS = {"epoch": 1, "train/loss": 0.69, "train/accuracy": 0.5, "val/loss": 0.
 
 @pytest.fixture
 def terminal(monkeypatch):
-    """A terminal-like console and a root logger with one stderr handler, as Hydra sets it up."""
+    """A terminal-like console, and the loggers as a fresh process has them (Hydra then adds a
+    stderr handler to the root)."""
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120, color_system=None)
     root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", [logging.StreamHandler(sys.stderr)])
+    monkeypatch.setattr(root, "handlers", [])
     monkeypatch.setattr(root, "level", logging.INFO)
-    return console, out
+    for name in ("rnnexp", "rnnexp.start", "rnnexp.epoch"):  # (as a fresh process has them: runs in this one set them up)
+        logger = logging.getLogger(name)
+        for key, value in (("handlers", []), ("propagate", True), ("disabled", False), ("level", logging.NOTSET)):
+            monkeypatch.setattr(logger, key, value)
+    monkeypatch.setattr(logging.root.manager, "disable", 0)
+    logging.root.manager._clear_cache()  # (isEnabledFor caches what earlier levels allowed)
+    yield console, out
+    monkeypatch.undo()
+    logging.root.manager._clear_cache()
 
 
 def engine():
@@ -33,6 +42,7 @@ def engine():
 
 def test_on_a_terminal_each_epoch_line_is_printed_once(terminal):
     console, out = terminal
+    logging.getLogger().addHandler(logging.StreamHandler(sys.stderr))  # (here: pytest swaps sys.stderr per phase)
     route_console_logging(console, "bar")
     progress = ConsoleProgress(console, "bar", "seqs", epochs=3, batches_per_epoch=10)
     progress.on_fit_start(engine())

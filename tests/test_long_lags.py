@@ -1,6 +1,8 @@
 """Long time lags: the initialisations reach the model through the config, the curriculum over
 difficulty, and the recommended preset."""
 
+import logging
+
 import pytest
 import torch
 
@@ -47,16 +49,37 @@ CURRICULUM = ["task=qrsu", "task.difficulty=normal", "train.curriculum=[easy]", 
               "train.insight_every=0"]
 
 
-def test_the_curriculum_advances_logs_its_stage_and_validates_on_the_target(run_cfg, tmp_path):
+def test_the_curriculum_advances_logs_its_stage_and_validates_on_the_target(run_cfg, tmp_path, caplog):
     from tests.test_cli import scalars
 
-    res = run_cfg(tmp_path, *CURRICULUM)
+    with caplog.at_level(logging.INFO):
+        res = run_cfg(tmp_path, *CURRICULUM)
     stages = [h["train/stage"] for h in res["history"]]
     assert stages[0] == 0 and stages[-1] == 1 and stages == sorted(stages), stages
     first_target = stages.index(1)
     assert all("stage/accuracy" in h for h in res["history"][:first_target])
     assert res["history"][first_target - 1]["stage/accuracy"] >= 0.6, "it moved on at the threshold"
     assert [v for _, v in scalars(tmp_path / "run", "train/stage")] == stages
+    assert res["curriculum"] == {"stages": ["easy"], "strategy": "naive", "threshold": 0.6, "passed_at_epoch": [first_target],
+                                 "target_from_epoch": first_target + 1, "epochs_on_target": len(stages) - first_target}
+    said = [r.getMessage() for r in caplog.records if r.name == "rnnexp.start.curriculum"]
+    assert said == [f"curriculum: stage 0 (easy) passed at epoch {first_target} (its held-out accuracy "
+                    f"{res['history'][first_target - 1]['stage/accuracy']:.4f} >= 0.6); next: the target (task.difficulty=normal)"]
+
+
+def test_a_curriculum_that_never_reaches_the_target_says_so():
+    """Its numbers are the target's (validation and test), but it never trained on it: the result says so."""
+    from rnnexp.engine.curriculum import curriculum_report, curriculum_words
+
+    history = [{"epoch": e, "train/stage": 0, "stage/accuracy": 0.4} for e in (1, 2, 3)]
+    report = curriculum_report(["easy", "normal"], "naive", 0.95, history)
+    assert report["passed_at_epoch"] == [None, None] and report["target_from_epoch"] is None
+    assert curriculum_words(report) == "naive: NEVER ON THE TARGET (last trained on stage easy)"
+    history += [{"epoch": 4, "train/stage": 0, "stage/accuracy": 0.97}, {"epoch": 5, "train/stage": 1, "stage/accuracy": 0.5}]
+    assert curriculum_words(curriculum_report(["easy", "normal"], "combined", 0.95, history)) == \
+        "combined: passed easy at epoch 4; NEVER ON THE TARGET (last trained on stage normal)"
+    assert curriculum_report(["easy"], "none", 0.95, history) is None
+    assert "mixed" in curriculum_report(["easy"], "mix", 0.95, [])
 
 
 def test_validation_and_test_stay_on_the_target_while_training_data_follows_the_stage(compose_cfg):
@@ -84,6 +107,7 @@ def test_a_resumed_curriculum_continues_at_its_stage(run_cfg, tmp_path, monkeypa
     resumed = run_cfg(tmp_path, *CURRICULUM, f"train.resume={tmp_path / 'stopped'}", name="stopped")
     strip = lambda r: [{k: v for k, v in h.items() if "second" not in k} for h in r["history"]]
     assert strip(resumed) == strip(clean)
+    assert resumed["curriculum"] == clean["curriculum"] and clean["curriculum"]["target_from_epoch"] == switch + 1
 
 
 @pytest.mark.parametrize("bad,expected", [

@@ -28,9 +28,13 @@ from the epoch's own streams: a resumed run mixes as the uninterrupted one did.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Optional
 
 from rnnexp.engine.callbacks import Callback
+
+#: A stage passed: the terminal (not in sweep jobs, as the start lines) and run.log.
+stage_log = logging.getLogger("rnnexp.start.curriculum")
 
 
 class Curriculum(Callback):
@@ -53,7 +57,45 @@ class Curriculum(Callback):
         accuracy = engine.evaluate("stage")["stage/accuracy"]
         metrics["stage/accuracy"] = accuracy
         if accuracy >= self.threshold:
-            task.set_stage(self.stages[index + 1] if index + 1 < len(self.stages) else None)
+            following = self.stages[index + 1] if index + 1 < len(self.stages) else None
+            task.set_stage(following)
+            ahead = (f"the target (task.{task.curriculum_key}={getattr(task.cfg, task.curriculum_key)})"
+                     if following is None else f"stage {index + 1} ({following})")
+            stage_log.info(f"curriculum: stage {index} ({self.stages[index]}) passed at epoch {int(metrics['epoch'])} "
+                           f"(its held-out accuracy {accuracy:.4f} >= {self.threshold:g}); next: {ahead}")
+
+
+def curriculum_report(stages: Any, strategy: str, threshold: float, history: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """results.json's `curriculum`, from each epoch's `train/stage` and `stage/accuracy` (so a
+    resumed run reports it whole): the epoch each listed stage was passed at (null: not passed),
+    and the first epoch on the target with how many were trained there (naive and combined); mix
+    trains on every stage and the target every epoch."""
+    if not stages or strategy == "none":
+        return None
+    report: dict[str, Any] = {"stages": [str(s) for s in stages], "strategy": strategy}
+    if strategy == "mix":
+        return {**report, "mixed": "every epoch draws each example from a stage or the target"}
+    passed = [next((h["epoch"] for h in history if h.get("train/stage") == i and h.get("stage/accuracy", -1.0) >= threshold),
+                   None) for i in range(len(stages))]
+    on_target = [h["epoch"] for h in history if h.get("train/stage") == len(stages)]
+    return {**report, "threshold": threshold, "passed_at_epoch": passed,
+            "target_from_epoch": on_target[0] if on_target else None, "epochs_on_target": len(on_target)}
+
+
+def curriculum_words(report: Optional[dict[str, Any]]) -> Optional[str]:
+    """The end-of-run table's line for a curriculum (None: there was none)."""
+    if report is None:
+        return None
+    if "mixed" in report:
+        return f"{report['strategy']}: stages {', '.join(report['stages'])} and the target mixed every epoch"
+    done = [f"{stage} at epoch {epoch}" for stage, epoch in zip(report["stages"], report["passed_at_epoch"]) if epoch]
+    passed = f"passed {', '.join(done)}; " if done else ""
+    if report["target_from_epoch"] is None:
+        left = report["stages"][len(done)] if len(done) < len(report["stages"]) else report["stages"][-1]
+        return f"{report['strategy']}: {passed}NEVER ON THE TARGET (last trained on stage {left})"
+    count = report["epochs_on_target"]
+    return (f"{report['strategy']}: {passed}on the target from epoch {report['target_from_epoch']} "
+            f"({count} epoch{'s' if count != 1 else ''})")
 
 
 #: The share of examples a strategy draws from a uniformly chosen stage (Task.mix).

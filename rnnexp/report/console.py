@@ -59,7 +59,7 @@ def route_console_logging(console: Console, mode: str) -> None:
             root.removeHandler(handler)
             root.addHandler(rich_handler)
         elif mode == "quiet":
-            handler.addFilter(lambda record: not record.name.startswith(("rnnexp.epoch", "rnnexp.start")))
+            handler.addFilter(lambda record: not record.name.startswith(("rnnexp.epoch", "rnnexp.start")))  # (.curriculum too)
 
 
 def epoch_line(metrics: dict[str, float], epochs: int, unit: str) -> str:

@@ -26,6 +26,11 @@ def progress_results(run: RunConfig, engine: Any) -> dict[str, Any]:
     done = {"epochs_run": len(s.history), "target_accuracy": run.train.target_accuracy,
             "target_epoch": s.target_epoch, "train_seconds": round(s.seconds, 3), "baseline": task.baseline(),
             "divergence": engine.divergence.report(s)}
+    from rnnexp.engine.curriculum import curriculum_report
+
+    report = curriculum_report(run.train.curriculum, run.train.curriculum_strategy, run.train.curriculum_threshold, s.history)
+    if report is not None:
+        done["curriculum"] = report
     if not s.history:
         return done
     best = next(h for h in s.history if h["epoch"] == s.best_epoch)
@@ -46,6 +51,10 @@ def summary_rows(run: RunConfig, results: dict[str, Any], unit: str, run_dir: st
     if run.train.target_accuracy is not None:
         reached = f"epoch {results['target_epoch']}" if results["target_epoch"] else "not reached"
         rows.append((f"target val/accuracy {run.train.target_accuracy:g}", reached))
+    from rnnexp.engine.curriculum import curriculum_words
+
+    if (words := curriculum_words(results.get("curriculum"))) is not None:
+        rows.append(("curriculum", words))
     objective = results["objective"]
     rows.append((f"best {objective['name']} (selects)", f"{objective['value']:.4f} at epoch {best['epoch']}"))
     rows += [(f"{key} (best model)", f"{value:.4f}") for key, value in test.items()]
@@ -62,6 +71,8 @@ def result_line(run: RunConfig, results: dict[str, Any], run_dir: str) -> str:
     objective, test = results["objective"], results["test"]
     reached = (f"target reached at epoch {results['target_epoch']}" if results["target_epoch"]
                else "target not reached" if run.train.target_accuracy is not None else results["stopped_by"])
+    if (results.get("curriculum") or {}).get("target_from_epoch", 0) is None:
+        reached += "; never trained on the target: the curriculum did not pass its stages"
     shown = ("test/accuracy", "test/loss", "test/" + objective["name"].removeprefix("val/"))  # (and what selects)
     tests = " ".join(f"{k}={v:.4f}" for k, v in test.items() if k in shown)
     return (f"result: {run.task.label} {run.model.label} best {objective['name']}={objective['value']:.4f} {tests} "
