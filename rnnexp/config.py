@@ -262,9 +262,10 @@ def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
     stages = run.train.curriculum
     key = task_cls.curriculum_key
     if not stages and run.train.curriculum_strategy in ("mix", "combined"):
-        example = f"train.curriculum=[...] with values of task.{key}" if key else "a task with a curriculum"
+        example = (f"e.g. train.curriculum=[{','.join(map(str, task_cls.example_stages(run.task)))}], easier values "
+                   f"of task.{key}" if key else "on a task with a curriculum")
         raise ConfigError(f"train.curriculum_strategy={run.train.curriculum_strategy} mixes the stages of "
-                          f"train.curriculum, and none are given; add them ({example}), or use train.curriculum_strategy=naive")
+                          f"train.curriculum, and none are given: add them ({example}), or drop the strategy")
     if not stages:
         return
     if key is None:
@@ -279,14 +280,15 @@ def validate_curriculum(task_cls: Any, run: RunConfig) -> None:
             stage = task_cls.stage_config(run.task, value)
             # (a stage sets the target's keys to values of their kind: 2.5 digits or True for a length
             # would pass a range check, and crash when data is drawn)
-            if any(type(getattr(stage, f.name)) is not type(getattr(run.task, f.name))
-                   for f in fields(stage) if getattr(run.task, f.name) is not None):
+            if any(type(getattr(stage, f.name)) is not type(getattr(run.task, f.name)) for f in fields(stage)
+                   if getattr(run.task, f.name) is not None and getattr(stage, f.name) is not None):
                 raise TypeError(value)
             stage.validate()
         except TypeError as err:
             target = getattr(run.task, key)
             raise ConfigError(f"train.curriculum[{index}]={value!r} is not a valid task.{key}: use values of "
-                              f"task.{key}'s kind, e.g. train.curriculum=[{target!r}] (the target is {target!r})") from err
+                              f"task.{key}'s kind, easier than the target ({target!r}), e.g. "
+                              f"train.curriculum=[{','.join(map(str, task_cls.example_stages(run.task)))}]") from err
         except ConfigError as err:
             what, _, why = str(err).partition(" is invalid: ")
             if why and what.startswith("task.") and not what.startswith(f"task.{key}="):  # (execute's 2x9: the nesting)

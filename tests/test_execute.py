@@ -141,6 +141,8 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
 
     with pytest.raises(ConfigError, match="train.curriculum_strategy=mix mixes the stages of train.curriculum"):
         load_run_config(compose_cfg("task=parity", "train.curriculum_strategy=mix"))
+    with pytest.raises(ConfigError, match=r"none are given: add them \(e.g. train.curriculum=\[5,10\], easier values of task.length\)"):
+        load_run_config(compose_cfg("task=parity", "task.length=20", "train.curriculum_strategy=combined"))
     with pytest.raises(ConfigError, match=r"train.curriculum\[0\]='easy' is not a valid task.length: a stage of "
                                           r"task=execute is a length \(3\) or a length and a nesting \(3x2\)"):
         load_run_config(compose_cfg("task=execute", "train.curriculum=[easy]"))
@@ -151,6 +153,13 @@ def test_a_mixing_strategy_needs_stages_and_resumes_exactly(compose_cfg, run_cfg
         with pytest.raises(ConfigError, match=rf"train.curriculum\[0\]={stage.title() if stage == 'true' else stage} "
                                               r"is not a valid task.\w+: use values of task.\w+'s kind"):
             load_run_config(compose_cfg(f"task={task}", f"train.curriculum=[{stage}]"))
+    with pytest.raises(ConfigError, match=r"train.curriculum\[0\]=5 is not a valid task.difficulty: use values of "
+                                          r"task.difficulty's kind, easier than the target \('moderate'\), e.g. "
+                                          r"train.curriculum=\[easy,normal\]"):
+        load_run_config(compose_cfg("task=qrsu", "task.difficulty=moderate", "train.curriculum=[5,10]"))
+    custom = ["task=qrsu", "task.difficulty=custom", "task.length=[20,30]", "task.t1=[2,4]", "task.t2=[10,15]"]
+    assert load_run_config(compose_cfg(*custom, "train.curriculum=[easy]")).train.curriculum == ["easy"], \
+        "a named difficulty leads up to a custom target"
     for task, stages, says in (("parity", "[2,12]", r"\[1\]=12 sets task.length=12, above the target's 8"),
                                ("execute", "[1x1,2x3]", r"\[1\]='2x3' sets task.nesting=3, above the target's 2"),
                                ("qrsu", "[easy,hard]", r"\[1\]='hard' has sequences of up to 110 steps, longer than the target's 80")):

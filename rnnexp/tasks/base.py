@@ -141,6 +141,12 @@ class Task:
         return replace(cfg, **{cls.curriculum_key: value})  # type: ignore[arg-type]
 
     @classmethod
+    def example_stages(cls, cfg: Any) -> list[Any]:
+        """Stages to suggest where a curriculum is wrong: here a quarter and a half of the target's number."""
+        target = getattr(cfg, cls.curriculum_key)  # type: ignore[arg-type]
+        return sorted({max(1, target // 4), max(1, target // 2)} - {target}) or [target]
+
+    @classmethod
     def beyond_target(cls, cfg: Any, stage_cfg: Any) -> Optional[str]:
         """What makes a curriculum stage harder than the target (a curriculum leads up to it), or
         None: here, a number the stage sets above the target's (a length, delay, bit count or nesting)."""

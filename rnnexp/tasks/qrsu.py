@@ -160,6 +160,12 @@ class QRSUTask(Task):
         return replace(cfg, difficulty=value, length=None, t1=None, t2=None)
 
     @classmethod
+    def example_stages(cls, cfg: QRSUConfig) -> list[str]:
+        """The named difficulties with shorter sequences than the target's."""
+        return [name for name in DIFFICULTIES
+                if DIFFICULTIES[name][0][1] < cfg.ranges()[0][1]] or ["easy"]
+
+    @classmethod
     def beyond_target(cls, cfg: QRSUConfig, stage_cfg: QRSUConfig) -> Optional[str]:
         longest, target = stage_cfg.ranges()[0][1], cfg.ranges()[0][1]
         if longest > target:
