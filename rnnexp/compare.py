@@ -64,7 +64,7 @@ def load(run_dir: Path) -> dict[str, Any]:
     task = build_task(run.task, run.train.batch_size, run.train.seed)
     task.load_state_dict(payload["task"])
     results = run_dir / "results.json"
-    return {"dir": run_dir, "run": run, "task": task, "label": picture_title(run),
+    return {"dir": run_dir, "run": run, "task": task, "label": picture_title(run), "config": payload["config"],
             "model": model_from_payload(payload, task, torch.device("cpu")),
             "results": json.loads(results.read_text()) if results.is_file() else {}}
 
@@ -76,6 +76,8 @@ def compare(run_dirs: list[Path], what: str = "gradients", text: Optional[str] =
     if len(names) > 1:
         raise ConfigError(f"rnnexp-compare draws runs of one task, and these are of {', '.join(sorted(names))}; "
                           f"compare runs of the same task")
+    for run, label in zip(runs, labels(runs)):
+        run["label"] = label
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,6 +94,26 @@ def compare(run_dirs: list[Path], what: str = "gradients", text: Optional[str] =
         fig.savefig(out, dpi=150)
         plt.close(fig)
     return out
+
+
+def labels(runs: list[dict[str, Any]]) -> list[str]:
+    """Each run's legend: its task and model, and where that names two runs alike (a strategy, a
+    seed), the settings the runs differ in, else its directory's name."""
+    from rnnexp.settings import HOW_IT_RUNS, flat
+
+    if len({r["label"] for r in runs}) == len(runs):
+        return [r["label"] for r in runs]
+
+    flats = [flat(r["config"]) for r in runs]
+    keys = [k for k in dict.fromkeys(k for f in flats for k in f)
+            if k not in HOW_IT_RUNS and len({repr(f.get(k)) for f in flats}) > 1]
+    def apart(f: dict[str, Any]) -> str:
+        return ", ".join(f"{k.split('.', 1)[1]}={f.get(k)}" for k in keys)
+
+    named = [r["label"] + (f" ({apart(f)})" if keys else "") for r, f in zip(runs, flats)]
+    if len(set(named)) < len(named):  # (the same settings: their directories tell them apart)
+        named = [f"{name} [{r['dir'].name}]" for name, r in zip(named, runs)]
+    return named
 
 
 def _example(runs: list[dict[str, Any]], text: Optional[str]) -> Any:
@@ -123,6 +145,9 @@ def _curves(ax: Any, runs: list[dict[str, Any]], text: Optional[str]) -> str:
         name = objective
         history = r["results"].get("history") or []
         ax.plot([h["epoch"] for h in history], [h.get(objective) for h in history], label=r["label"])
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # (epochs are whole)
     ax.set_xlabel("epoch")
     ax.set_ylabel(name)
     return f"{runs[0]['run'].task.label}: {name} of every run"

@@ -33,6 +33,16 @@ def test_gradients_of_every_run_on_one_example_against_steps_before_the_readout(
     assert ax.xaxis_inverted() and list(ax.lines[0].get_xdata())[-1] == 0  # the read-out step is 0
 
 
+def test_each_run_is_named_by_what_sets_it_apart(runs, run_cfg):
+    run_cfg(runs, "model=lstm", *QUICK, "train.seed=7", name="lstm7")
+    loaded = [compare_cli.load(runs / name) for name in ("rnn", "lstm", "lstm7")]
+    named = compare_cli.labels(loaded)
+    assert named[0].startswith("qrsu-easy / rnn (cell=rnn") and named[0].endswith("seed=0)")
+    assert named[1].startswith("qrsu-easy / lstm (cell=lstm") and named[1].endswith("seed=0)")
+    assert named[2] == named[1].replace("seed=0", "seed=7"), "two seeds of one setting: told apart"
+    assert compare_cli.labels(loaded[1:2] * 2) == ["qrsu-easy / lstm [lstm]"] * 2
+
+
 def test_curves_and_gates_and_the_cli(runs, monkeypatch, capsys):
     code, out, err = cli(monkeypatch, capsys, str(runs / "rnn"), f"run={runs / 'lstm'}", "what=gates",
                          f"out={runs / 'gates.png'}")
