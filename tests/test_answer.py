@@ -58,6 +58,14 @@ def test_a_difference_the_seeds_do_not_resolve_says_so(tmp_path):
     assert c.interval[0] < 0 < c.interval[1] and c.verdict == "not resolved with 3 seeds (the interval spans 0)"
 
 
+def test_a_paired_difference_of_accuracies_stays_within_minus_one_and_one(tmp_path):
+    for i, (model, values) in enumerate({"lstm": [0.99, 0.30], "gru": [0.20, 0.95]}.items()):
+        for seed, value in enumerate(values, start=1):
+            fake_job(tmp_path, f"{2 * i + seed - 1}_x", [f"model={model}", f"train.seed={seed}"], value=value)
+    (c,) = study_answer(read_jobs(tmp_path)).comparisons
+    assert c.interval == (-1.0, 1.0), "two seeds: t(0.975, 1) = 12.7 would give about [-5, 5]"
+
+
 def test_a_diverged_run_is_not_averaged_and_counts_as_not_solved(tmp_path):
     rows = study(tmp_path)
     fake_job(tmp_path, "9_x", ["model=lstm", "train.seed=4"], status="diverged", value=0.1, target_accuracy=0.9)

@@ -174,7 +174,9 @@ def study_answer(rows: list[dict[str, Any]], metric: Optional[str] = None, by: O
         sign = 1 if direction == "max" else -1
         best = max(scored, key=lambda g: sign * (g.mean or 0.0))
         answer.best = best.label
-        answer.comparisons = [_compare(g, best, sign) for g in scored if g is not best]
+        low, high = RANGES.get(metric.rsplit("/", 1)[-1], (-math.inf, math.inf))
+        within = (low - high, high - low)  # (a difference of two values in [low, high])
+        answer.comparisons = [_compare(g, best, sign, within) for g in scored if g is not best]
     return answer
 
 
@@ -271,10 +273,13 @@ def _seed(row: dict[str, Any]) -> int:
     return int(seed)
 
 
-def _compare(group: Group, best: Group, sign: int) -> Comparison:
+def _compare(group: Group, best: Group, sign: int,
+             bounds: tuple[float, float] = (-math.inf, math.inf)) -> Comparison:
+    """`group` against `best`, paired by seed; the interval clipped to what a difference can be
+    (of two accuracies: [-1, 1])."""
     mine, theirs = group.by_seed, best.by_seed
     seeds = sorted(set(mine) & set(theirs))
     differences = [mine[s] - theirs[s] for s in seeds]
-    interval = t_interval(differences)
+    interval = t_interval(differences, bounds)
     return Comparison(group.label, best.label, len(seeds), statistics.fmean(differences) if differences else None,
                       interval[:2] if interval else None, sign=sign)
