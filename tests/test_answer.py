@@ -140,6 +140,8 @@ def test_categories_are_points_with_intervals_and_the_axis_holds_the_baseline(tm
     assert draw_answer(ax, answer) == "points"
     joined = [line for line in ax.lines if len(set(line.get_xdata())) > 1 and len(line.get_xdata()) > 1]
     assert not joined, "categorical groups are never joined by a line"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lstm", "gru", "rnn"] and ax.get_xlabel() == "model", \
+        "one key: named once on the axis, each tick its value (long names overlapped)"
     fake = type(answer)(answer.metric, answer.direction, answer.what, answer.groups, answer.by, baseline=0.1)
     include_baseline(ax, fake)
     assert ax.get_ylim()[0] <= 0.1 and ax.get_ylim()[1] <= 1.02
@@ -164,6 +166,8 @@ def test_a_numeric_sweep_is_lines_with_bands_and_curves_carry_stopped_seeds(tmp_
     assert any(isinstance(c, PolyCollection) for c in left.collections)  # the band
     draw_curves(right, rows, answer)
     assert any(line.get_linestyle() == "--" for line in right.lines), "a stopped seed is carried, dashed"
+    top = max(v[1] for c in right.collections if isinstance(c, PolyCollection) for p in c.get_paths() for v in p.vertices)
+    assert top <= 1.0, "an accuracy's band stops at 1"
     plt.close(fig)
 
 

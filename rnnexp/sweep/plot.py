@@ -24,7 +24,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rnnexp.sweep.answer import Answer, Group  # noqa: E402
+from rnnexp.sweep.answer import RANGES, Answer, Group  # noqa: E402
 
 ORDER = {"easy": 0, "normal": 1, "moderate": 2, "hard": 3, "nightmare": 4}
 NUMERIC = ("task.delay", "task.length", "task.difficulty", "model.hidden_size", "model.param_budget", "model.window",
@@ -66,8 +66,12 @@ def draw_answer(ax: Any, answer: Answer) -> str:
             seeds = sorted(g.numbers)
             offsets = [0.12 * (j - (len(seeds) - 1) / 2) / max(1, len(seeds) - 1) for j in range(len(seeds))]
             ax.scatter([i + 0.25 + o for o in offsets], seeds, s=28, color=f"C{i}", alpha=0.6, zorder=3)
-        ax.set_xticks(range(len(scored)), [tick(g) for g in scored], rotation=15 if len(scored) > 4 else 0)
+        one_key = len(answer.by) == 1  # (the key once, on the axis; each tick its value: long names overlapped)
+        ax.set_xticks(range(len(scored)), [tick(g, values_only=one_key) for g in scored],
+                      rotation=15 if len(scored) > 4 else 0)
         ax.set_xlim(-0.6, len(scored) - 0.2)
+        if one_key:
+            ax.set_xlabel(answer.by[0])
         return "points"
     lines: dict[str, list[Group]] = {}
     for g in scored:
@@ -87,9 +91,11 @@ def draw_answer(ax: Any, answer: Answer) -> str:
     return "lines"
 
 
-def tick(group: Group) -> str:
-    """A group's name, and under it what comes with it (a preset's per-cell init and size)."""
-    return "\n".join([group.label, *(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in group.derived.items())])
+def tick(group: Group, values_only: bool = False) -> str:
+    """A group's name (or its value alone, where the axis names its one key), and under it what
+    comes with it (a preset's per-cell init and size)."""
+    name = " ".join(str(v) for v in group.key.values()) if values_only and group.key else group.label
+    return "\n".join([name, *(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in group.derived.items())])
 
 
 def curves(rows: list[dict[str, Any]], answer: Answer) -> dict[str, list[list[float]]]:
@@ -116,7 +122,8 @@ def draw_curves(ax: Any, rows: list[dict[str, Any]], answer: Answer) -> None:
         ax.plot(epochs[:shortest], mean[:shortest], color=f"C{i}", label=label)
         if longest > shortest:  # some seeds stopped: their last values carried forward
             ax.plot(epochs[shortest - 1:], mean[shortest - 1:], color=f"C{i}", linestyle="--")
-        ax.fill_between(epochs, [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)],
+        low, high = RANGES.get(answer.metric.rsplit("/", 1)[-1], (-math.inf, math.inf))  # (an accuracy's band stops at 1)
+        ax.fill_between(epochs, [max(low, m - s) for m, s in zip(mean, sd)], [min(high, m + s) for m, s in zip(mean, sd)],
                         color=f"C{i}", alpha=0.15)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
