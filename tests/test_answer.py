@@ -101,6 +101,13 @@ def test_summary_chooses_the_metric_and_the_grouping(tmp_path, capsys):
     assert exit_.value.code == 2 and "--by modle: no run has this key; these runs differ in model, train.seed" in err
 
 
+def test_a_wrong_by_names_the_keys_the_runs_differ_in(tmp_path, capsys):
+    study(tmp_path, extra=["task.delay=3"])  # (every run sets it alike: they do not differ in it)
+    with pytest.raises(SystemExit):
+        summary_main([str(tmp_path), "--by", "stage"])
+    assert "--by stage: no run has this key; these runs differ in model, train.seed (any" in capsys.readouterr().err
+
+
 def test_by_takes_a_short_name_and_a_key_no_run_changed(tmp_path):
     rows = study(tmp_path)
     for row in rows:  # each run's config, as results.json keeps it

@@ -195,7 +195,8 @@ def grouping_keys(rows: list[dict[str, Any]], by: list[str]) -> list[str]:
         if key not in everything:
             matches = [k for k in everything if k.rsplit(".", 1)[-1] == key]
             if len(matches) != 1:
-                hint = f"it is one of {', '.join(matches)}" if matches else f"these runs differ in {', '.join(known) or 'nothing'}"
+                differ = [k for k in known if len({repr(row["params"].get(k)) for row in rows}) > 1]
+                hint = f"it is one of {', '.join(matches)}" if matches else f"these runs differ in {', '.join(differ) or 'nothing'}"
                 raise ConfigError(f"--by {key}: no run has this key; {hint} (any task.*, model.* or train.* key works)")
             key = matches[0]
         keys.append(key)
