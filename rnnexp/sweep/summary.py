@@ -183,7 +183,7 @@ def write_summary(root: Path, rows: list[dict[str, Any]], groups: list[dict[str,
 
 # The job table's result columns, most important first: (row key, header, digits). The narrower
 # the terminal, the more of the last ones are left out (they stay in summary.csv/.md).
-RESULT_COLUMNS = [("status", "status", 0), ("objective", "best obj.", 4), ("test_accuracy", "test acc", 4),
+RESULT_COLUMNS = [("status", "status", 0), ("objective", "best val obj.", 4), ("test_accuracy", "test acc", 4),
                   ("val_accuracy", "final val acc", 4),
                   ("val_loss", "final val loss", 4), ("target_epoch", "target ep", 0), ("epochs", "epochs run", 0),
                   ("train_seconds", "seconds", 1)]
